@@ -1,0 +1,1 @@
+"""The engine: pure columnar operators over readings; no I/O, no clock."""

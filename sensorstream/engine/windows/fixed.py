@@ -1,0 +1,66 @@
+"""The operator behind tumbling and hopping windows: each reading falls in fixed windows.
+
+A reading at time t belongs to every window [start, start + size) with start on the
+slide grid and start <= t < start + size. It is late only if even the latest of those
+windows ended more than the allowed lateness before the watermark that held before it;
+earlier windows that are already final simply do not take it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from math import ceil
+
+import polars as pl
+
+from sensorstream.engine.aggregates import Aggregate
+from sensorstream.engine.operator import WATERMARK, OperatorOutput
+from sensorstream.engine.windows.base import END, START, EmitMode, WindowOperator, micros
+
+
+class FixedWindowOperator(WindowOperator):
+    """Windows of one size on a grid of one slide (slide == size: tumbling)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        size: timedelta,
+        slide: timedelta,
+        offset: timedelta,
+        key: Sequence[str],
+        aggregates: Sequence[Aggregate],
+        allowed_lateness: timedelta,
+        emit: EmitMode = "on_close",
+    ) -> None:
+        super().__init__(name, key, aggregates, allowed_lateness, emit)
+        self.size, self.slide, self.offset = micros(size), micros(slide), micros(offset)
+        self.copies = ceil(self.size / self.slide)
+
+    def process(self, batch: pl.DataFrame, watermark_after: int) -> OperatorOutput:
+        """Fold the batch into its windows; report rows too late for every window."""
+        ts = pl.col("ts").cast(pl.Int64)
+        last_start = (ts - self.offset) // self.slide * self.slide + self.offset
+        late = (last_start + self.size + self.lateness <= pl.col(WATERMARK)).alias("late")
+        marked = batch.with_columns(late, last_start.alias("__last_start"))
+        accepted = marked.filter(~pl.col("late"))
+        copies = []
+        for i in range(self.copies):
+            start = pl.col("__last_start") - i * self.slide
+            copy = accepted.with_columns(start.alias(START))
+            if i:
+                copy = copy.filter(
+                    (pl.col(START) + self.size > ts)
+                    & (pl.col(START) + self.size + self.lateness > pl.col(WATERMARK))
+                )
+            copies.append(copy)
+        rows = copies[0] if len(copies) == 1 else pl.concat(copies)
+        group = [*self.key, START]
+        if rows.height:
+            partials = self._partials(rows, group).with_columns(
+                (pl.col(START) + self.size).alias(END)
+            )
+            self.state = self._merge(self._concat_state(self._fresh(partials)), group)
+            self._fold_sketch(rows, group)
+        return OperatorOutput(results=self._emit_and_evict(watermark_after), late=marked["late"])

@@ -1,0 +1,1 @@
+"""What to compute: the Python builder and its YAML spec."""

@@ -1,0 +1,138 @@
+"""The Python way to define a pipeline; it builds the same :class:`PipelineSpec` as YAML does.
+
+>>> from datetime import timedelta
+>>> from sensorstream import Pipeline, TumblingWindow
+>>> from sensorstream.sources import SimulatorSourceSettings
+>>> p = Pipeline(
+...     "weather",
+...     source=SimulatorSourceSettings(type="simulator", devices=3),
+...     measurements={"temperature": "float"},
+... )
+>>> p = p.window("avg_1m", TumblingWindow(timedelta(minutes=1)), ["mean(temperature)"])
+>>> p.spec().steps[0].window.type
+'tumbling'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sensorstream.engine.windows import HoppingWindow, SessionWindow, TumblingWindow, Window
+from sensorstream.pipeline.spec import (
+    CheckpointSpec,
+    DedupSpec,
+    EventTimeSpec,
+    PipelineSpec,
+    ReadingsSpec,
+    SinkSettings,
+    SourceSettings,
+    StepSpec,
+    WindowSpec,
+)
+from sensorstream.readings import MeasurementType
+
+
+def _window_spec(window: Window) -> WindowSpec:
+    if isinstance(window, TumblingWindow):
+        return WindowSpec(type="tumbling", size=window.size, offset=window.offset or None)
+    if isinstance(window, HoppingWindow):
+        return WindowSpec(
+            type="hopping", size=window.size, slide=window.slide, offset=window.offset or None
+        )
+    if isinstance(window, SessionWindow):
+        return WindowSpec(type="session", gap=window.gap)
+    msg = f"not a window: {window!r}"  # pragma: no cover - the type checker rules it out
+    raise TypeError(msg)
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """An immutable builder: each method returns a new pipeline with one more piece."""
+
+    name: str
+    source: SourceSettings
+    measurements: dict[str, MeasurementType]
+    readings_options: dict[str, Any] = field(default_factory=dict)
+    steps: tuple[StepSpec, ...] = ()
+    sinks: tuple[SinkSettings, ...] = ()
+    event_time_spec: EventTimeSpec = field(default_factory=EventTimeSpec)
+    dedup_spec: DedupSpec = field(default_factory=DedupSpec)
+    checkpoint_spec: CheckpointSpec = field(default_factory=CheckpointSpec)
+
+    def window(
+        self,
+        name: str,
+        window: Window,
+        aggregates: Sequence[str],
+        *,
+        key: Sequence[str] = ("device_id",),
+        emit: str = "on_close",
+    ) -> Pipeline:
+        """Add a windowed aggregation, e.g. ``["count", "mean(temperature)", "p99(latency)"]``."""
+        step = StepSpec.model_validate(
+            {
+                "name": name,
+                "window": _window_spec(window),
+                "key": list(key),
+                "aggregates": list(aggregates),
+                "emit": emit,
+            }
+        )
+        return replace(self, steps=(*self.steps, step))
+
+    def sink(self, settings: SinkSettings) -> Pipeline:
+        """Add a sink."""
+        return replace(self, sinks=(*self.sinks, settings))
+
+    def event_time(
+        self,
+        *,
+        out_of_orderness: timedelta = timedelta(seconds=5),
+        allowed_lateness: timedelta = timedelta(0),
+        idle_timeout: timedelta | None = timedelta(seconds=30),
+    ) -> Pipeline:
+        """Set how event time is judged."""
+        spec = EventTimeSpec(
+            out_of_orderness=out_of_orderness,
+            allowed_lateness=allowed_lateness,
+            idle_timeout=idle_timeout,
+        )
+        return replace(self, event_time_spec=spec)
+
+    def dedup(self, *, enabled: bool = True, by: str = "exact") -> Pipeline:
+        """Set which repeats are dropped."""
+        return replace(self, dedup_spec=DedupSpec.model_validate({"enabled": enabled, "by": by}))
+
+    def readings(self, **options: Any) -> Pipeline:
+        """Set reading-format options: device_field, time_field, time_unit, tags, ..."""
+        return replace(self, readings_options={**self.readings_options, **options})
+
+    def checkpoint(self, folder: Path, interval: timedelta = timedelta(seconds=5)) -> Pipeline:
+        """Set where and how often to checkpoint."""
+        return replace(self, checkpoint_spec=CheckpointSpec(dir=folder, interval=interval))
+
+    def spec(self) -> PipelineSpec:
+        """The validated definition, identical to what the equivalent YAML gives."""
+        readings = ReadingsSpec.model_validate(
+            {"measurements": self.measurements, **self.readings_options}
+        )
+        spec = PipelineSpec(
+            name=self.name,
+            source=self.source,
+            readings=readings,
+            event_time=self.event_time_spec,
+            dedup=self.dedup_spec,
+            steps=list(self.steps),
+            sinks=list(self.sinks),
+            checkpoint=self.checkpoint_spec,
+        )
+        spec.check_columns()
+        return spec
+
+    def to_yaml(self) -> str:
+        """The YAML form of this pipeline."""
+        return self.spec().to_yaml()

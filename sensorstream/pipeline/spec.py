@@ -1,0 +1,349 @@
+"""The pipeline definition as data: Pydantic models that a YAML file and the Python builder share.
+
+Validation errors name the field's path and, for YAML files, its line::
+
+    pipeline.yaml line 12, steps[0].window.size: invalid duration 'abc': write a number
+    and a unit, e.g. 500ms, 5s, 2m, 1h, 1d
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sensorstream.engine.aggregates import Aggregate
+from sensorstream.engine.task import Dedup, EnginePlan, EventTime
+from sensorstream.engine.windows import (
+    HoppingWindow,
+    SessionWindow,
+    TumblingWindow,
+    Window,
+    WindowStep,
+)
+from sensorstream.errors import ConfigError, SensorstreamError
+from sensorstream.pipeline.durations import Duration
+from sensorstream.readings import MeasurementType, ReadingFormat, TimeUnit
+from sensorstream.sinks import ConsoleSinkSettings, DuckDBSinkSettings
+from sensorstream.sources import FileSourceSettings, SimulatorSourceSettings
+
+SourceSettings = Annotated[
+    FileSourceSettings | SimulatorSourceSettings, Field(discriminator="type")
+]
+SinkSettings = Annotated[DuckDBSinkSettings | ConsoleSinkSettings, Field(discriminator="type")]
+_AGGREGATE = re.compile(r"^\s*(\w+(?:\.\d+)?)\s*(?:\(\s*([\w.-]*)\s*\))?\s*(?:as\s+(\w+))?\s*$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReadingsSpec(_Model):
+    """Where a payload keeps each part of a reading, and what a valid reading is."""
+
+    measurements: dict[str, MeasurementType]
+    device_field: str = "device_id"
+    time_field: str = "ts"
+    time_unit: TimeUnit = "auto"
+    tags: list[str] = []
+    message_id_field: str | None = None
+    max_future: Duration = Field(default="1h", validate_default=True)
+
+    def to_format(self) -> ReadingFormat:
+        """The engine-side reading format."""
+        return ReadingFormat(
+            measurements=self.measurements,
+            device_field=self.device_field,
+            time_field=self.time_field,
+            time_unit=self.time_unit,
+            tags=tuple(self.tags),
+            message_id_field=self.message_id_field,
+            max_future=self.max_future,
+        )
+
+
+class EventTimeSpec(_Model):
+    """How event time is judged."""
+
+    out_of_orderness: Duration = Field(default="5s", validate_default=True)
+    allowed_lateness: Duration = Field(default="0s", validate_default=True)
+    idle_timeout: Duration | None = Field(default="30s", validate_default=True)
+
+
+class DedupSpec(_Model):
+    """Which repeats to drop."""
+
+    enabled: bool = True
+    by: Literal["exact", "message_id"] = "exact"
+    horizon: Duration | None = None
+
+
+class WindowSpec(_Model):
+    """A window declaration as YAML writes it.
+
+    ``{type: tumbling, size: 1m}``, ``{type: hopping, size: 5m, slide: 1m}``,
+    ``{type: session, gap: 30s}``.
+    """
+
+    type: Literal["tumbling", "hopping", "session"]
+    size: Duration | None = None
+    slide: Duration | None = None
+    gap: Duration | None = None
+    offset: Duration | None = None
+
+    def to_window(self) -> Window:
+        """The engine-side window declaration."""
+        try:
+            return self._build()
+        except SensorstreamError as error:
+            raise ValueError(str(error)) from None
+
+    def _build(self) -> Window:
+        offset = self.offset or timedelta(0)
+        if self.type == "tumbling":
+            return TumblingWindow(size=_required(self.size, "size", self.type), offset=offset)
+        if self.type == "hopping":
+            return HoppingWindow(
+                size=_required(self.size, "size", self.type),
+                slide=_required(self.slide, "slide", self.type),
+                offset=offset,
+            )
+        return SessionWindow(gap=_required(self.gap, "gap", self.type))
+
+
+def _required(value: Any, name: str, kind: str) -> Any:
+    if value is None:
+        msg = f"a {kind} window needs {name!r}"
+        raise ConfigError(msg)
+    return value
+
+
+def parse_aggregate(text: str) -> Aggregate:
+    """``"mean(temperature)"``, ``"p99(latency) as p99"`` or ``"count"`` as an aggregate.
+
+    >>> parse_aggregate("max(temperature) as peak").name
+    'peak'
+    """
+    match = _AGGREGATE.match(text)
+    if not match:
+        msg = f"cannot read aggregate {text!r}: write function(measurement), e.g. mean(temperature)"
+        raise ConfigError(msg)
+    function, measurement, alias = match.groups()
+    return Aggregate(function, measurement or None, alias)
+
+
+class StepSpec(_Model):
+    """One windowed aggregation."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    window: WindowSpec
+    key: list[str] = ["device_id"]
+    aggregates: list[str]
+    emit: Literal["on_close", "updates"] = "on_close"
+
+    @field_validator("aggregates")
+    @classmethod
+    def _aggregates_parse(cls, value: list[str]) -> list[str]:
+        if not value:
+            msg = "a step needs at least one aggregate, e.g. [count, mean(temperature)]"
+            raise ValueError(msg)
+        for text in value:
+            try:
+                parse_aggregate(text)
+            except ConfigError as error:
+                raise ValueError(str(error)) from None
+        return value
+
+    @field_validator("window")
+    @classmethod
+    def _window_builds(cls, value: WindowSpec) -> WindowSpec:
+        value.to_window()
+        return value
+
+    def to_step(self) -> WindowStep:
+        """The engine-side step."""
+        return WindowStep(
+            name=self.name,
+            window=self.window.to_window(),
+            key=tuple(self.key),
+            aggregates=tuple(parse_aggregate(a) for a in self.aggregates),
+            emit=self.emit,
+        )
+
+
+class CheckpointSpec(_Model):
+    """Where and how often state is checkpointed (processing time)."""
+
+    dir: Path | None = None
+    interval: Duration = Field(default="5s", validate_default=True)
+
+
+class PipelineSpec(_Model):
+    """A whole pipeline: source, reading format, event time, steps, sinks, checkpoints."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    source: SourceSettings
+    readings: ReadingsSpec
+    event_time: EventTimeSpec = EventTimeSpec()
+    dedup: DedupSpec = DedupSpec()
+    steps: list[StepSpec] = []
+    sinks: list[SinkSettings] = []
+    checkpoint: CheckpointSpec = CheckpointSpec()
+
+    @field_validator("steps")
+    @classmethod
+    def _unique_steps(cls, steps: list[StepSpec]) -> list[StepSpec]:
+        names = [s.name for s in steps]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            msg = f"step names must be unique; repeated: {', '.join(duplicated)}"
+            raise ValueError(msg)
+        return steps
+
+    def check_columns(self) -> None:
+        """Every key and aggregate names a column a reading has."""
+        columns = {"device_id", *self.readings.measurements, *self.readings.tags}
+        for i, step in enumerate(self.steps):
+            for key in step.key:
+                if key not in columns:
+                    msg = (
+                        f"steps[{i}].key: {key!r} is not a reading column; "
+                        f"allowed: {', '.join(sorted(columns))}"
+                    )
+                    raise ConfigError(msg)
+            for text in step.aggregates:
+                aggregate = parse_aggregate(text)
+                if (
+                    aggregate.measurement
+                    and aggregate.measurement not in self.readings.measurements
+                ):
+                    declared = ", ".join(self.readings.measurements)
+                    msg = (
+                        f"steps[{i}].aggregates: {text!r} reads {aggregate.measurement!r}, "
+                        f"which is not a declared measurement ({declared})"
+                    )
+                    raise ConfigError(msg)
+
+    def to_plan(self) -> EnginePlan:
+        """The engine-side plan."""
+        self.check_columns()
+        return EnginePlan(
+            measurements=tuple(self.readings.measurements),
+            steps=tuple(step.to_step() for step in self.steps),
+            event_time=EventTime(
+                out_of_orderness=self.event_time.out_of_orderness,
+                allowed_lateness=self.event_time.allowed_lateness,
+                idle_timeout=self.event_time.idle_timeout,
+            ),
+            dedup=Dedup(enabled=self.dedup.enabled, by=self.dedup.by, horizon=self.dedup.horizon),
+        )
+
+    def fingerprint(self) -> str:
+        """A hash of what state depends on; a checkpoint only restores into the same one."""
+        relevant = self.model_dump(
+            mode="json", include={"readings", "event_time", "dedup", "steps"}
+        )
+        return hashlib.sha256(repr(sorted(relevant.items())).encode()).hexdigest()[:16]
+
+    def to_yaml(self) -> str:
+        """The spec as YAML that :func:`load_spec` reads back to an equal spec."""
+        data = self.model_dump(mode="json", exclude_defaults=True)
+        # The discriminators must survive even where they equal a default.
+        data["source"] = {"type": self.source.type, **data.get("source", {})}
+        if self.sinks:
+            data["sinks"] = [
+                {"type": sink.type, **dumped}
+                for sink, dumped in zip(self.sinks, data["sinks"], strict=True)
+            ]
+        return yaml.safe_dump(data, sort_keys=False)
+
+
+def parse_spec(text: str, origin: str = "pipeline") -> PipelineSpec:
+    """Validate YAML text; errors name the field path and its line."""
+    try:
+        data = yaml.safe_load(text)
+        lines = _line_index(yaml.compose(text))
+    except yaml.YAMLError as error:
+        msg = f"{origin}: not valid YAML: {error}"
+        raise ConfigError(msg) from None
+    if not isinstance(data, dict):
+        msg = f"{origin}: expected a mapping with name, source, readings, steps, sinks"
+        raise ConfigError(msg)
+    try:
+        spec = PipelineSpec.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_explain(error, lines, origin)) from None
+    try:
+        spec.check_columns()
+    except ConfigError as error:
+        msg = f"{origin}: {error}"
+        raise ConfigError(msg) from None
+    return spec
+
+
+def load_spec(path: Path) -> PipelineSpec:
+    """Read and validate a pipeline YAML file."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        msg = f"cannot read pipeline file {path}: {error.strerror}"
+        raise ConfigError(msg) from None
+    return parse_spec(text, origin=str(path))
+
+
+def _line_index(
+    node: yaml.Node | None, path: tuple[str | int, ...] = ()
+) -> dict[tuple[str | int, ...], int]:
+    index: dict[tuple[str | int, ...], int] = {}
+    if node is None:
+        return index
+    index[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            index[(*path, key.value)] = key.start_mark.line + 1
+            index.update(_line_index(value, (*path, key.value)))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            index.update(_line_index(item, (*path, i)))
+    return index
+
+
+def _yaml_location(
+    location: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int]
+) -> tuple[str | int, ...]:
+    """Drop the union tags Pydantic inserts (``source.simulator.devices``) from a location."""
+    kept: tuple[str | int, ...] = ()
+    for index, part in enumerate(location):
+        if (*kept, part) in lines or index == len(location) - 1:
+            kept = (*kept, part)
+        elif index + 1 < len(location) and (*kept, location[index + 1]) in lines:
+            continue
+        else:
+            kept = (*kept, part)
+    return kept
+
+
+def _explain(error: ValidationError, lines: dict[tuple[str | int, ...], int], origin: str) -> str:
+    messages = []
+    for item in error.errors():
+        location = _yaml_location(tuple(item["loc"]), lines)
+        known = location
+        while known and known not in lines:
+            known = known[:-1]
+        line = lines.get(known)
+        field_path = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in location
+        ).lstrip(".")
+        where = f"{origin} line {line}" if line else origin
+        text = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "literal_error" or item["type"] == "union_tag_invalid":
+            text = f"{text} (got {item.get('input')!r})"
+        if item["type"] == "extra_forbidden":
+            text = "unknown field (check its spelling)"
+        messages.append(f"{where}, {field_path or '(top)'}: {text}")
+    return "\n".join(messages)

@@ -1,0 +1,70 @@
+"""The sink protocol: results out, written idempotently so a replay after a crash is harmless.
+
+The runtime calls ``open`` once, ``restore`` after a restart with the checkpointed source
+positions (the sink drops anything it wrote for later positions: those batches are about to
+be replayed), ``write`` for every batch, ``flush`` before each checkpoint (everything
+written so far must be durable once it returns) and ``close`` at the end. Window results
+are upserts keyed by the step's key columns and ``window_start``; ``_op == "delete"``
+rows retract a result.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """What a sink needs to know about one window step's results."""
+
+    name: str
+    key: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PipelineInfo:
+    """What a sink needs to know about the pipeline it serves."""
+
+    name: str
+    steps: tuple[StepInfo, ...]
+    reading_schema: Mapping[str, pl.DataType]
+
+
+@dataclass
+class SinkBatch:
+    """Everything one source batch produced, for one partition up to one position."""
+
+    partition: int
+    position: int
+    readings: pl.DataFrame | None = None  # accepted readings
+    dead_letters: pl.DataFrame | None = None
+    late: pl.DataFrame | None = None  # late readings with a ``late_for`` column
+    results: dict[str, pl.DataFrame] = field(default_factory=dict)  # step name -> results
+
+
+class Sink(ABC):
+    """Base of every sink; subclass it and implement :meth:`write`."""
+
+    def open(self, pipeline: PipelineInfo) -> None:
+        """Prepare to receive this pipeline's output (create tables, connect)."""
+        del pipeline
+
+    def restore(self, positions: Mapping[int, int]) -> None:
+        """Forget output of batches after these positions; they are about to be replayed."""
+        del positions
+
+    @abstractmethod
+    def write(self, batch: SinkBatch) -> None:
+        """Write one batch's output."""
+
+    def flush(self) -> None:  # noqa: B027 - doing nothing is the right default
+        """Make everything written so far durable."""
+
+    def close(self) -> None:
+        """Flush and release resources."""
+        self.flush()

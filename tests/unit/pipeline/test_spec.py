@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from sensorstream import HoppingWindow, Pipeline, SessionWindow, TumblingWindow
+from sensorstream.errors import ConfigError
+from sensorstream.pipeline.durations import format_duration, parse_duration
+from sensorstream.pipeline.spec import load_spec, parse_aggregate, parse_spec
+from sensorstream.sinks import DuckDBSinkSettings
+from sensorstream.sources import SimulatorSourceSettings
+
+GOOD = """\
+name: weather
+source: {type: simulator, devices: 3}
+readings:
+  measurements: {temperature: float, humidity: float}
+event_time: {out_of_orderness: 5s, allowed_lateness: 1m}
+steps:
+  - name: avg_1m
+    window: {type: tumbling, size: 1m}
+    aggregates: [count, mean(temperature), p99(humidity) as h99]
+sinks:
+  - {type: duckdb, path: weather.duckdb}
+"""
+
+
+def test_a_valid_yaml_pipeline_becomes_an_engine_plan() -> None:
+    spec = parse_spec(GOOD)
+    plan = spec.to_plan()
+    assert plan.event_time.allowed_lateness == timedelta(minutes=1)
+    step = plan.steps[0]
+    assert step.window == TumblingWindow(size=timedelta(minutes=1))
+    assert [a.name for a in step.aggregates] == ["count", "temperature_mean", "h99"]
+
+
+def test_yaml_round_trips_through_to_yaml() -> None:
+    spec = parse_spec(GOOD)
+    assert parse_spec(spec.to_yaml()) == spec
+
+
+def test_python_builder_and_yaml_give_the_same_spec() -> None:
+    built = (
+        Pipeline(
+            "weather",
+            source=SimulatorSourceSettings.model_validate({"type": "simulator", "devices": 3}),
+            measurements={"temperature": "float", "humidity": "float"},
+        )
+        .event_time(allowed_lateness=timedelta(minutes=1))
+        .window(
+            "avg_1m",
+            TumblingWindow(timedelta(minutes=1)),
+            ["count", "mean(temperature)", "p99(humidity) as h99"],
+        )
+        .sink(DuckDBSinkSettings(type="duckdb", path=Path("weather.duckdb")))
+    )
+    assert built.spec() == parse_spec(GOOD)
+    assert parse_spec(built.to_yaml()) == built.spec()
+
+
+@pytest.mark.parametrize(
+    ("window", "expected"),
+    [
+        (
+            "{type: hopping, size: 5m, slide: 1m}",
+            HoppingWindow(timedelta(minutes=5), timedelta(minutes=1)),
+        ),
+        ("{type: session, gap: 30s}", SessionWindow(timedelta(seconds=30))),
+    ],
+)
+def test_every_window_type_is_declared_in_yaml(window: str, expected: object) -> None:
+    text = GOOD.replace("{type: tumbling, size: 1m}", window)
+    assert parse_spec(text).to_plan().steps[0].window == expected
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("size: 1m}", "size: soon}"), "line 8, steps[0].window.size: invalid duration 'soon'"),
+        (("type: tumbling", "type: rolling"), "line 8, steps[0].window.type"),
+        (("mean(temperature)", "median(temperature)"), "unknown aggregate 'median'"),
+        (("mean(temperature)", "mean(pressure)"), "'pressure', which is not a declared"),
+        (("devices: 3", "devices: 3, colour: red"), "line 2, source.colour: unknown field"),
+        (
+            ("temperature: float,", "temperature: decimal,"),
+            "line 4, readings.measurements.temperature",
+        ),
+        (("size: 1m}", "}"), "a tumbling window needs 'size'"),
+    ],
+)
+def test_config_errors_name_the_field_and_its_line(change: tuple[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_spec(GOOD.replace(*change), origin="pipeline.yaml")
+    assert message in str(error.value)
+
+
+def test_load_spec_names_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read pipeline file"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_not_yaml_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_spec("name: [unclosed")
+
+
+def test_step_names_must_be_unique() -> None:
+    text = GOOD.replace(
+        "sinks:",
+        "  - {name: avg_1m, window: {type: session, gap: 1s}, aggregates: [count]}\nsinks:",
+    )
+    with pytest.raises(ConfigError, match="repeated: avg_1m"):
+        parse_spec(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("500ms", timedelta(milliseconds=500)),
+        ("5s", timedelta(seconds=5)),
+        ("1.5m", timedelta(seconds=90)),
+        ("2h", timedelta(hours=2)),
+        (3, timedelta(seconds=3)),
+    ],
+)
+def test_durations_are_read_as_people_write_them(text: str | int, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
+    assert parse_duration(format_duration(expected)) == expected
+
+
+def test_aggregates_are_read_as_function_of_measurement() -> None:
+    aggregate = parse_aggregate("p99.9(latency) as tail")
+    assert (aggregate.function, aggregate.measurement, aggregate.name) == (
+        "p99.9",
+        "latency",
+        "tail",
+    )
+    assert aggregate.quantile == pytest.approx(0.999)
