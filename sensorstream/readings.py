@@ -189,8 +189,6 @@ def _decode_piece(
         number = first_line + offset
         reason = _line_problem(line, fmt)
         if reason is None:
-            reason = _polars_problem(line, fmt)
-        if reason is None:
             good.append(line)
             good_numbers.append(number)
         else:
@@ -201,9 +199,23 @@ def _decode_piece(
     if not good:
         return Decoded(pl.DataFrame(schema=fmt.canonical_schema()), dead, len(raws))
     wide = _parse_lines_fast(b"\n".join(good), fmt)
-    if wide is None:  # pragma: no cover - each good line parsed on its own just above
-        msg = "lines that parse one by one failed to parse together"
-        raise AssertionError(msg)
+    if wide is None:
+        # Something the JSON check let through still breaks the parser (a number too large
+        # for its column, say): only now pay for finding it line by line.
+        still_good = [i for i, line in enumerate(good) if _polars_problem(line, fmt) is None]
+        for i in sorted(set(range(len(good))) - set(still_good)):
+            raws.append(good[i].decode("utf-8", "replace"))
+            reasons.append(_polars_problem(good[i], fmt) or "cannot decode")
+            origins.append(f"line {good_numbers[i]} of {origin}")
+        good = [good[i] for i in still_good]
+        good_numbers = [good_numbers[i] for i in still_good]
+        dead = dead_letters(raws, reasons, origins, arrived_at)
+        if not good:
+            return Decoded(pl.DataFrame(schema=fmt.canonical_schema()), dead, len(raws))
+        wide = _parse_lines_fast(b"\n".join(good), fmt)
+        if wide is None:  # pragma: no cover - each of these lines parsed on its own
+            msg = "lines that parse one by one failed to parse together"
+            raise AssertionError(msg)
     lookup = _LineLookup(b"\n".join(good), origin, first_line, numbers=good_numbers)
     decoded = _finish(wide, fmt, arrived_at, lookup)
     return Decoded(
@@ -356,7 +368,7 @@ def decode_frame(
         wide_columns.append(cast)
         problems.append(
             pl.when(pl.col(name).is_not_null() & cast.is_null()).then(
-                pl.format(
+                _message(
                     f"measurement {name!r} must be {dtype}, got {{}}", pl.col(name).cast(pl.String)
                 )
             )
@@ -440,12 +452,22 @@ def _epoch_to_ts(value: pl.Expr, unit: TimeUnit) -> pl.Expr:
 def _epoch_unit(values: pl.Series) -> TimeUnit:
     """The one epoch unit every value of a chunk is in, or ``auto`` if they differ."""
     low, high = values.abs().min(), values.abs().max()
-    if not isinstance(low, float) or not isinstance(high, float):
+    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
         return "auto"
-    for limit, unit in ((1e11, "s"), (1e14, "ms"), (1e17, "us")):
+    units: tuple[tuple[float, TimeUnit], ...] = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
+    for limit, unit in units:
         if high < limit:
             return unit if low >= limit / 1000 else "auto"
     return "ns" if low >= 1e17 else "auto"
+
+
+def _message(template: str, *values: pl.Expr) -> pl.Expr:
+    """``template`` with each ``{}`` replaced by a value (pl.format panics on some frames)."""
+    pieces = template.split("{}")
+    parts: list[pl.Expr] = [pl.lit(pieces[0])]
+    for value, piece in zip(values, pieces[1:], strict=True):
+        parts += [value.cast(pl.String).fill_null("null"), pl.lit(piece)]
+    return pl.concat_str(parts)
 
 
 def validate(
@@ -465,22 +487,22 @@ def validate(
         (raw_time.is_null(), pl.lit(f"missing timestamp (field {fmt.time_field!r})")),
         (
             pl.col(TS).is_null(),
-            pl.format(
+            _message(
                 "timestamp {} is neither an epoch number nor ISO 8601 with a time zone",
                 raw_time.cast(pl.String),
             ),
         ),
         (
             pl.col(TS) > pl.lit(latest, TS_TYPE),
-            pl.format(
-                f"timestamp {{}} is in the future: more than {fmt.max_future} after its arrival at "
-                f"{arrived_at.isoformat()} (readings.max_future)",
+            _message(
+                f"timestamp {{}} is in the future: more than {fmt.max_future} after its arrival "
+                "(readings.max_future)",
                 pl.col(TS).dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"),
             ),
         ),
         (
             pl.col(TS) < pl.lit(fmt.min_time, TS_TYPE),
-            pl.format(
+            _message(
                 f"timestamp {{}} is before {fmt.min_time.date()} (readings.min_time); "
                 "is the epoch unit right?",
                 pl.col(TS).dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"),
@@ -495,7 +517,7 @@ def validate(
             checks.append(
                 (
                     column.is_not_null() & ~column.is_finite(),
-                    pl.format(f"measurement {name!r} is not a finite number ({{}})", column),
+                    _message(f"measurement {name!r} is not a finite number ({{}})", column),
                 )
             )
         elif kind == "geo":
@@ -504,7 +526,7 @@ def validate(
                 (
                     column.is_not_null()
                     & ~(lat.is_between(-90, 90) & lon.is_between(-180, 180)).fill_null(False),
-                    pl.format(
+                    _message(
                         f"measurement {name!r} has lat {{}}, lon {{}} outside -90..90, -180..180",
                         lat,
                         lon,
@@ -527,9 +549,19 @@ def validate(
         return readings.select(canonical), pl.DataFrame(
             schema={"row": pl.UInt32(), "reason": pl.String()}
         )
-    reason: pl.Expr = pl.lit(None, pl.String)
-    for condition, message in reversed(checks):
-        reason = pl.when(condition.fill_null(False)).then(message).otherwise(reason)
+    # Each failing row gets the message of the first check it fails, built only for the
+    # rows that fail it (nested when/then over messages proved fragile in Polars).
     rejected = flagged.filter(bad_mask)
-    reasons = rejected.select("row", reason.alias("reason"))
+    parts = [
+        rejected.filter(condition.fill_null(False)).select(
+            "row", message.cast(pl.String).alias("reason"), pl.lit(order).alias("__order")
+        )
+        for order, (condition, message) in enumerate(checks)
+    ]
+    reasons = (
+        pl.concat(parts)
+        .sort("row", "__order")
+        .unique("row", keep="first", maintain_order=True)
+        .select("row", "reason")
+    )
     return flagged.filter(~bad_mask).select(canonical), reasons

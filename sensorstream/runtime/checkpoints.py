@@ -1,7 +1,8 @@
 """Checkpoints on disk: each partition's state and source position, written atomically.
 
 A checkpoint is a folder ``ckpt-<seq>`` holding ``manifest.json`` (pipeline fingerprint,
-positions, counters, per-partition metadata) and one Arrow IPC file per state frame. It is
+positions, counters, per-partition metadata and where each state frame lies) and
+``state.arrow``, the Arrow IPC streams of all state frames back to back. It is
 written under a temporary name, fsynced and renamed, then ``CURRENT`` is switched to it with
 an atomic replace; a crash at any point leaves the previous checkpoint intact. One
 partition's state is self-contained, so it can be loaded alone and moved to another worker.
@@ -9,6 +10,7 @@ partition's state is self-contained, so it can be loaded alone and moved to anot
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -58,11 +60,12 @@ class CheckpointStore:
                 "run with --fresh to discard it, or point checkpoint.dir elsewhere"
             )
             raise CheckpointError(msg)
+        blob = (path / "state.arrow").read_bytes()
         partitions = {}
         for key, part in manifest["partitions"].items():
             frames = {
-                name: pl.read_ipc((path / file).read_bytes())
-                for name, file in part["frames"].items()
+                name: pl.read_ipc(io.BytesIO(blob[start : start + length]))
+                for name, (start, length) in part["frames"].items()
             }
             partitions[int(key)] = OperatorState(frames=frames, meta=part["meta"])
         return Checkpoint(
@@ -82,13 +85,18 @@ class CheckpointStore:
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir()
         partitions: dict[str, Any] = {}
-        for partition, state in checkpoint.partitions.items():
-            files = {}
-            for index, (frame_name, frame) in enumerate(sorted(state.frames.items())):
-                file = f"p{partition}-{index}.arrow"
-                frame.write_ipc(staging / file)
-                files[frame_name] = file
-            partitions[str(partition)] = {"meta": state.meta, "frames": files}
+        offset = 0
+        with (staging / "state.arrow").open("wb") as blob:
+            for partition, state in checkpoint.partitions.items():
+                frames = {}
+                for frame_name, frame in sorted(state.frames.items()):
+                    buffer = io.BytesIO()
+                    frame.write_ipc(buffer)
+                    data = buffer.getvalue()
+                    blob.write(data)
+                    frames[frame_name] = [offset, len(data)]
+                    offset += len(data)
+                partitions[str(partition)] = {"meta": state.meta, "frames": frames}
         manifest = {
             "format": _FORMAT,
             "fingerprint": checkpoint.fingerprint,

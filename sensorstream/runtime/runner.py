@@ -143,6 +143,8 @@ class Runner:
             sink.open(self.info())
         checkpoint = self.checkpoints.load(self.spec.fingerprint())
         if checkpoint is None:
+            for sink in self.sinks:
+                sink.restore({})  # a fresh start: forget this pipeline's earlier output
             return False
         self.positions = dict(checkpoint.positions)
         self.counters.update(checkpoint.counters)

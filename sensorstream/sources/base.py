@@ -56,5 +56,5 @@ class Source(ABC):
         """The size of a bounded input in position units (bytes, rows), for progress bars."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most sources hold nothing open
         """Release what the source holds open."""

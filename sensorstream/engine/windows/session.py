@@ -127,7 +127,9 @@ class SessionOperator(WindowOperator):
                     maintain_order="left",
                 )
             else:
-                frame = accepted.with_columns(self.state.select(expiries).to_series())
+                frame = accepted.with_columns(
+                    pl.lit(self.state.select(expiries).item()).alias("__expiry")
+                )
             expiry = pl.min_horizontal(expiry, pl.col("__expiry"))
         cut = frame.select((behind & (watermark >= expiry)).fill_null(False))
         positions = cut.to_series().arg_true()

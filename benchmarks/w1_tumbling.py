@@ -1,0 +1,244 @@
+"""W1: 1-minute tumbling windows over 5M NDJSON readings from 10k devices, replayed from file.
+
+Prints readings/s and peak RSS of the sensorstream run at 1M and 5M readings (each in a
+fresh process, so peak RSS is that run's own), the same figure for a per-event Python
+reference on the same file in this same benchmark run, and their ratio. A whole-file DuckDB
+GROUP BY is shown as the batch upper bound. Targets: >= 2M readings/s, >= 4x the
+reference, peak RSS flat between 1M and 5M.
+
+    python benchmarks/w1_tumbling.py [--readings 5000000] [--devices 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+
+DATA = Path(__file__).parent / "data"
+WINDOW_US = 60_000_000
+OUT_OF_ORDERNESS_US = 5_000_000
+
+
+def dataset(readings: int, devices: int) -> Path:
+    """The W1 file, generated once and cached under benchmarks/data/."""
+    from sensorstream.sources.simulator import write_dataset
+
+    path = DATA / f"w1-{readings}-{devices}.ndjson"
+    if not path.exists():
+        DATA.mkdir(parents=True, exist_ok=True)
+        staging = path.with_suffix(".tmp.ndjson")
+        write_dataset(
+            staging,
+            devices=devices,
+            readings=readings,
+            max_disorder=timedelta(microseconds=OUT_OF_ORDERNESS_US),
+            seed=1,
+        )
+        staging.rename(path)
+    return path
+
+
+def prefix(path: Path, lines: int) -> Path:
+    """The first ``lines`` lines of a file, cached beside it."""
+    target = path.with_name(f"{path.stem}-first{lines}.ndjson")
+    if not target.exists():
+        with path.open("rb") as source, target.open("wb") as out:
+            for _, line in zip(range(lines), source, strict=False):
+                out.write(line)
+    return target
+
+
+def run_sensorstream(path: Path) -> dict[str, float]:
+    """One engine run over the file, in this process; returns its figures."""
+    from sensorstream.pipeline.spec import PipelineSpec
+    from sensorstream.runtime.runner import Runner
+
+    with tempfile.TemporaryDirectory() as scratch:
+        spec = PipelineSpec.model_validate(
+            {
+                "name": "w1",
+                "source": {"type": "file", "path": str(path)},
+                "readings": {"measurements": {"temperature": "float", "humidity": "float"}},
+                "event_time": {"out_of_orderness": "5s"},
+                "steps": [
+                    {
+                        "name": "per_device_1m",
+                        "window": {"type": "tumbling", "size": "1m"},
+                        "aggregates": [
+                            "count(temperature)",
+                            "mean(temperature)",
+                            "min(temperature)",
+                            "max(temperature)",
+                            "mean(humidity)",
+                        ],
+                    }
+                ],
+                "sinks": [
+                    {
+                        "type": "duckdb",
+                        "path": str(Path(scratch) / "w1.duckdb"),
+                        "store_readings": False,
+                    }
+                ],
+                "checkpoint": {"dir": str(Path(scratch) / "ckpt"), "interval": "10s"},
+            }
+        )
+        started = time.perf_counter()
+        summary = Runner(spec).run()
+        seconds = time.perf_counter() - started
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "readings": summary.counters["payloads"],
+        "results": summary.counters["results"],
+        "seconds": seconds,
+        "readings_per_s": summary.counters["payloads"] / seconds,
+        "peak_rss_mib": peak_kib / 1024,
+    }
+
+
+def _lines(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        yield from handle
+
+
+def run_reference(path: Path) -> dict[str, float]:
+    """A per-event reference: one JSON parse and one dict update per reading."""
+    started = time.perf_counter()
+    windows: dict[tuple[str, int], list[float]] = {}
+    results: dict[tuple[str, int], tuple[float, ...]] = {}
+    max_ts = -(2**62)
+    watermark = -(2**62)
+    readings = 0
+    next_emit = -(2**62)
+    for line in _lines(path):
+        record = orjson.loads(line)
+        readings += 1
+        ts = record["ts"] * 1000
+        start = ts - ts % WINDOW_US
+        if start + WINDOW_US <= watermark:
+            continue  # late
+        state = windows.get((record["device_id"], start))
+        temperature, humidity = record["temperature"], record["humidity"]
+        if state is None:
+            windows[(record["device_id"], start)] = [
+                1,
+                temperature,
+                temperature,
+                temperature,
+                1,
+                humidity,
+            ]
+        else:
+            state[0] += 1
+            state[1] += temperature
+            state[2] = min(state[2], temperature)
+            state[3] = max(state[3], temperature)
+            state[4] += 1
+            state[5] += humidity
+        if ts > max_ts:
+            max_ts = ts
+            watermark = max_ts - OUT_OF_ORDERNESS_US
+            if watermark >= next_emit:
+                for key in [k for k in windows if k[1] + WINDOW_US <= watermark]:
+                    n, total, low, high, hn, htotal = windows.pop(key)
+                    results[key] = (n, total / n, low, high, htotal / hn)
+                next_emit = min((k[1] + WINDOW_US for k in windows), default=2**62)
+    for key, (n, total, low, high, hn, htotal) in windows.items():
+        results[key] = (n, total / n, low, high, htotal / hn)
+    seconds = time.perf_counter() - started
+    return {
+        "readings": readings,
+        "results": len(results),
+        "seconds": seconds,
+        "readings_per_s": readings / seconds,
+    }
+
+
+def run_duckdb_bound(path: Path) -> dict[str, float]:
+    """The batch upper bound: DuckDB reads the whole file and groups it at once."""
+    import duckdb
+
+    started = time.perf_counter()
+    rows = duckdb.sql(
+        f"""
+        SELECT device_id, ts // 60000 AS w, count(*), avg(temperature), min(temperature),
+               max(temperature), avg(humidity)
+        FROM read_json('{path}', format='newline_delimited',
+             columns={{device_id: 'VARCHAR', ts: 'BIGINT', temperature: 'DOUBLE',
+                       humidity: 'DOUBLE'}})
+        GROUP BY ALL
+        """
+    ).fetchall()
+    seconds = time.perf_counter() - started
+    return {"results": len(rows), "seconds": seconds}
+
+
+def _child(path: Path) -> dict[str, float]:
+    """Run the engine in a fresh process so its peak RSS is its own."""
+    output = subprocess.run(
+        [sys.executable, __file__, "--child", str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    figures: dict[str, float] = json.loads(output.stdout.strip().splitlines()[-1])
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readings", type=int, default=5_000_000)
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_sensorstream(args.child)))
+        return
+    full = dataset(args.readings, args.devices)
+    small = prefix(full, args.readings // 5)
+    print(f"W1: {args.readings:,} readings, {args.devices:,} devices, 1-minute tumbling windows")
+    engine_small = _child(small)
+    engine_full = _child(full)
+    reference = run_reference(full)
+    bound = run_duckdb_bound(full)
+    ratio = engine_full["readings_per_s"] / reference["readings_per_s"]
+    rss_growth = engine_full["peak_rss_mib"] / engine_small["peak_rss_mib"]
+    print(
+        f"sensorstream {engine_small['readings']:>10,.0f} readings: "
+        f"{engine_small['readings_per_s']:>12,.0f} readings/s, "
+        f"peak RSS {engine_small['peak_rss_mib']:,.0f} MiB"
+    )
+    print(
+        f"sensorstream {engine_full['readings']:>10,.0f} readings: "
+        f"{engine_full['readings_per_s']:>12,.0f} readings/s, "
+        f"peak RSS {engine_full['peak_rss_mib']:,.0f} MiB, "
+        f"{engine_full['results']:,.0f} results"
+    )
+    print(
+        f"per-event reference:          {reference['readings_per_s']:>12,.0f} readings/s, "
+        f"{reference['results']:,.0f} windows"
+    )
+    print(
+        f"duckdb whole-file GROUP BY:   {args.readings / bound['seconds']:>12,.0f} readings/s "
+        "(batch upper bound)"
+    )
+    print(f"ratio sensorstream / per-event reference: {ratio:.1f}x (target >= 4x)")
+    print(
+        f"ratio sensorstream / duckdb bound: "
+        f"{engine_full['readings_per_s'] * bound['seconds'] / args.readings:.2f}"
+    )
+    print(f"peak RSS 5M / 1M: {rss_growth:.2f} (flat is ~1.0)")
+
+
+if __name__ == "__main__":
+    main()

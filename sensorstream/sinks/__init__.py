@@ -1,0 +1,24 @@
+"""Results out: one module per destination, each sink beside the settings that build it.
+
+``SINKS`` maps the ``type`` a pipeline YAML names under ``sinks:`` to the sink class.
+"""
+
+from __future__ import annotations
+
+from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch, StepInfo
+from sensorstream.sinks.console import ConsoleSink, ConsoleSinkSettings
+from sensorstream.sinks.duckdb import DuckDBSink, DuckDBSinkSettings
+
+SINKS: dict[str, type[Sink]] = {"duckdb": DuckDBSink, "console": ConsoleSink}
+
+__all__ = [
+    "SINKS",
+    "ConsoleSink",
+    "ConsoleSinkSettings",
+    "DuckDBSink",
+    "DuckDBSinkSettings",
+    "PipelineInfo",
+    "Sink",
+    "SinkBatch",
+    "StepInfo",
+]

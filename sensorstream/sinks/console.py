@@ -1,0 +1,177 @@
+"""The console sink: window results as small Rich tables, dead letters as warning lines.
+
+Made for watching a pipeline live (``sensorstream demo``): each step's results from one
+batch print as one compact table. When every row shares a window, which is the usual case
+as the watermark closes windows, the window goes in the title and not in every row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict, Field
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from sensorstream.engine.windows.base import END, OP, START
+from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch
+
+_RAW_WIDTH = 80  # characters of a dead letter's raw payload worth showing
+
+
+class ConsoleSink(Sink):
+    """Prints results as they are emitted; with ``results_only=False`` also each batch's counts.
+
+    Dead letters always print (up to ``max_rows`` per batch): they mean something is wrong.
+    ``console`` is where to print; tests pass one that records.
+    """
+
+    def __init__(
+        self, results_only: bool = True, max_rows: int = 20, *, console: Console | None = None
+    ) -> None:
+        self.results_only = results_only
+        self.max_rows = max_rows
+        self.console = console if console is not None else Console(highlight=False)
+        self._keys: dict[str, tuple[str, ...]] = {}
+
+    def open(self, pipeline: PipelineInfo) -> None:
+        """Remember each step's key columns, to sort and lay out its results."""
+        self._keys = {step.name: step.key for step in pipeline.steps}
+
+    def write(self, batch: SinkBatch) -> None:
+        """Print the batch's results, its dead letters and, unless results only, its counts."""
+        if not self.results_only:
+            self.console.print(_counts_line(batch), highlight=False)
+        for step, results in batch.results.items():
+            if results.height:
+                self.console.print(self._table(step, results))
+        if batch.dead_letters is not None and batch.dead_letters.height:
+            self._print_dead_letters(batch.dead_letters)
+
+    def _table(self, step: str, results: pl.DataFrame) -> Group:
+        key = [c for c in self._keys.get(step, ()) if c in results.columns]
+        results = results.sort([START, *key], nulls_last=True)
+        one_window = results.select(pl.struct(START, END).n_unique()).item() == 1
+        bookkeeping = {START, END, "revision", "final", OP}
+        outputs = [c for c in results.columns if c not in bookkeeping and c not in key]
+        title = Text(step, style="bold")
+        first_start: datetime = results[START][0]
+        if one_window:
+            window = _window(first_start, results[END][0])
+            title.append(f"  {first_start:%Y-%m-%d} {window}", style="cyan")
+        else:
+            title.append(f"  {first_start:%Y-%m-%d}", style="cyan")
+        title.append(f"  {results.height:,} {'row' if results.height == 1 else 'rows'}", "dim")
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1))
+        for column in key:
+            table.add_column(column, style="bold")
+        if not one_window:
+            table.add_column("window", style="cyan")
+        for column in outputs:
+            table.add_column(column, justify="right")
+        statuses = _statuses(results)
+        show_status = any(status != "final" for status in statuses)
+        if show_status:
+            table.add_column("status", style="dim")
+        shown = results.head(self.max_rows)
+        for row, status in zip(shown.iter_rows(named=True), statuses, strict=False):
+            cells = [_cell(row[c]) for c in key]
+            if not one_window:
+                cells.append(_window(row[START], row[END]))
+            cells += [_cell(row[c]) for c in outputs]
+            if show_status:
+                cells.append(status)
+            table.add_row(*cells, style="dim" if status == "retracted" else None)
+        parts: list[RenderableType] = [title, table]
+        if results.height > self.max_rows:
+            parts.append(Text(f"… {results.height - self.max_rows:,} more rows", style="dim"))
+        return Group(*parts)
+
+    def _print_dead_letters(self, dead_letters: pl.DataFrame) -> None:
+        for raw, reason, origin in (
+            dead_letters.head(self.max_rows).select("raw", "reason", "origin").iter_rows()
+        ):
+            line = Text("⚠ dead letter ", style="yellow")
+            line.append(f"({origin}) ", style="dim")
+            line.append(str(reason))
+            shown = raw if len(raw) <= _RAW_WIDTH else raw[: _RAW_WIDTH - 1] + "…"
+            line.append(f"  {shown}", style="dim")
+            self.console.print(line, no_wrap=True, overflow="ellipsis")
+        if dead_letters.height > self.max_rows:
+            more = dead_letters.height - self.max_rows
+            self.console.print(Text(f"⚠ … {more:,} more dead letters", style="yellow"))
+
+
+def _statuses(results: pl.DataFrame) -> list[str]:
+    """``final``, ``open`` (may still change), ``corrected`` (by late readings) or ``retracted``."""
+
+    def column(name: str, default: object) -> pl.Expr:
+        return pl.col(name) if name in results.columns else pl.lit(default)
+
+    status = (
+        pl.when(column(OP, "upsert") == "delete")
+        .then(pl.lit("retracted"))
+        .when(~column("final", True))
+        .then(pl.lit("open"))
+        .when(column("revision", 0) > 0)
+        .then(pl.lit("corrected"))
+        .otherwise(pl.lit("final"))
+    )
+    return [str(s) for s in results.select(status).to_series()]
+
+
+def _counts_line(batch: SinkBatch) -> Text:
+    readings = batch.readings.height if batch.readings is not None else 0
+    late = batch.late.height if batch.late is not None else 0
+    dead = batch.dead_letters.height if batch.dead_letters is not None else 0
+    line = Text(f"partition {batch.partition} @ {batch.position}: ", style="dim")
+    line.append(f"{readings:,} readings")
+    if late:
+        line.append(f", {late:,} late", style="magenta")
+    if dead:
+        line.append(f", {dead:,} dead letters", style="yellow")
+    return line
+
+
+def _window(start: datetime, end: datetime) -> str:
+    """``12:00:00 → 12:01:00``; the dates are in the table's title."""
+    return f"{_time(start)} → {_time(end)}"
+
+
+def _time(moment: datetime) -> str:
+    text = f"{moment:%H:%M:%S}"
+    return text if moment.microsecond == 0 else f"{text}.{moment.microsecond // 1000:03d}"
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if abs(value) >= 1000:
+            return f"{value:,.0f}"
+        return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
+    if isinstance(value, datetime):
+        return _time(value)
+    return str(value)
+
+
+class ConsoleSinkSettings(BaseModel):
+    """``sink: {type: console}`` in a pipeline's YAML."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["console"] = "console"
+    results_only: bool = True
+    max_rows: int = Field(default=20, ge=1)
+
+    def build(self) -> ConsoleSink:
+        """The sink these settings describe."""
+        return ConsoleSink(self.results_only, self.max_rows)

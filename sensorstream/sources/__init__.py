@@ -1,0 +1,27 @@
+"""Readings in: one module per origin, each source beside the settings that build it.
+
+``SOURCES`` maps the ``type`` a pipeline YAML names under ``source:`` to the source class.
+"""
+
+from __future__ import annotations
+
+from sensorstream.sources.base import Source, SourceBatch
+from sensorstream.sources.files import FileSource, FileSourceSettings
+from sensorstream.sources.simulator import (
+    SimulatorSource,
+    SimulatorSourceSettings,
+    write_dataset,
+)
+
+SOURCES: dict[str, type[Source]] = {"file": FileSource, "simulator": SimulatorSource}
+
+__all__ = [
+    "SOURCES",
+    "FileSource",
+    "FileSourceSettings",
+    "SimulatorSource",
+    "SimulatorSourceSettings",
+    "Source",
+    "SourceBatch",
+    "write_dataset",
+]

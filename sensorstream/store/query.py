@@ -1,0 +1,361 @@
+"""Reading back what :class:`~sensorstream.sinks.duckdb.DuckDBSink` wrote, read-only.
+
+The tables are found through the sink's ``pipelines`` and ``pipeline_steps`` tables, so a
+caller names pipelines and steps, never tables. Every query returns a Polars frame with
+timestamps in UTC. "The ``limit`` latest rows" means: the most recent ones, oldest first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from sensorstream.engine.windows.base import END, START
+from sensorstream.errors import StoreError
+from sensorstream.readings import DEAD_LETTER_SCHEMA, DEVICE, TS, TS_TYPE
+from sensorstream.sinks.duckdb import (
+    DEAD_LETTERS,
+    LATE_FOR,
+    LATE_READINGS,
+    PIPELINE_STEPS,
+    PIPELINES,
+    READINGS,
+    UPDATED_AT,
+    quote,
+)
+
+KeyValue = str | int | float | bool | None
+SqlParameters = Sequence[object] | Mapping[str, object] | None
+
+
+@dataclass(frozen=True)
+class StoredStep:
+    """A window step as the sink recorded it: where its results are, and their columns."""
+
+    name: str
+    table: str
+    key: tuple[str, ...]
+    outputs: tuple[str, ...]
+    active: bool  # false once the pipeline was run without this step
+
+
+@dataclass(frozen=True)
+class StoredPipeline:
+    """A pipeline as the sink recorded it."""
+
+    name: str
+    reading_columns: tuple[str, ...]
+    stores_readings: bool
+    steps: tuple[StoredStep, ...]
+
+    def step(self, name: str) -> StoredStep:
+        """The step called ``name``; the error lists the ones there are."""
+        for step in self.steps:
+            if step.name == name:
+                return step
+        known = ", ".join(repr(s.name) for s in self.steps if s.active) or "none"
+        msg = f"pipeline {self.name!r} has no step {name!r}; its steps: {known}"
+        raise StoreError(msg)
+
+
+@dataclass(frozen=True)
+class StoreCounts:
+    """How many rows a pipeline has stored, per table."""
+
+    readings: int
+    dead_letters: int
+    late_readings: int
+    results: dict[str, int]  # step name -> result rows
+
+
+class Store:
+    """A read-only view of a DuckDB file written by the DuckDB sink.
+
+    DuckDB lets no other process open a file while a pipeline writes it, so this fails
+    with a :class:`~sensorstream.errors.StoreError` saying so; query a stopped pipeline.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            msg = (
+                f"no store at {self.path}: run a pipeline with a duckdb sink "
+                "(sinks: [{type: duckdb, path: ...}]) first, or pass the file it wrote"
+            )
+            raise StoreError(msg)
+        try:
+            # No file access beyond the store itself: sql() may come from an HTTP request.
+            self._connection = duckdb.connect(
+                str(self.path), read_only=True, config={"enable_external_access": False}
+            )
+            self._connection.execute("SET TimeZone = 'UTC'").fetchall()
+        except duckdb.Error as error:
+            raise StoreError(_cannot_open(self.path, error)) from error
+
+    def close(self) -> None:
+        """Release the file."""
+        self._connection.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- what is stored ----------------------------------------------------------------------
+    def pipelines(self) -> pl.DataFrame:
+        """One row per pipeline and active step: its results table, key columns and outputs."""
+        if not self._has_table(PIPELINES):
+            return pl.DataFrame(
+                schema={
+                    "pipeline": pl.String(),
+                    "step": pl.String(),
+                    "results_table": pl.String(),
+                    "key_columns": pl.List(pl.String()),
+                    "outputs": pl.List(pl.String()),
+                    "stores_readings": pl.Boolean(),
+                }
+            )
+        return self._frame(
+            "SELECT p.pipeline, s.step, s.results_table, s.key_columns, s.outputs, "
+            f"p.stores_readings FROM {PIPELINES} AS p LEFT JOIN {PIPELINE_STEPS} AS s "
+            "ON s.pipeline = p.pipeline AND s.active ORDER BY p.pipeline, s.step"
+        )
+
+    def pipeline(self, name: str) -> StoredPipeline:
+        """What the sink recorded about one pipeline; the error lists the ones there are."""
+        rows = []
+        if self._has_table(PIPELINES):
+            rows = self._rows(
+                f"SELECT reading_columns, stores_readings FROM {PIPELINES} WHERE pipeline = ?",
+                [name],
+            )
+        if not rows:
+            known = self.pipelines()["pipeline"].unique().sort().to_list()
+            listed = ", ".join(repr(p) for p in known) or "none yet"
+            msg = f"no pipeline {name!r} in {self.path}; pipelines stored there: {listed}"
+            raise StoreError(msg)
+        steps = self._rows(
+            f"SELECT step, results_table, key_columns, outputs, active FROM {PIPELINE_STEPS} "
+            "WHERE pipeline = ? ORDER BY step",
+            [name],
+        )
+        row = rows[0]
+        return StoredPipeline(
+            name=name,
+            reading_columns=tuple(row[0]),
+            stores_readings=bool(row[1]),
+            steps=tuple(
+                StoredStep(str(s), str(t), tuple(k), tuple(o), bool(a)) for s, t, k, o, a in steps
+            ),
+        )
+
+    # -- results -------------------------------------------------------------------------
+    def results(
+        self,
+        pipeline: str,
+        step: str | None = None,
+        *,
+        key: Mapping[str, KeyValue] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = 1000,
+    ) -> pl.DataFrame:
+        """The ``limit`` latest window results, by ``window_start``, oldest first.
+
+        Args:
+            pipeline: The pipeline's name.
+            step: One step; None reads every active step, with a ``step`` column first.
+            key: Key column values to match exactly (None matches a null key).
+            since: Only windows starting at or after this (timezone-aware) time.
+            until: Only windows starting before this (timezone-aware) time.
+            limit: At most this many rows; None for all.
+        """
+        stored = self.pipeline(pipeline)
+        steps = [stored.step(step)] if step is not None else [s for s in stored.steps if s.active]
+        key = dict(key or {})
+        for chosen in steps:
+            unknown = [column for column in key if column not in chosen.key]
+            if unknown:
+                msg = (
+                    f"{unknown[0]!r} is not a key column of step {chosen.name!r} "
+                    f"(its key: {list(chosen.key) or 'none'}); filter by key columns only"
+                )
+                raise StoreError(msg)
+        conditions, parameters = _time_range(START, since, until)
+        for column, value in key.items():
+            if value is None:
+                conditions.append(f"{quote(column)} IS NULL")
+            else:
+                conditions.append(f"{quote(column)} = ?")
+                parameters.append(value)
+        where = " AND ".join(conditions) or "true"
+        selects: list[str] = []
+        all_parameters: list[object] = []
+        for chosen in steps:
+            if not self._has_table(chosen.table):
+                continue  # no result written yet
+            label = "? AS step, " if step is None else ""
+            selects.append(f"SELECT {label}* FROM {quote(chosen.table)} WHERE {where}")
+            all_parameters += ([chosen.name] if step is None else []) + parameters
+        if not selects:
+            return _empty_results(steps, with_step=step is None)
+        query = " UNION ALL BY NAME ".join(selects)
+        keys = list(dict.fromkeys(c for s in steps for c in s.key))
+        leading = ["step", *keys] if step is None else keys
+        frame = self._latest(query, all_parameters, [START, *leading], limit)
+        return frame.select(*leading, pl.exclude(leading))
+
+    # -- dead letters and late readings ----------------------------------------------------
+    def dead_letters(self, pipeline: str, limit: int | None = 100) -> pl.DataFrame:
+        """The ``limit`` latest dead letters, by arrival: raw payload, reason and origin."""
+        self.pipeline(pipeline)
+        columns = ["partition", "position", *DEAD_LETTER_SCHEMA]
+        if not self._has_table(DEAD_LETTERS):
+            return pl.DataFrame(
+                schema={"partition": pl.Int32(), "position": pl.Int64(), **DEAD_LETTER_SCHEMA}
+            )
+        query = (
+            f"SELECT {', '.join(quote(c) for c in columns)} FROM {DEAD_LETTERS} WHERE pipeline = ?"
+        )
+        return self._latest(query, [pipeline], ["arrived_at", "partition", "position"], limit)
+
+    def late_readings(
+        self, pipeline: str, step: str | None = None, limit: int | None = 100
+    ) -> pl.DataFrame:
+        """The ``limit`` latest late readings (by position), with the steps they missed.
+
+        ``step`` keeps those too late for that step; ``late_for`` lists every such step.
+        """
+        stored = self.pipeline(pipeline)
+        if step is not None:
+            stored.step(step)
+        columns = ["partition", "position", LATE_FOR, *stored.reading_columns]
+        if not self._has_table(LATE_READINGS):
+            return pl.DataFrame(schema=dict.fromkeys(columns, pl.Null()))
+        query = (
+            f"SELECT {', '.join(quote(c) for c in columns)} FROM {LATE_READINGS} WHERE pipeline = ?"
+        )
+        parameters: list[object] = [pipeline]
+        if step is not None:
+            query += f" AND list_contains(string_split({LATE_FOR}, ','), ?)"
+            parameters.append(step)
+        order = ["position", "partition", TS, DEVICE]
+        return self._latest(query, parameters, order, limit)
+
+    def counts(self, pipeline: str) -> StoreCounts:
+        """How many readings, dead letters, late readings and results a pipeline stored."""
+        stored = self.pipeline(pipeline)
+
+        def count(table: str, condition: str, parameters: Sequence[object]) -> int:
+            if not self._has_table(table):
+                return 0
+            rows = self._rows(f"SELECT count(*) FROM {quote(table)} WHERE {condition}", parameters)
+            return int(rows[0][0])
+
+        mine = ("pipeline = ?", [pipeline])
+        return StoreCounts(
+            readings=count(READINGS, *mine),
+            dead_letters=count(DEAD_LETTERS, *mine),
+            late_readings=count(LATE_READINGS, *mine),
+            results={s.name: count(s.table, "true", []) for s in stored.steps if s.active},
+        )
+
+    # -- anything else -----------------------------------------------------------------------
+    def sql(self, query: str, parameters: SqlParameters = None) -> pl.DataFrame:
+        """Run one read-only SQL query; ``?`` or ``$name`` placeholders take ``parameters``."""
+        return self._frame(query, parameters)
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _frame(self, query: str, parameters: SqlParameters = None) -> pl.DataFrame:
+        try:
+            frame: pl.DataFrame = self._connection.sql(query, params=parameters).pl()
+        except duckdb.Error as error:
+            msg = f"query on {self.path} failed: {error}"
+            raise StoreError(msg) from error
+        return frame
+
+    def _latest(
+        self, query: str, parameters: list[object], order: Sequence[str], limit: int | None
+    ) -> pl.DataFrame:
+        """The last ``limit`` rows of the query sorted by ``order`` (nulls last), in order."""
+        if limit is not None and limit < 0:
+            msg = f"limit must be zero or more, got {limit}"
+            raise StoreError(msg)
+        if limit is not None:
+            # Exactly the reverse order, so ties are cut where the final sort puts them.
+            backwards = ", ".join(f"{quote(c)} DESC NULLS FIRST" for c in order)
+            query = f"SELECT * FROM ({query}) ORDER BY {backwards} LIMIT ?"
+            parameters = [*parameters, limit]
+        return self._frame(query, parameters).sort(order, nulls_last=True)
+
+    def _has_table(self, table: str) -> bool:
+        rows = self._rows(
+            "SELECT count(*) FROM duckdb_tables() "
+            "WHERE database_name = current_database() AND table_name = ?",
+            [table],
+        )
+        return int(rows[0][0]) > 0
+
+    def _rows(self, query: str, parameters: Sequence[object]) -> list[tuple[Any, ...]]:
+        """Small results as tuples, fetched to the end (DuckDB wants that before the next)."""
+        try:
+            return self._connection.execute(query, parameters).fetchall()
+        except duckdb.Error as error:
+            msg = f"query on {self.path} failed: {error}"
+            raise StoreError(msg) from error
+
+
+def _time_range(
+    column: str, since: datetime | None, until: datetime | None
+) -> tuple[list[str], list[object]]:
+    conditions: list[str] = []
+    parameters: list[object] = []
+    for name, moment, operator in (("since", since, ">="), ("until", until, "<")):
+        if moment is None:
+            continue
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            msg = f"{name}={moment.isoformat()} has no time zone; pass an aware datetime"
+            raise StoreError(msg)
+        conditions.append(f"{quote(column)} {operator} ?")
+        parameters.append(moment)
+    return conditions, parameters
+
+
+def _empty_results(steps: Sequence[StoredStep], *, with_step: bool) -> pl.DataFrame:
+    """Result columns with no rows, for steps that have not written a result yet."""
+    schema: dict[str, pl.DataType] = {"step": pl.String()} if with_step else {}
+    for step in steps:
+        schema.update(dict.fromkeys(step.key, pl.Null()))
+    schema |= {START: TS_TYPE, END: TS_TYPE}
+    for step in steps:
+        schema.update(dict.fromkeys(step.outputs, pl.Null()))
+    schema |= {"revision": pl.Int64(), "final": pl.Boolean(), UPDATED_AT: TS_TYPE}
+    return pl.DataFrame(schema=schema)
+
+
+def _cannot_open(path: Path, error: BaseException) -> str:
+    text = str(error)
+    if "lock" in text.lower():
+        return (
+            f"cannot read {path}: a running pipeline has it open for writing, and DuckDB "
+            "lets no other process open it meanwhile; query it once the pipeline has stopped"
+        )
+    if "different configuration" in text:
+        return (
+            f"cannot read {path}: this process already has it open for writing (a DuckDB "
+            "sink); close the sink first"
+        )
+    return f"cannot read {path}: {text}"

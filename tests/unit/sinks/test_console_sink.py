@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+from pydantic import ValidationError
+from rich.console import Console
+
+from sensorstream.readings import DEAD_LETTER_SCHEMA, TS_TYPE, ReadingFormat
+from sensorstream.sinks import ConsoleSink, ConsoleSinkSettings
+from sensorstream.sinks.base import PipelineInfo, SinkBatch, StepInfo
+
+T0 = datetime(2024, 3, 5, 12, 0, tzinfo=UTC)
+INFO = PipelineInfo(
+    "fleet",
+    (StepInfo("per_device", ("device_id",), ("temperature_mean", "count")),),
+    ReadingFormat(measurements={"temperature": "float"}).canonical_schema(),
+)
+
+
+def _results(
+    devices: list[str | None],
+    minutes: list[int],
+    *,
+    revision: int = 0,
+    final: bool = True,
+    op: str = "upsert",
+) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "device_id": devices,
+            "window_start": [T0 + timedelta(minutes=m) for m in minutes],
+            "window_end": [T0 + timedelta(minutes=m + 1) for m in minutes],
+            "temperature_mean": [21.456] * len(devices),
+            "count": [1200] * len(devices),
+            "revision": [revision] * len(devices),
+            "final": [final] * len(devices),
+            "_op": [op] * len(devices),
+        },
+        schema_overrides={"window_start": TS_TYPE, "window_end": TS_TYPE, "count": pl.UInt32},
+    )
+
+
+def _printed(sink: ConsoleSink, *batches: SinkBatch) -> str:
+    sink.open(INFO)
+    for batch in batches:
+        sink.write(batch)
+    assert isinstance(sink.console.file, io.StringIO)
+    return sink.console.file.getvalue()
+
+
+def _sink(*, results_only: bool = True, max_rows: int = 20) -> ConsoleSink:
+    console = Console(file=io.StringIO(), width=100, color_system=None)
+    return ConsoleSink(results_only, max_rows, console=console)
+
+
+def test_results_of_one_window_print_the_window_once_in_the_title() -> None:
+    text = _printed(_sink(), SinkBatch(0, 1, results={"per_device": _results(["b", "a"], [0, 0])}))
+    lines = text.splitlines()
+    assert lines[0] == "per_device  2024-03-05 12:00:00 → 12:01:00  2 rows"
+    assert "window" not in text
+    assert "status" not in text  # every row final: nothing worth a column
+    rows = [line.split() for line in lines[3:5]]
+    assert rows == [["a", "21.46", "1,200"], ["b", "21.46", "1,200"]]
+
+
+def test_results_of_several_windows_get_a_window_column() -> None:
+    text = _printed(_sink(), SinkBatch(0, 1, results={"per_device": _results(["a", "a"], [1, 0])}))
+    assert text.splitlines()[0] == "per_device  2024-03-05  2 rows"
+    assert "12:00:00 → 12:01:00" in text.splitlines()[3]
+    assert "12:01:00 → 12:02:00" in text.splitlines()[4]
+
+
+def test_open_corrected_and_retracted_results_say_so() -> None:
+    batch = SinkBatch(
+        0,
+        1,
+        results={
+            "per_device": pl.concat(
+                [
+                    _results(["a"], [0], final=False),
+                    _results(["b"], [0], revision=1),
+                    _results(["c"], [0], op="delete"),
+                ]
+            )
+        },
+    )
+    text = _printed(_sink(), batch)
+    assert [line.split()[-1] for line in text.splitlines()[3:6]] == [
+        "open",
+        "corrected",
+        "retracted",
+    ]
+
+
+def test_rows_beyond_max_rows_are_counted_not_printed() -> None:
+    devices: list[str | None] = [f"d{i:02}" for i in range(5)]
+    text = _printed(
+        _sink(max_rows=2), SinkBatch(0, 1, results={"per_device": _results(devices, [0] * 5)})
+    )
+    assert "d01" in text
+    assert "d02" not in text
+    assert "… 3 more rows" in text
+
+
+def test_dead_letters_print_as_warnings_even_with_results_only() -> None:
+    dead = pl.DataFrame(
+        {
+            "raw": ["{not json" + "x" * 200],
+            "reason": ["invalid JSON: unexpected end"],
+            "origin": ["line 7 of input"],
+            "arrived_at": [T0],
+        },
+        schema=DEAD_LETTER_SCHEMA,
+    )
+    text = _printed(_sink(), SinkBatch(0, 1, dead_letters=dead))
+    assert text.startswith(
+        "⚠ dead letter (line 7 of input) invalid JSON: unexpected end  {not json"
+    )
+    assert text.rstrip().endswith("…")
+
+
+def test_batch_counts_print_unless_results_only() -> None:
+    readings = pl.DataFrame({"device_id": ["a", "b"]})
+    batch = SinkBatch(2, 40, readings=readings)
+    assert _printed(_sink(), batch) == ""
+    assert _printed(_sink(results_only=False), batch) == "partition 2 @ 40: 2 readings\n"
+
+
+def test_settings_build_the_sink() -> None:
+    sink = ConsoleSinkSettings.model_validate({"type": "console", "max_rows": 5}).build()
+    assert (sink.results_only, sink.max_rows) == (True, 5)
+    with pytest.raises(ValidationError, match="greater than or equal to 1"):
+        ConsoleSinkSettings(max_rows=0)
