@@ -91,13 +91,14 @@ def _needs(aggregates: Sequence[Aggregate]) -> dict[str, set[str]]:
                 "last": {"last"},
                 "stddev": {"n", "mean", "m2"},
                 "variance": {"n", "mean", "m2"},
-                "percentile": {"n"},
+                "percentile": {"n", "min", "max"},  # min/max bound the estimate
             }[fn]
         )
     return needs
 
 
-def _col(measurement: str, part: str) -> str:
+def partial_column(measurement: str, part: str) -> str:
+    """The name of one partial column of a measurement, e.g. ``__temperature__sum``."""
     return f"__{measurement}__{part}"
 
 
@@ -126,22 +127,24 @@ class AggregatePlan:
             value = pl.col(m)
             present = value.is_not_null()
             if "n" in parts:
-                exprs.append(value.count().cast(pl.Int64).alias(_col(m, "n")))
+                exprs.append(value.count().cast(pl.Int64).alias(partial_column(m, "n")))
             if "sum" in parts:
-                exprs.append(value.sum().alias(_col(m, "sum")))
+                exprs.append(value.sum().alias(partial_column(m, "sum")))
             if "min" in parts:
-                exprs.append(value.min().alias(_col(m, "min")))
+                exprs.append(value.min().alias(partial_column(m, "min")))
             if "max" in parts:
-                exprs.append(value.max().alias(_col(m, "max")))
+                exprs.append(value.max().alias(partial_column(m, "max")))
             if "mean" in parts:
-                exprs.append(value.mean().alias(_col(m, "mean")))
-                exprs.append((value.var(ddof=0) * value.count()).alias(_col(m, "m2")))
+                exprs.append(value.mean().alias(partial_column(m, "mean")))
+                exprs.append((value.var(ddof=0) * value.count()).alias(partial_column(m, "m2")))
             if "first" in parts:
-                exprs.append(value.drop_nulls().first().alias(_col(m, "first")))
-                exprs.append(pl.col(TS).filter(present).first().alias(_col(m, "first_ts")))
+                exprs.append(value.drop_nulls().first().alias(partial_column(m, "first")))
+                exprs.append(
+                    pl.col(TS).filter(present).first().alias(partial_column(m, "first_ts"))
+                )
             if "last" in parts:
-                exprs.append(value.drop_nulls().last().alias(_col(m, "last")))
-                exprs.append(pl.col(TS).filter(present).last().alias(_col(m, "last_ts")))
+                exprs.append(value.drop_nulls().last().alias(partial_column(m, "last")))
+                exprs.append(pl.col(TS).filter(present).last().alias(partial_column(m, "last_ts")))
         return exprs
 
     def merge_exprs(self) -> list[pl.Expr]:
@@ -152,34 +155,34 @@ class AggregatePlan:
         """
         exprs: list[pl.Expr] = [pl.col(COUNT).sum().alias(COUNT)]
         for m, parts in _needs(self.aggregates).items():
-            n = pl.col(_col(m, "n"))
+            n = pl.col(partial_column(m, "n"))
             if "n" in parts:
-                exprs.append(n.sum().alias(_col(m, "n")))
+                exprs.append(n.sum().alias(partial_column(m, "n")))
             if "sum" in parts:
-                exprs.append(pl.col(_col(m, "sum")).sum().alias(_col(m, "sum")))
+                exprs.append(pl.col(partial_column(m, "sum")).sum().alias(partial_column(m, "sum")))
             if "min" in parts:
-                exprs.append(pl.col(_col(m, "min")).min().alias(_col(m, "min")))
+                exprs.append(pl.col(partial_column(m, "min")).min().alias(partial_column(m, "min")))
             if "max" in parts:
-                exprs.append(pl.col(_col(m, "max")).max().alias(_col(m, "max")))
+                exprs.append(pl.col(partial_column(m, "max")).max().alias(partial_column(m, "max")))
             if "mean" in parts:
-                mean, m2 = pl.col(_col(m, "mean")), pl.col(_col(m, "m2"))
+                mean, m2 = pl.col(partial_column(m, "mean")), pl.col(partial_column(m, "m2"))
                 total = n.sum()
                 # No values yet: the mean stays null, never 0/0 = NaN, which would poison
                 # every later merge of this window.
                 merged_mean = pl.when(total > 0).then((n * mean).sum() / total)
-                exprs.append(merged_mean.alias(_col(m, "mean")))
+                exprs.append(merged_mean.alias(partial_column(m, "mean")))
                 spread = (n * (mean - merged_mean) ** 2).sum()
-                exprs.append((m2.sum() + spread).alias(_col(m, "m2")))
+                exprs.append((m2.sum() + spread).alias(partial_column(m, "m2")))
             for end, nulls_last, pick in (("first", True, "first"), ("last", False, "last")):
                 if end not in parts:
                     continue
-                ts = pl.col(_col(m, f"{end}_ts"))
-                ordered_value = pl.col(_col(m, end)).sort_by(
+                ts = pl.col(partial_column(m, f"{end}_ts"))
+                ordered_value = pl.col(partial_column(m, end)).sort_by(
                     ts, nulls_last=nulls_last, maintain_order=True
                 )
                 ordered_ts = ts.sort(nulls_last=nulls_last)
-                exprs.append(getattr(ordered_value, pick)().alias(_col(m, end)))
-                exprs.append(getattr(ordered_ts, pick)().alias(_col(m, f"{end}_ts")))
+                exprs.append(getattr(ordered_value, pick)().alias(partial_column(m, end)))
+                exprs.append(getattr(ordered_ts, pick)().alias(partial_column(m, f"{end}_ts")))
         return exprs
 
     def finish_exprs(self) -> list[pl.Expr]:
@@ -192,18 +195,18 @@ class AggregatePlan:
                 continue
             if agg.quantile is not None:
                 continue
-            n = pl.col(_col(m, "n"))
+            n = pl.col(partial_column(m, "n"))
             expr: pl.Expr
             if fn == "count":
                 expr = n
             elif fn == "sum":
-                expr = pl.when(n > 0).then(pl.col(_col(m, "sum")))
+                expr = pl.when(n > 0).then(pl.col(partial_column(m, "sum")))
             elif fn == "mean":
-                expr = pl.when(n > 0).then(pl.col(_col(m, "sum")) / n)
+                expr = pl.when(n > 0).then(pl.col(partial_column(m, "sum")) / n)
             elif fn in ("min", "max", "first", "last"):
-                expr = pl.col(_col(m, fn))
+                expr = pl.col(partial_column(m, fn))
             else:
-                variance = pl.when(n > 1).then(pl.col(_col(m, "m2")) / (n - 1))
+                variance = pl.when(n > 1).then(pl.col(partial_column(m, "m2")) / (n - 1))
                 expr = variance.sqrt() if fn == "stddev" else variance
             exprs.append(expr.alias(agg.name))
         return exprs

@@ -46,10 +46,7 @@ class Deduplicator:
         flagged = keyed.with_columns(
             (
                 pl.col("eligible")
-                & (
-                    pl.col("hash").is_in(candidates.implode())
-                    | ~pl.col("hash").is_first_distinct()
-                )
+                & (pl.col("hash").is_in(candidates.implode()) | ~pl.col("hash").is_first_distinct())
             ).alias("duplicate")
         )
         duplicate = flagged["duplicate"]

@@ -79,9 +79,7 @@ def quantiles(
         result = (
             picked
             if result is None
-            else result.join(
-                picked, on=list(group), how="full", coalesce=True, nulls_equal=True
-            )
+            else result.join(picked, on=list(group), how="full", coalesce=True, nulls_equal=True)
         )
     if result is None:
         msg = "quantiles() needs at least one output"

@@ -76,6 +76,8 @@ class WatermarkTracker:
 
     def restore(self, state: dict[str, int | None]) -> None:
         """Continue from :meth:`snapshot`."""
-        self.watermark = int(state["watermark"] or MIN_WATERMARK)
+        watermark = state["watermark"]
+        # Not `or`: a watermark of exactly 0 (the epoch) is a real watermark.
+        self.watermark = MIN_WATERMARK if watermark is None else int(watermark)
         self.max_event = state["max_event"]
         self.last_arrival = None

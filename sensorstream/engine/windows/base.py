@@ -13,16 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 
 import polars as pl
 
 from sensorstream.engine import percentiles
-from sensorstream.engine.aggregates import Aggregate, AggregatePlan, sketch_partials
+from sensorstream.engine.aggregates import (
+    Aggregate,
+    AggregatePlan,
+    partial_column,
+    sketch_partials,
+)
 from sensorstream.engine.operator import Operator, OperatorOutput, OperatorState
 from sensorstream.readings import TS_TYPE
 
 EmitMode = Literal["on_close", "updates"]
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 START, END = "window_start", "window_end"
 REVISION, DIRTY, FINAL = "__revision", "__dirty", "__final_emitted"
 OP = "_op"
@@ -54,13 +60,13 @@ class WindowOperator(Operator):
         self._needs_order = any(a.function in ("first", "last") for a in aggregates)
 
     # -- folding -----------------------------------------------------------------------
-    def _partials(self, rows: pl.DataFrame, group: list[str]) -> pl.DataFrame:
-        """Reduce accepted raw rows to partial rows, one per group."""
+    def _partials(self, rows: Frame, group: list[str]) -> Frame:
+        """Reduce accepted raw rows to partial rows, one per group (eager or lazy alike)."""
         if self._needs_order:
             rows = rows.sort("ts", maintain_order=True)
         return rows.group_by(group).agg(self.plan.partial_exprs())
 
-    def _merge(self, parts: pl.DataFrame, group: list[str]) -> pl.DataFrame:
+    def _merge(self, parts: Frame, group: list[str]) -> Frame:
         """Merge state rows (first) and new partial rows that share a group."""
         return parts.group_by(group, maintain_order=True).agg(
             *self.plan.merge_exprs(),
@@ -71,16 +77,22 @@ class WindowOperator(Operator):
         )
 
     @staticmethod
-    def _fresh(partials: pl.DataFrame) -> pl.DataFrame:
+    def _fresh(partials: Frame) -> Frame:
         return partials.with_columns(
             pl.lit(0, pl.Int64).alias(REVISION),
             pl.lit(True).alias(DIRTY),
             pl.lit(False).alias(FINAL),
         )
 
-    def _concat_state(self, fresh: pl.DataFrame) -> pl.DataFrame:
+    def _concat_state(self, fresh: Frame) -> Frame:
         if self.state is None or self.state.height == 0:
             return fresh
+        if isinstance(fresh, pl.LazyFrame):
+            lazy_state = self.state.lazy()
+            return pl.concat(
+                [lazy_state, fresh.select(lazy_state.collect_schema().names())],
+                how="vertical_relaxed",
+            )
         return pl.concat([self.state, fresh.select(self.state.columns)], how="vertical_relaxed")
 
     def _fold_sketch(self, rows: pl.DataFrame, group: list[str]) -> None:
@@ -142,9 +154,15 @@ class WindowOperator(Operator):
                     pl.col(START).cast(TS_TYPE)
                 )
                 out = out.join(values, on=[*self.key, START], how="left", nulls_equal=True)
-            for _, name, _ in outputs:
+            for measurement, name, _ in outputs:
                 if name not in out.columns:
                     out = out.with_columns(pl.lit(None, pl.Float64).alias(name))
+                # A bucket's representative may lie just outside the values it holds; an
+                # estimate is never below the window's minimum nor above its maximum.
+                low, high = (emitting[partial_column(measurement, end)] for end in ("min", "max"))
+                out = out.with_columns(
+                    pl.col(name).clip(low.cast(pl.Float64), high.cast(pl.Float64))
+                )
         ordered = [*self.key, START, END, *self.plan.output_names(), "revision", "final", OP]
         return out.select(ordered)
 

@@ -42,25 +42,27 @@ class FixedWindowOperator(WindowOperator):
         """Fold the batch into its windows; report rows too late for every window."""
         ts = pl.col("ts").cast(pl.Int64)
         last_start = (ts - self.offset) // self.slide * self.slide + self.offset
-        late = (last_start + self.size + self.lateness <= pl.col(WATERMARK)).alias("late")
-        marked = batch.with_columns(late, last_start.alias("__last_start"))
-        accepted = marked.filter(~pl.col("late"))
-        copies = []
-        for i in range(self.copies):
-            start = pl.col("__last_start") - i * self.slide
-            copy = accepted.with_columns(start.alias(START))
-            if i:
-                copy = copy.filter(
-                    (pl.col(START) + self.size > ts)
-                    & (pl.col(START) + self.size + self.lateness > pl.col(WATERMARK))
+        late = last_start + self.size + self.lateness <= pl.col(WATERMARK)
+        late_mask = batch.select(late.alias("late")).to_series()
+        if batch.height and not late_mask.all():
+            # One lazy query from raw rows to merged state: Polars fuses the steps.
+            accepted = batch.lazy().filter(~late).with_columns(last_start.alias(START))
+            copies = [accepted]
+            shifted = pl.col(START) + self.size
+            for i in range(1, self.copies):
+                copies.append(
+                    accepted.with_columns((pl.col(START) - i * self.slide).alias(START)).filter(
+                        (shifted > ts) & (shifted + self.lateness > pl.col(WATERMARK))
+                    )
                 )
-            copies.append(copy)
-        rows = copies[0] if len(copies) == 1 else pl.concat(copies)
-        group = [*self.key, START]
-        if rows.height:
+            rows = copies[0] if len(copies) == 1 else pl.concat(copies)
+            group = [*self.key, START]
+            if self.plan.percentile_measurements:
+                materialised = rows.collect()
+                self._fold_sketch(materialised, group)
+                rows = materialised.lazy()
             partials = self._partials(rows, group).with_columns(
                 (pl.col(START) + self.size).alias(END)
             )
-            self.state = self._merge(self._concat_state(self._fresh(partials)), group)
-            self._fold_sketch(rows, group)
-        return OperatorOutput(results=self._emit_and_evict(watermark_after), late=marked["late"])
+            self.state = self._merge(self._concat_state(self._fresh(partials)), group).collect()
+        return OperatorOutput(results=self._emit_and_evict(watermark_after), late=late_mask)

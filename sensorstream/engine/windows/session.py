@@ -98,6 +98,8 @@ class SessionOperator(WindowOperator):
         changes.append(self._emit_and_evict(watermark_after))
         frames = [frame for frame in changes if frame is not None and frame.height]
         results = pl.concat(frames, how="diagonal_relaxed") if frames else None
+        if results is not None and len(changes) > 2:  # cut: a window may have changed twice
+            results = results.unique([*self.key, START], keep="last", maintain_order=True)
         return OperatorOutput(results=results, late=marked["late"])
 
     def _first_reading_after_eviction(self, accepted: pl.DataFrame) -> int | None:

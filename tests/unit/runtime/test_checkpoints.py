@@ -28,8 +28,10 @@ def test_a_saved_checkpoint_loads_back_equal(tmp_path: Path) -> None:
     assert loaded.positions == {0: 10}
     assert loaded.counters == {"payloads": 10}
     assert loaded.partitions[0].meta == {"watermark": 7}
-    assert loaded.partitions[0].frames["step/windows"].equals(
-        _checkpoint(10).partitions[0].frames["step/windows"]
+    assert (
+        loaded.partitions[0]
+        .frames["step/windows"]
+        .equals(_checkpoint(10).partitions[0].frames["step/windows"])
     )
 
 
