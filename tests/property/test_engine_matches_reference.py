@@ -348,7 +348,7 @@ def test_late_session_merges_match_the_per_event_reference(
 
 
 @settings(deadline=None)
-@given(plan=plans(idle=False), feed=feeds(ticks=False, max_readings=16), data=st.data())
+@given(plan=plans(idle=False), feed=feeds(ticks=False, max_readings=12), data=st.data())
 def test_batch_split_does_not_change_results(
     plan: EnginePlan, feed: list[FeedItem], data: st.DataObject
 ) -> None:
@@ -358,7 +358,7 @@ def test_batch_split_does_not_change_results(
 
 
 @settings(deadline=None)
-@given(plan=plans(idle=False), feed=feeds(ticks=False, max_readings=16), data=st.data())
+@given(plan=plans(idle=False), feed=feeds(ticks=False, max_readings=12), data=st.data())
 def test_restore_mid_stream_gives_same_results(
     plan: EnginePlan, feed: list[FeedItem], data: st.DataObject
 ) -> None:

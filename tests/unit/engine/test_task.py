@@ -64,7 +64,7 @@ def test_every_reading_is_classified_exactly_once() -> None:
 
 
 @settings(deadline=None)
-@given(stream=reading_streams(measurements=("value",), tags={}))
+@given(stream=reading_streams(measurements=("value",), tags={}, max_readings=15))
 def test_every_reading_of_any_stream_is_classified_exactly_once(
     stream: list[dict[str, str | int | float | None]],
 ) -> None:
