@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Literal, TypeVar
+from typing import Literal
 
 import polars as pl
 
@@ -28,7 +28,6 @@ from sensorstream.engine.operator import Operator, OperatorOutput, OperatorState
 from sensorstream.readings import TS_TYPE
 
 EmitMode = Literal["on_close", "updates"]
-Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 START, END = "window_start", "window_end"
 REVISION, DIRTY, FINAL = "__revision", "__dirty", "__final_emitted"
 OP = "_op"
@@ -60,13 +59,13 @@ class WindowOperator(Operator):
         self._needs_order = any(a.function in ("first", "last") for a in aggregates)
 
     # -- folding -----------------------------------------------------------------------
-    def _partials(self, rows: Frame, group: list[str]) -> Frame:
-        """Reduce accepted raw rows to partial rows, one per group (eager or lazy alike)."""
+    def _partials(self, rows: pl.DataFrame, group: list[str]) -> pl.DataFrame:
+        """Reduce accepted raw rows to partial rows, one per group."""
         if self._needs_order:
             rows = rows.sort("ts", maintain_order=True)
         return rows.group_by(group).agg(self.plan.partial_exprs())
 
-    def _merge(self, parts: Frame, group: list[str]) -> Frame:
+    def _merge(self, parts: pl.DataFrame, group: list[str]) -> pl.DataFrame:
         """Merge state rows (first) and new partial rows that share a group."""
         return parts.group_by(group, maintain_order=True).agg(
             *self.plan.merge_exprs(),
@@ -77,22 +76,16 @@ class WindowOperator(Operator):
         )
 
     @staticmethod
-    def _fresh(partials: Frame) -> Frame:
+    def _fresh(partials: pl.DataFrame) -> pl.DataFrame:
         return partials.with_columns(
             pl.lit(0, pl.Int64).alias(REVISION),
             pl.lit(True).alias(DIRTY),
             pl.lit(False).alias(FINAL),
         )
 
-    def _concat_state(self, fresh: Frame) -> Frame:
+    def _concat_state(self, fresh: pl.DataFrame) -> pl.DataFrame:
         if self.state is None or self.state.height == 0:
             return fresh
-        if isinstance(fresh, pl.LazyFrame):
-            lazy_state = self.state.lazy()
-            return pl.concat(
-                [lazy_state, fresh.select(lazy_state.collect_schema().names())],
-                how="vertical_relaxed",
-            )
         return pl.concat([self.state, fresh.select(self.state.columns)], how="vertical_relaxed")
 
     def _fold_sketch(self, rows: pl.DataFrame, group: list[str]) -> None:

@@ -45,7 +45,6 @@ class FixedWindowOperator(WindowOperator):
         late = last_start + self.size + self.lateness <= pl.col(WATERMARK)
         late_mask = batch.select(late.alias("late")).to_series()
         if batch.height and not late_mask.all():
-            # One lazy query from raw rows to merged state: Polars fuses the steps.
             accepted = batch.lazy().filter(~late).with_columns(last_start.alias(START))
             copies = [accepted]
             shifted = pl.col(START) + self.size
@@ -55,14 +54,13 @@ class FixedWindowOperator(WindowOperator):
                         (shifted > ts) & (shifted + self.lateness > pl.col(WATERMARK))
                     )
                 )
-            rows = copies[0] if len(copies) == 1 else pl.concat(copies)
+            rows = (copies[0] if len(copies) == 1 else pl.concat(copies)).collect()
             group = [*self.key, START]
-            if self.plan.percentile_measurements:
-                materialised = rows.collect()
-                self._fold_sketch(materialised, group)
-                rows = materialised.lazy()
+            self._fold_sketch(rows, group)
+            # The group-by stays eager on purpose: the lazy engine may add up a group's floats
+            # in a varying order, and results must be identical to the bit after a restart.
             partials = self._partials(rows, group).with_columns(
                 (pl.col(START) + self.size).alias(END)
             )
-            self.state = self._merge(self._concat_state(self._fresh(partials)), group).collect()
+            self.state = self._merge(self._concat_state(self._fresh(partials)), group)
         return OperatorOutput(results=self._emit_and_evict(watermark_after), late=late_mask)
