@@ -192,6 +192,3 @@ class SessionOperator(WindowOperator):
             self.sketch = percentiles.merge(remapped, [*self.key, START])
         self.state = merged.drop(_SESSION, "__retract").select(combined.drop(_SESSION).columns)
         return retract
-
-    def _results(self, emitting: pl.DataFrame) -> pl.DataFrame:
-        return super()._results(emitting)
