@@ -103,6 +103,10 @@ class RowsChunk(RawChunk):
         return decode_frame(frame, fmt, arrived_at=arrived_at, origin=origin, first_row=self.first)
 
 
+# Bytes read past a grid point to find the end of the line that straddles it.
+_TAIL_READ = 64 * 1024
+
+
 def read_lines(path: Path, start: int, chunk_bytes: int) -> Generator[LinesChunk, None, None]:
     """Chunks of about ``chunk_bytes`` of whole lines from byte offset ``start`` on.
 
@@ -118,15 +122,18 @@ def read_lines(path: Path, start: int, chunk_bytes: int) -> Generator[LinesChunk
         offset, buffer, ended = start, b"", False
         while True:
             need = (offset // chunk_bytes + 1) * chunk_bytes - offset
-            cut = -1
-            while True:
-                if len(buffer) >= need:
-                    cut = buffer.find(b"\n", need - 1)
-                if cut >= 0 or ended:
-                    break
-                block = handle.read(max(chunk_bytes, need - len(buffer)))
-                ended = not block
+            if len(buffer) < need and not ended:
+                # Read just up to the grid point; the carried remainder is only a line long.
+                block = handle.read(need - len(buffer))
+                ended = len(block) < need - len(buffer)
                 buffer += block
+            cut = buffer.find(b"\n", need - 1) if len(buffer) >= need else -1
+            while cut < 0 and not ended:
+                more = handle.read(_TAIL_READ)
+                ended = not more
+                searched = max(need - 1, len(buffer))
+                buffer += more
+                cut = buffer.find(b"\n", searched)
             chunk = buffer[: cut + 1] if cut >= 0 else buffer
             if not chunk:
                 return
