@@ -19,9 +19,13 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import polars as pl
@@ -492,3 +496,26 @@ class ListSink(Sink):
         """Rows held in ``readings``, ``dead_letters`` or ``late``."""
         entries: list[tuple[int, int, pl.DataFrame]] = getattr(self, store)
         return sum(frame.height for _, _, frame in entries)
+
+
+@contextmanager
+def duckdb_held_elsewhere(path: Path) -> Iterator[None]:
+    """Keep a DuckDB file open for writing in another process, as a running pipeline would."""
+    script = (
+        "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
+        "sys.stdin.read()"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        if holder.stdout.readline().strip() != "ready":
+            msg = f"the process meant to hold {path} did not start"
+            raise RuntimeError(msg)
+        yield
+    finally:
+        holder.communicate("")

@@ -19,7 +19,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensorstream.engine.aggregates import Aggregate
+from sensorstream.engine.aggregates import SIMPLE_FUNCTIONS, Aggregate
 from sensorstream.engine.task import Dedup, EnginePlan, EventTime
 from sensorstream.engine.watermarks import MIN_WATERMARK
 from sensorstream.engine.windows import (
@@ -54,17 +54,7 @@ SIMPLE_AGGREGATES = (
     *(
         Aggregate(function, measurement)
         for measurement in MEASUREMENTS
-        for function in (
-            "count",
-            "sum",
-            "mean",
-            "min",
-            "max",
-            "first",
-            "last",
-            "variance",
-            "stddev",
-        )
+        for function in SIMPLE_FUNCTIONS
     ),
 )
 PERCENTILES = tuple(

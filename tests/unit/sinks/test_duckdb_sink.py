@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +16,7 @@ from sensorstream.sinks import SINKS, ConsoleSink, DuckDBSink, DuckDBSinkSetting
 from sensorstream.sinks.base import PipelineInfo, SinkBatch, StepInfo
 from sensorstream.sinks.duckdb import results_table_name
 from sensorstream.store import Store
+from sensorstream.testing import duckdb_held_elsewhere
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -380,25 +379,11 @@ def test_writing_before_open_is_refused(tmp_store: Path) -> None:
 
 
 def test_a_file_another_process_writes_is_refused_with_a_clear_error(tmp_store: Path) -> None:
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
-            "sys.stdin.read()",
-            str(tmp_store),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(SinkError, match="another process has it open"):
-            _sink(tmp_store).open(_info())
-    finally:
-        holder.communicate("")
+    with (
+        duckdb_held_elsewhere(tmp_store),
+        pytest.raises(SinkError, match="another process has it open"),
+    ):
+        _sink(tmp_store).open(_info())
 
 
 def test_settings_build_the_sink_and_forbid_unknown_fields(tmp_store: Path) -> None:

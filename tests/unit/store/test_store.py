@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +12,7 @@ from sensorstream.readings import DEAD_LETTER_SCHEMA, TS_TYPE, ReadingFormat
 from sensorstream.sinks import DuckDBSink
 from sensorstream.sinks.base import PipelineInfo, SinkBatch, StepInfo
 from sensorstream.store import Store, StoreCounts
+from sensorstream.testing import duckdb_held_elsewhere
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
@@ -219,25 +218,11 @@ def test_a_missing_file_is_an_error_that_says_how_to_make_one(tmp_path: Path) ->
 
 
 def test_a_file_a_running_pipeline_writes_is_an_error_that_says_so(written: Path) -> None:
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print('ready', flush=True); "
-            "sys.stdin.read()",
-            str(written),
-        ],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(StoreError, match="a running pipeline has it open for writing"):
-            Store(written)
-    finally:
-        holder.communicate("")
+    with (
+        duckdb_held_elsewhere(written),
+        pytest.raises(StoreError, match="a running pipeline has it open for writing"),
+    ):
+        Store(written)
 
 
 def test_a_sink_open_in_this_process_is_an_error_that_says_so(tmp_store: Path) -> None:
