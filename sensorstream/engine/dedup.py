@@ -43,13 +43,16 @@ class Deduplicator:
         # time, watermark only grows), so plain first-occurrence marking is exact.
         low, high = keyed["ts"].min(), keyed["ts"].max()
         candidates = self.seen.filter(pl.col("ts").is_between(low, high))["hash"]
-        flagged = keyed.with_columns(
-            (
-                pl.col("eligible")
-                & (pl.col("hash").is_in(candidates.implode()) | ~pl.col("hash").is_first_distinct())
-            ).alias("duplicate")
-        )
-        duplicate = flagged["duplicate"]
+        probe = pl.concat([candidates, keyed["hash"]])
+        if probe.n_unique() == probe.len():
+            # The usual case: nothing repeats, so one cheap count settles the whole batch.
+            duplicate = pl.repeat(False, keyed.height, eager=True)
+        else:
+            # Seen entries come first, so a row repeating one of them, or an earlier row of
+            # the batch, is not the first of its kind.
+            first = probe.is_first_distinct().slice(candidates.len())
+            duplicate = keyed["eligible"] & ~first
+        flagged = keyed.with_columns(duplicate.alias("duplicate"))
         new_entries = flagged.filter(pl.col("eligible") & ~pl.col("duplicate")).select("hash", "ts")
         if new_entries.height:
             self.seen = pl.concat([self.seen, new_entries])

@@ -42,19 +42,21 @@ class FixedWindowOperator(WindowOperator):
         """Fold the batch into its windows; report rows too late for every window."""
         ts = pl.col("ts").cast(pl.Int64)
         last_start = (ts - self.offset) // self.slide * self.slide + self.offset
-        late = last_start + self.size + self.lateness <= pl.col(WATERMARK)
-        late_mask = batch.select(late.alias("late")).to_series()
-        if batch.height and not late_mask.all():
-            accepted = batch.lazy().filter(~late).with_columns(last_start.alias(START))
+        marked = batch.with_columns(last_start.alias(START))
+        late_mask = (marked[START] + (self.size + self.lateness) <= marked[WATERMARK]).alias("late")
+        late_count = late_mask.sum()
+        if late_count < batch.height:
+            accepted = marked.filter(~late_mask) if late_count else marked
             copies = [accepted]
             shifted = pl.col(START) + self.size
             for i in range(1, self.copies):
                 copies.append(
-                    accepted.with_columns((pl.col(START) - i * self.slide).alias(START)).filter(
-                        (shifted > ts) & (shifted + self.lateness > pl.col(WATERMARK))
-                    )
+                    accepted.lazy()
+                    .with_columns((pl.col(START) - i * self.slide).alias(START))
+                    .filter((shifted > ts) & (shifted + self.lateness > pl.col(WATERMARK)))
+                    .collect()
                 )
-            rows = (copies[0] if len(copies) == 1 else pl.concat(copies)).collect()
+            rows = copies[0] if len(copies) == 1 else pl.concat(copies)
             group = [*self.key, START]
             self._fold_sketch(rows, group)
             # The group-by stays eager on purpose: the lazy engine may add up a group's floats
