@@ -1,0 +1,176 @@
+"""Turning decoded fields into canonical readings, and the rules a valid reading keeps.
+
+Every decoder ends here, so there is one set of rules (and one wording of each dead-letter
+reason) whatever the payload's format.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import polars as pl
+
+from sensorstream.readings.format import DEVICE, MESSAGE_ID, TS, TS_TYPE, ReadingFormat, TimeUnit
+
+_EPOCH_UNIT_TO_US = {"s": 1_000_000.0, "ms": 1_000.0, "us": 1.0, "ns": 0.001}
+_ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z")
+
+
+def to_canonical(wide: pl.DataFrame, fmt: ReadingFormat) -> pl.DataFrame:
+    """Rename input fields to canonical names and turn the time field into a UTC timestamp."""
+    time_col = pl.col(fmt.time_field)
+    if wide.schema[fmt.time_field] == pl.String():
+        as_number = time_col.cast(pl.Float64, strict=False)
+        as_text = time_col.str.replace(r"[zZ]$", "+00:00")
+        iso = pl.coalesce([as_text.str.strptime(TS_TYPE, f, strict=False) for f in _ISO_FORMATS])
+        ts_expr = pl.coalesce(_epoch_to_ts(as_number, fmt.time_unit), iso)
+    else:
+        unit = fmt.time_unit
+        if unit == "auto":
+            unit = _epoch_unit(wide[fmt.time_field])
+        ts_expr = _epoch_to_ts(time_col, unit)
+    columns = [pl.col(fmt.device_field).alias(DEVICE), ts_expr.alias(TS)]
+    columns += [pl.col(m) for m in fmt.measurements]
+    columns += [pl.col(t) for t in fmt.tags]
+    if fmt.message_id_field:
+        columns.append(pl.col(fmt.message_id_field).alias(MESSAGE_ID))
+    # The raw time value is kept only to explain a rejection.
+    columns.append(time_col.alias("__raw_time"))
+    return wide.select(columns)
+
+
+def _epoch_to_ts(value: pl.Expr, unit: TimeUnit) -> pl.Expr:
+    if unit == "auto":
+        magnitude = value.abs()
+        factor = (
+            pl.when(magnitude < 1e11)
+            .then(1_000_000.0)
+            .when(magnitude < 1e14)
+            .then(1_000.0)
+            .when(magnitude < 1e17)
+            .then(1.0)
+            .otherwise(0.001)
+        )
+    else:
+        factor = pl.lit(_EPOCH_UNIT_TO_US[unit])
+    micros = (value * factor).round(0)
+    in_range = micros.abs() < 9.2e18
+    return pl.when(in_range & value.is_finite()).then(micros.cast(pl.Int64)).cast(TS_TYPE)
+
+
+def _epoch_unit(values: pl.Series) -> TimeUnit:
+    """The one epoch unit every value of a chunk is in, or ``auto`` if they differ."""
+    low, high = values.abs().min(), values.abs().max()
+    if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
+        return "auto"
+    units: tuple[tuple[float, TimeUnit], ...] = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
+    for limit, unit in units:
+        if high < limit:
+            return unit if low >= limit / 1000 else "auto"
+    return "ns" if low >= 1e17 else "auto"
+
+
+def reason_message(template: str, *values: pl.Expr) -> pl.Expr:
+    """``template`` with each ``{}`` replaced by a value (pl.format panics on some frames)."""
+    pieces = template.split("{}")
+    parts: list[pl.Expr] = [pl.lit(pieces[0])]
+    for value, piece in zip(values, pieces[1:], strict=True):
+        parts += [value.cast(pl.String).fill_null("null"), pl.lit(piece)]
+    return pl.concat_str(parts)
+
+
+def validate(
+    readings: pl.DataFrame, fmt: ReadingFormat, arrived_at: datetime
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split canonical readings into valid ones and (row, reason) for the rest.
+
+    The frame may carry ``__raw_time`` (the time value as received) for the messages.
+    """
+    latest = arrived_at + fmt.max_future
+    raw_time = pl.col("__raw_time") if "__raw_time" in readings.columns else pl.col(TS)
+    checks: list[tuple[pl.Expr, pl.Expr]] = [
+        (
+            pl.col(DEVICE).is_null() | (pl.col(DEVICE).str.len_bytes() == 0),
+            pl.lit(f"missing device id (field {fmt.device_field!r})"),
+        ),
+        (raw_time.is_null(), pl.lit(f"missing timestamp (field {fmt.time_field!r})")),
+        (
+            pl.col(TS).is_null(),
+            reason_message(
+                "timestamp {} is neither an epoch number nor ISO 8601 with a time zone",
+                raw_time.cast(pl.String),
+            ),
+        ),
+        (
+            pl.col(TS) > pl.lit(latest, TS_TYPE),
+            reason_message(
+                f"timestamp {{}} is in the future: more than {fmt.max_future} after its arrival "
+                "(readings.max_future)",
+                pl.col(TS).dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"),
+            ),
+        ),
+        (
+            pl.col(TS) < pl.lit(fmt.min_time, TS_TYPE),
+            reason_message(
+                f"timestamp {{}} is before {fmt.min_time.date()} (readings.min_time); "
+                "is the epoch unit right?",
+                pl.col(TS).dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"),
+            ),
+        ),
+    ]
+    present: list[pl.Expr] = []
+    for name, kind in fmt.measurements.items():
+        column = pl.col(name)
+        present.append(column.is_not_null())
+        if kind == "float":
+            checks.append(
+                (
+                    column.is_not_null() & ~column.is_finite(),
+                    reason_message(f"measurement {name!r} is not a finite number ({{}})", column),
+                )
+            )
+        elif kind == "geo":
+            lat, lon = column.struct.field("lat"), column.struct.field("lon")
+            checks.append(
+                (
+                    column.is_not_null()
+                    & ~(lat.is_between(-90, 90) & lon.is_between(-180, 180)).fill_null(False),
+                    reason_message(
+                        f"measurement {name!r} has lat {{}}, lon {{}} outside -90..90, -180..180",
+                        lat,
+                        lon,
+                    ),
+                )
+            )
+    measurement_names = ", ".join(fmt.measurements)
+    checks.append(
+        (
+            ~pl.any_horizontal(present),
+            pl.lit(f"no measurements (expected one of {measurement_names})"),
+        )
+    )
+    canonical = list(fmt.canonical_schema())
+    # Cheap pass first: only rows that fail a check pay for building the message.
+    bad = pl.any_horizontal([condition.fill_null(False) for condition, _ in checks])
+    flagged = readings.with_row_index("row").with_columns(bad.alias("__bad"))
+    bad_mask = flagged["__bad"]
+    if not bad_mask.any():
+        return readings.select(canonical), pl.DataFrame(
+            schema={"row": pl.UInt32(), "reason": pl.String()}
+        )
+    # Each failing row gets the message of the first check it fails, built only for the
+    # rows that fail it (nested when/then over messages proved fragile in Polars).
+    rejected = flagged.filter(bad_mask)
+    parts = [
+        rejected.filter(condition.fill_null(False)).select(
+            "row", message.cast(pl.String).alias("reason"), pl.lit(order).alias("__order")
+        )
+        for order, (condition, message) in enumerate(checks)
+    ]
+    reasons = (
+        pl.concat(parts)
+        .sort("row", "__order")
+        .unique("row", keep="first", maintain_order=True)
+        .select("row", "reason")
+    )
+    return flagged.filter(~bad_mask).select(canonical), reasons
