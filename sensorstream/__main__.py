@@ -2,4 +2,5 @@
 
 from sensorstream.cli import app
 
-app(prog_name="sensorstream")
+if __name__ == "__main__":
+    app(prog_name="sensorstream")
