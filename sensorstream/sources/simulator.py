@@ -237,25 +237,8 @@ class SimulatorSourceSettings(BaseModel):
     interval: Duration | None = None
 
     def build(self) -> SimulatorSource:
-        """The source these settings describe."""
-        return SimulatorSource(
-            self.devices,
-            self.rate_hz,
-            self.measurements,
-            out_of_order=self.out_of_order,
-            max_disorder=self.max_disorder,
-            late_fraction=self.late_fraction,
-            lateness=self.lateness,
-            duplicate_fraction=self.duplicate_fraction,
-            malformed_fraction=self.malformed_fraction,
-            anomaly_fraction=self.anomaly_fraction,
-            seed=self.seed,
-            start=self.start,
-            live=self.live,
-            duration=self.duration,
-            count=self.count,
-            interval=self.interval,
-        )
+        """The source these settings describe (every field but ``type`` is a keyword of it)."""
+        return SimulatorSource(**{name: value for name, value in self if name != "type"})
 
 
 def write_dataset(
