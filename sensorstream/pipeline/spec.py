@@ -36,6 +36,8 @@ SourceSettings = Annotated[
     FileSourceSettings | SimulatorSourceSettings, Field(discriminator="type")
 ]
 SinkSettings = Annotated[DuckDBSinkSettings | ConsoleSinkSettings, Field(discriminator="type")]
+# Where a value sits in the YAML: ("steps", 0, "window", "size").
+Location = tuple[str | int, ...]
 _AGGREGATE = re.compile(r"^\s*(\w+(?:\.\d+)?)\s*(?:\(\s*([\w.-]*)\s*\))?\s*(?:as\s+(\w+))?\s*$")
 
 
@@ -207,27 +209,34 @@ class PipelineSpec(_Model):
 
     def check_columns(self) -> None:
         """Every key and aggregate names a column a reading has."""
+        problem = self._column_problem()
+        if problem is not None:
+            location, text = problem
+            msg = f"{_field_path(location)}: {text}"
+            raise ConfigError(msg)
+
+    def _column_problem(self) -> tuple[Location, str] | None:
+        """The first key or aggregate naming a column readings lack: where it is, and why."""
         columns = {"device_id", *self.readings.measurements, *self.readings.tags}
         for i, step in enumerate(self.steps):
-            for key in step.key:
+            for j, key in enumerate(step.key):
                 if key not in columns:
-                    msg = (
-                        f"steps[{i}].key: {key!r} is not a reading column; "
-                        f"allowed: {', '.join(sorted(columns))}"
-                    )
-                    raise ConfigError(msg)
-            for text in step.aggregates:
+                    allowed = ", ".join(sorted(columns))
+                    why = f"{key!r} is not a reading column; allowed: {allowed}"
+                    return ("steps", i, "key", j), why
+            for j, text in enumerate(step.aggregates):
                 aggregate = parse_aggregate(text)
                 if (
                     aggregate.measurement
                     and aggregate.measurement not in self.readings.measurements
                 ):
                     declared = ", ".join(self.readings.measurements)
-                    msg = (
-                        f"steps[{i}].aggregates: {text!r} reads {aggregate.measurement!r}, "
+                    why = (
+                        f"{text!r} reads {aggregate.measurement!r}, "
                         f"which is not a declared measurement ({declared})"
                     )
-                    raise ConfigError(msg)
+                    return ("steps", i, "aggregates", j), why
+        return None
 
     def to_plan(self) -> EnginePlan:
         """The engine-side plan."""
@@ -278,11 +287,10 @@ def parse_spec(text: str, origin: str = "pipeline") -> PipelineSpec:
         spec = PipelineSpec.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_explain(error, lines, origin)) from None
-    try:
-        spec.check_columns()
-    except ConfigError as error:
-        msg = f"{origin}: {error}"
-        raise ConfigError(msg) from None
+    problem = spec._column_problem()
+    if problem is not None:
+        location, text = problem
+        raise ConfigError(_located(origin, location, lines, text))
     return spec
 
 
@@ -328,22 +336,31 @@ def _yaml_location(
     return kept
 
 
-def _explain(error: ValidationError, lines: dict[tuple[str | int, ...], int], origin: str) -> str:
+def _explain(error: ValidationError, lines: dict[Location, int], origin: str) -> str:
     messages = []
     for item in error.errors():
         location = _yaml_location(tuple(item["loc"]), lines)
-        known = location
-        while known and known not in lines:
-            known = known[:-1]
-        line = lines.get(known)
-        field_path = "".join(
-            f"[{part}]" if isinstance(part, int) else f".{part}" for part in location
-        ).lstrip(".")
-        where = f"{origin} line {line}" if line else origin
         text = item["msg"].removeprefix("Value error, ")
         if item["type"] == "literal_error" or item["type"] == "union_tag_invalid":
             text = f"{text} (got {item.get('input')!r})"
         if item["type"] == "extra_forbidden":
             text = "unknown field (check its spelling)"
-        messages.append(f"{where}, {field_path or '(top)'}: {text}")
+        messages.append(_located(origin, location, lines, text))
     return "\n".join(messages)
+
+
+def _located(origin: str, location: Location, lines: dict[Location, int], text: str) -> str:
+    """``pipeline.yaml line 9, steps[0].aggregates[1]: text``: the nearest line the YAML has."""
+    known = location
+    while known and known not in lines:
+        known = known[:-1]
+    line = lines.get(known)
+    where = f"{origin} line {line}" if line else origin
+    return f"{where}, {_field_path(location) or '(top)'}: {text}"
+
+
+def _field_path(location: Location) -> str:
+    """``("steps", 0, "window")`` as ``steps[0].window``."""
+    return "".join(
+        f"[{part}]" if isinstance(part, int) else f".{part}" for part in location
+    ).lstrip(".")

@@ -81,7 +81,14 @@ def test_every_window_type_is_declared_in_yaml(window: str, expected: object) ->
         (("size: 1m}", "size: soon}"), "line 8, steps[0].window.size: invalid duration 'soon'"),
         (("type: tumbling", "type: rolling"), "line 8, steps[0].window.type"),
         (("mean(temperature)", "median(temperature)"), "unknown aggregate 'median'"),
-        (("mean(temperature)", "mean(pressure)"), "'pressure', which is not a declared"),
+        (
+            ("mean(temperature)", "mean(pressure)"),
+            "line 9, steps[0].aggregates[1]: 'mean(pressure)' reads 'pressure', which is not",
+        ),
+        (
+            ("    aggregates:", "    key: [site]\n    aggregates:"),
+            "line 9, steps[0].key[0]: 'site' is not a reading column; allowed: device_id,",
+        ),
         (("devices: 3", "devices: 3, colour: red"), "line 2, source.colour: unknown field"),
         (
             ("temperature: float,", "temperature: decimal,"),
