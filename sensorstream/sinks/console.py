@@ -54,6 +54,8 @@ class ConsoleSink(Sink):
 
     def _table(self, step: str, results: pl.DataFrame) -> Group:
         key = [c for c in self._keys.get(step, ()) if c in results.columns]
+        if END not in results.columns:  # retractions only: a delete carries no window end
+            results = results.with_columns(pl.lit(None, results.schema[START]).alias(END))
         results = results.sort([START, *key], nulls_last=True)
         one_window = results.select(pl.struct(START, END).n_unique()).item() == 1
         bookkeeping = {START, END, "revision", "final", OP}
@@ -137,9 +139,13 @@ def _counts_line(batch: SinkBatch) -> Text:
     return line
 
 
-def _window(start: datetime, end: datetime) -> str:
-    """``12:00:00 → 12:01:00``; the dates are in the table's title."""
-    return f"{_time(start)} → {_time(end)}"
+def _window(start: datetime, end: datetime | None) -> str:
+    """``12:00:00 → 12:01:00``; the dates are in the table's title.
+
+    A retraction names its window by the start alone (a merged session's end is gone):
+    ``12:00:00 → ?``.
+    """
+    return f"{_time(start)} → {'?' if end is None else _time(end)}"
 
 
 def _time(moment: datetime) -> str:

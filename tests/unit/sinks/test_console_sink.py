@@ -95,6 +95,33 @@ def test_open_corrected_and_retracted_results_say_so() -> None:
     ]
 
 
+def _retraction(device: str, minute: int) -> pl.DataFrame:
+    """A delete as the session operator emits it: the window's key and start, nothing else."""
+    return pl.DataFrame(
+        {
+            "device_id": [device],
+            "window_start": [T0 + timedelta(minutes=minute)],
+            "_op": ["delete"],
+        },
+        schema_overrides={"window_start": TS_TYPE},
+    )
+
+
+def test_a_retraction_names_its_window_by_its_start() -> None:
+    merged = pl.concat([_retraction("a", 1), _results(["b"], [0])], how="diagonal_relaxed")
+    text = _printed(_sink(), SinkBatch(0, 1, results={"per_device": merged}))
+    lines = text.splitlines()
+    assert "12:00:00 → 12:01:00" in lines[3]
+    assert "12:01:00 → ?" in lines[4]
+    assert lines[4].split()[-1] == "retracted"
+
+
+def test_a_batch_of_retractions_only_prints() -> None:
+    text = _printed(_sink(), SinkBatch(0, 1, results={"per_device": _retraction("a", 0)}))
+    assert text.splitlines()[0] == "per_device  2024-03-05 12:00:00 → ?  1 row"
+    assert text.splitlines()[3].split() == ["a", "retracted"]
+
+
 def test_rows_beyond_max_rows_are_counted_not_printed() -> None:
     devices: list[str | None] = [f"d{i:02}" for i in range(5)]
     text = _printed(
