@@ -1,0 +1,275 @@
+"""The contract every source in ``SOURCES`` joins by being registered.
+
+For a small sample of each source type (for files: NDJSON, CSV and Parquet, with malformed
+payloads; for the simulator: a finite, as-fast-as-possible fleet with every fault):
+
+- resuming after any batch's position reads exactly the payloads that follow it, readings
+  and dead letters alike, in the same order, so that what was read before and what is read
+  after add up to one uninterrupted read;
+- positions never go backwards;
+- every payload of a batch is either a reading or a dead letter;
+- the settings build the registered class and round-trip through JSON and the YAML spec.
+
+A new source joins by being added to ``SOURCES``, and fails until it has a sample here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Mapping, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import NoReturn
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from sensorstream.pipeline.spec import PipelineSpec, ReadingsSpec, SourceSettings
+from sensorstream.readings import DEAD_LETTER_SCHEMA, ReadingFormat
+from sensorstream.sources import (
+    SOURCES,
+    FileSourceSettings,
+    SimulatorSourceSettings,
+    Source,
+    SourceBatch,
+    write_dataset,
+)
+from sensorstream.sources.base import Clock
+
+# What write_dataset's malformed rows cannot show: not JSON at all, a reading without a
+# time, a blank line (no payload) and a last line without its newline.
+EXTRA_LINES = (
+    "not json at all\n"
+    '{"device_id":"dev-x","temperature":1.5}\n'
+    "\n"
+    '{"device_id":"dev-y","ts":1700000000000,"temperature":2.5,"humidity":40.0}'
+)
+
+
+def dataset(folder: Path, name: str) -> Path:
+    """150 readings of five devices, some malformed, duplicated or out of order."""
+    path = folder / name
+    write_dataset(
+        path,
+        devices=5,
+        readings=150,
+        out_of_order=0.2,
+        duplicate_fraction=0.05,
+        malformed_fraction=0.05,
+        seed=7,
+    )
+    return path
+
+
+def ndjson_file(folder: Path) -> SourceSettings:
+    path = dataset(folder, "readings.ndjson")
+    with path.open("a") as file:
+        file.write(EXTRA_LINES)
+    return FileSourceSettings(path=path, chunk_bytes=2_000)
+
+
+def csv_file(folder: Path) -> SourceSettings:
+    return FileSourceSettings(path=dataset(folder, "readings.csv"), chunk_rows=25)
+
+
+def parquet_file(folder: Path) -> SourceSettings:
+    return FileSourceSettings(path=dataset(folder, "readings.parquet"), chunk_rows=25)
+
+
+def simulated_fleet(folder: Path) -> SourceSettings:
+    del folder  # nothing to write: the stream comes from the seed
+    return SimulatorSourceSettings(
+        devices=4,
+        rate_hz=5.0,
+        count=150,
+        interval=timedelta(seconds=1.5),
+        start=datetime(2024, 1, 1, tzinfo=UTC),
+        seed=3,
+        out_of_order=0.2,
+        late_fraction=0.05,
+        duplicate_fraction=0.05,
+        malformed_fraction=0.05,
+    )
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A small instance of a source type: its settings, with any files written to a folder."""
+
+    label: str
+    settings: Callable[[Path], SourceSettings]
+
+
+SAMPLES: dict[str, tuple[Sample, ...]] = {
+    "file": (
+        Sample("ndjson", ndjson_file),
+        Sample("csv", csv_file),
+        Sample("parquet", parquet_file),
+    ),
+    "simulator": (Sample("finite", simulated_fleet),),
+}
+"""Samples by the name the source is registered under in ``SOURCES``."""
+
+
+def missing_sample(name: str) -> Sample:
+    def fail(folder: Path) -> NoReturn:
+        pytest.fail(
+            f"source {name!r} is registered in SOURCES but has no sample: add a factory of a "
+            f"small, finite instance to SAMPLES in {Path(__file__).name} so it joins the contract"
+        )
+
+    return Sample("no sample", fail)
+
+
+every_source = pytest.mark.parametrize(
+    ("name", "sample"),
+    [
+        pytest.param(name, sample, id=f"{name}-{sample.label}")
+        for name in SOURCES
+        for sample in SAMPLES.get(name) or (missing_sample(name),)
+    ],
+)
+
+
+def built(name: str, sample: Sample, folder: Path) -> Source:
+    """The sample's source, built from its settings as a pipeline builds it."""
+    source = sample.settings(folder).build()
+    assert isinstance(source, SOURCES[name]), f"{name!r} settings built a {type(source)}"
+    return source
+
+
+def read(
+    source: Source,
+    fmt: ReadingFormat,
+    clock: Clock,
+    resume_after: Mapping[int, int] | None = None,
+    *,
+    batches: int | None = None,
+) -> list[SourceBatch]:
+    """The batches a read yields (up to ``batches`` of them), skipping "nothing right now"."""
+    read_so_far: list[SourceBatch] = []
+    items = source.read(fmt, resume_after or {}, clock)
+    try:
+        for item in items:
+            if item is None:
+                continue
+            read_so_far.append(item)
+            if len(read_so_far) == batches:
+                break
+    finally:
+        if isinstance(items, Generator):  # stop a reader thread now, not when collected
+            items.close()
+    return read_so_far
+
+
+def positions_after(batches: Sequence[SourceBatch]) -> dict[int, int]:
+    """Where to resume after these batches: each partition's latest position."""
+    return {batch.partition: batch.position for batch in batches}
+
+
+def read_everything(source: Source, fmt: ReadingFormat, clock: Clock) -> list[SourceBatch]:
+    """One uninterrupted read; the sample must be big enough for the contract to mean much."""
+    batches = read(source, fmt, clock)
+    assert len(batches) >= 3, "a sample should yield several batches"
+    assert sum(b.dead_letters.height for b in batches), "a sample should yield dead letters"
+    return batches
+
+
+def readings_of(batches: Sequence[SourceBatch], fmt: ReadingFormat) -> pl.DataFrame:
+    return pl.concat([pl.DataFrame(schema=fmt.canonical_schema()), *(b.readings for b in batches)])
+
+
+def dead_letters_of(batches: Sequence[SourceBatch]) -> pl.DataFrame:
+    return pl.concat([pl.DataFrame(schema=DEAD_LETTER_SCHEMA), *(b.dead_letters for b in batches)])
+
+
+def assert_same_payloads(
+    actual: Sequence[SourceBatch], expected: Sequence[SourceBatch], fmt: ReadingFormat, where: str
+) -> None:
+    """The same readings and dead letters in the same order; batches may be cut otherwise."""
+    assert sum(b.payloads for b in actual) == sum(b.payloads for b in expected), where
+    for what, got, want in (
+        ("readings", readings_of(actual, fmt), readings_of(expected, fmt)),
+        ("dead letters", dead_letters_of(actual), dead_letters_of(expected)),
+    ):
+        try:
+            assert_frame_equal(got, want, check_exact=True)
+        except AssertionError as error:
+            raise AssertionError(f"{where}: {what}: {error}") from None
+
+
+# -- the contract -------------------------------------------------------------------------
+
+
+@every_source
+def test_resuming_after_any_batch_reads_exactly_the_rest(
+    name: str, sample: Sample, tmp_path: Path, clock: Clock, reading_format: ReadingFormat
+) -> None:
+    with closing(built(name, sample, tmp_path)) as source:
+        everything = read_everything(source, reading_format, clock)
+        for count in range(1, len(everything) + 1):
+            head = read(source, reading_format, clock, batches=count)
+            rest = read(source, reading_format, clock, positions_after(head))
+
+            where = f"resumed after batch {count} at {positions_after(head)}"
+            assert_same_payloads(head, everything[:count], reading_format, where)
+            assert_same_payloads(rest, everything[count:], reading_format, where)
+            assert_same_payloads([*head, *rest], everything, reading_format, where)
+
+
+@every_source
+def test_positions_never_go_backwards(
+    name: str, sample: Sample, tmp_path: Path, clock: Clock, reading_format: ReadingFormat
+) -> None:
+    with closing(built(name, sample, tmp_path)) as source:
+        everything = read_everything(source, reading_format, clock)
+        checkpointed = positions_after(everything[: len(everything) // 2])
+        resumed = read(source, reading_format, clock, checkpointed)
+
+        # Each batch is past the one before it: at an equal position, resuming after the
+        # first would skip the second.
+        for batches, start in ((everything, {}), (resumed, checkpointed)):
+            latest = dict(start)
+            for batch in batches:
+                assert batch.partition in source.partitions()
+                if batch.partition in latest:
+                    assert batch.position > latest[batch.partition], (
+                        f"partition {batch.partition}: position {batch.position} "
+                        f"after {latest[batch.partition]}"
+                    )
+                latest[batch.partition] = batch.position
+
+
+@every_source
+def test_every_payload_is_a_reading_or_a_dead_letter(
+    name: str, sample: Sample, tmp_path: Path, clock: Clock, reading_format: ReadingFormat
+) -> None:
+    with closing(built(name, sample, tmp_path)) as source:
+        for batch in read_everything(source, reading_format, clock):
+            assert batch.payloads == batch.readings.height + batch.dead_letters.height, (
+                f"batch at position {batch.position}"
+            )
+
+
+@every_source
+def test_the_settings_round_trip_through_json_and_the_pipeline_yaml(
+    name: str,
+    sample: Sample,
+    tmp_path: Path,
+    reading_format: ReadingFormat,
+    spec_round_trip: Callable[[PipelineSpec], PipelineSpec],
+) -> None:
+    settings = sample.settings(tmp_path)
+    spec = PipelineSpec(
+        name="contract",
+        source=settings,
+        readings=ReadingsSpec(
+            measurements=dict(reading_format.measurements), tags=list(reading_format.tags)
+        ),
+    )
+
+    assert settings.type == name
+    assert type(settings).model_validate_json(settings.model_dump_json()) == settings
+    assert spec_round_trip(spec).source == settings
