@@ -19,6 +19,7 @@ from sensorstream.readings.format import (
     dead_letters,
     empty_dead_letters,
 )
+from sensorstream.readings.scanner import scan_lines
 from sensorstream.readings.validation import to_canonical, validate
 
 # Lines per piece when a chunk fails to parse and is retried in smaller pieces.
@@ -119,7 +120,14 @@ _TIME_TYPE_HINT: dict[int, int] = {}
 
 
 def _parse_lines_fast(chunk: bytes, fmt: ReadingFormat) -> pl.DataFrame | None:
-    """Parse with the declared schema (epoch integers, then numbers, then strings)."""
+    """Parse with the declared schema; None if some line does not fit it.
+
+    The compiled scanner takes plain flat objects; anything else goes to Polars' reader
+    (epoch integers, then numbers, then strings).
+    """
+    scanned = scan_lines(chunk, fmt)
+    if scanned is not None:
+        return scanned
     first = _TIME_TYPE_HINT.get(id(fmt), 0)
     order = [first, *(i for i in range(len(_TIME_TYPES)) if i != first)]
     for index in order:
