@@ -2,11 +2,12 @@
 
 Prints readings/s and peak RSS of the sensorstream run at 1M and 5M readings (each in a
 fresh process, so peak RSS is that run's own), the same figure for a per-event Python
-reference on the same file in this same benchmark run, and their ratio. A whole-file DuckDB
+reference on the same file in this same benchmark run, and their ratio; each runs --repeat
+times, interleaved, and its fastest run counts. A whole-file DuckDB
 GROUP BY is shown as the batch upper bound. Targets: >= 2M readings/s, >= 4x the
 reference, peak RSS flat between 1M and 5M.
 
-    python benchmarks/w1_tumbling.py [--readings 5000000] [--devices 10000]
+    python benchmarks/w1_tumbling.py [--readings 5000000] [--devices 10000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -196,10 +197,21 @@ def _child(path: Path, *, dedup: bool = True) -> dict[str, float]:
     return figures
 
 
+def _fastest(runs: list[dict[str, float]]) -> dict[str, float]:
+    """The quickest of several runs, with the largest peak RSS any of them reached."""
+    best = dict(min(runs, key=lambda run: run["seconds"]))
+    if "peak_rss_mib" in best:
+        best["peak_rss_mib"] = max(run["peak_rss_mib"] for run in runs)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readings", type=int, default=5_000_000)
     parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each, interleaved; the fastest counts"
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--no-dedup", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -208,12 +220,22 @@ def main() -> None:
         return
     full = dataset(args.readings, args.devices)
     small = prefix(full, args.readings // 5)
-    print(f"W1: {args.readings:,} readings, {args.devices:,} devices, 1-minute tumbling windows")
-    engine_small = _child(small)
-    engine_full = _child(full)
-    engine_no_dedup = _child(full, dedup=False)
-    reference = run_reference(full)
-    bound = run_duckdb_bound(full)
+    print(
+        f"W1: {args.readings:,} readings, {args.devices:,} devices, 1-minute tumbling windows "
+        f"(fastest of {max(1, args.repeat)} runs each)"
+    )
+    # The machine is shared and noisy: every contender runs --repeat times, interleaved so
+    # that a slow spell hits them alike, and each keeps its fastest run (peak RSS: largest).
+    runs: dict[str, list[dict[str, float]]] = {}
+    for _ in range(max(1, args.repeat)):
+        runs.setdefault("small", []).append(_child(small))
+        runs.setdefault("full", []).append(_child(full))
+        runs.setdefault("no_dedup", []).append(_child(full, dedup=False))
+        runs.setdefault("reference", []).append(run_reference(full))
+        runs.setdefault("bound", []).append(run_duckdb_bound(full))
+    engine_small, engine_full, engine_no_dedup, reference, bound = (
+        _fastest(runs[name]) for name in ("small", "full", "no_dedup", "reference", "bound")
+    )
     ratio = engine_full["readings_per_s"] / reference["readings_per_s"]
     rss_growth = engine_full["peak_rss_mib"] / engine_small["peak_rss_mib"]
     print(
