@@ -33,8 +33,8 @@ _STRING, _FLOAT, _INT, _BOOL, _TIME = 0, 1, 2, 3, 4
 # Per-row cell states.
 _MISSING, _VALUE, _NULL = 0, 1, 2
 _KINDS = {"string": _STRING, "float": _FLOAT, "int": _INT, "bool": _BOOL}
-# Scan results besides 0 (all parsed) and 1 (outside the scanner's shape: decline).
-_SCANNED, _DECLINED = 0, 1
+# Scan results: all parsed; outside the scanner's shape (decline); more rows than room for.
+_SCANNED, _DECLINED, _OUT_OF_ROOM = 0, 1, 2
 
 
 def _kernels() -> ModuleType:
@@ -70,14 +70,18 @@ def scan_lines(chunk: bytes, fmt: ReadingFormat) -> pl.DataFrame | None:
     keys = np.frombuffer(b"".join(encoded), dtype=np.uint8)
     key_ends = np.cumsum([len(key) for key in encoded], dtype=np.int64)
     buf = np.frombuffer(chunk, dtype=np.uint8)
-    capacity = chunk.count(b"\n") + 1
-    shape = (len(names), capacity)
-    floats, ints = np.empty(shape, np.float64), np.empty(shape, np.int64)
-    cells = np.empty(shape, np.uint8)
-    starts, lengths = np.empty(shape, np.int64), np.empty(shape, np.int64)
-    rows, status, fractional_time = _kernels().scan(
-        buf, keys, key_ends, kinds, floats, ints, cells, starts, lengths
-    )
+    # Room for one row per 16 bytes (no reading is shorter); a chunk of shorter objects
+    # runs out of room and is scanned again with its lines counted.
+    for capacity in (len(chunk) // 16 + 1, chunk.count(b"\n") + 1):
+        shape = (len(names), capacity)
+        floats, ints = np.empty(shape, np.float64), np.empty(shape, np.int64)
+        cells = np.empty(shape, np.uint8)
+        starts, lengths = np.empty(shape, np.int64), np.empty(shape, np.int64)
+        rows, status, fractional_time = _kernels().scan(
+            buf, keys, key_ends, kinds, floats, ints, cells, starts, lengths
+        )
+        if status != _OUT_OF_ROOM:
+            break
     if status != _SCANNED:
         return None
     columns: list[pl.Series] = []

@@ -105,7 +105,7 @@ def scan(
     starts: NDArray[np.int64],
     lengths: NDArray[np.int64],
 ) -> tuple[int, int, bool]:
-    """Fill one row per object; returns (rows, status, whether a time had a fraction)."""
+    """Fill one row per object: (rows, 0 done / 1 declined / 2 out of room, fractional time)."""
     end, fields = buf.shape[0], kinds.shape[0]
     row, i, fractional_time = 0, 0, False
     while True:
@@ -117,6 +117,8 @@ def scan(
             continue
         if buf[i] != 123:
             return row, 1, fractional_time
+        if row >= cells.shape[1]:
+            return row, 2, fractional_time  # more rows than room for: the caller counts
         i += 1
         for k in range(fields):
             cells[k, row] = 0

@@ -183,3 +183,11 @@ def test_decoding_is_the_same_with_and_without_the_scanner(chunk_lines: list[str
     assert fast.payloads == slow.payloads
     assert_frame_equal(fast.readings, slow.readings, check_exact=True)
     assert_frame_equal(fast.dead_letters, slow.dead_letters)
+
+
+def test_a_chunk_of_very_short_objects_is_scanned_whole() -> None:
+    # Shorter than the room the scanner first makes per byte: it must count and scan again.
+    chunk = b"{}\n" * 1000 + b'{"device_id":"a","ts":1}\n'
+    scanned = assert_agrees_with_polars(chunk)
+    assert scanned is not None
+    assert scanned.height == 1001
