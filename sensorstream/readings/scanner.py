@@ -11,10 +11,16 @@ correctly rounded fast conversion, a type that does not match the declared one),
 return None, and the Polars path decodes the chunk and explains every bad line as before.
 So the scanner changes speed, never results: ``tests/unit/readings/test_scanner.py`` checks
 that it agrees with Polars on random lines or declines.
+
+Numba takes about a second to start (longer the first time, when it compiles), so the kernels
+load in a background thread on the first chunk worth scanning, and chunks are left to Polars
+until they are ready: nothing waits, and small or short-lived inputs never load them.
 """
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,11 +43,41 @@ _KINDS = {"string": _STRING, "float": _FLOAT, "int": _INT, "bool": _BOOL}
 _SCANNED, _DECLINED, _OUT_OF_ROOM = 0, 1, 2
 
 
-def _kernels() -> ModuleType:
-    """The compiled kernels, imported (and compiled or loaded from Numba's cache) on first use."""
+# Smaller chunks are left to Polars, and do not start loading the kernels: at that size
+# the scanner saves less than a millisecond.
+MIN_CHUNK_BYTES = 64 * 1024
+_loading: Future[ModuleType] | None = None
+_loading_lock = threading.Lock()
+
+
+def load_kernels() -> ModuleType:
+    """The compiled kernels, imported, compiled or loaded from Numba's cache, and warmed up."""
     from sensorstream.readings import scanner_kernels
 
+    scanner_kernels.warm_up()
     return scanner_kernels
+
+
+def _kernels_if_ready() -> ModuleType | None:
+    """The kernels if they are loaded; else start loading them in the background, and None."""
+    global _loading
+    if _loading is None:
+        with _loading_lock:
+            if _loading is None:
+                _loading = Future()
+                threading.Thread(
+                    target=_load, args=(_loading,), name="load NDJSON scanner", daemon=True
+                ).start()
+    if _loading.done() and _loading.exception() is None:
+        return _loading.result()
+    return None  # still loading, or Numba failed to load: Polars decodes, as it always can
+
+
+def _load(future: Future[ModuleType]) -> None:
+    try:
+        future.set_result(load_kernels())
+    except BaseException as error:
+        future.set_exception(error)
 
 
 def supports(fmt: ReadingFormat) -> bool:
@@ -49,10 +85,21 @@ def supports(fmt: ReadingFormat) -> bool:
     return all(kind in _KINDS for kind in fmt.measurements.values())
 
 
-def scan_lines(chunk: bytes, fmt: ReadingFormat) -> pl.DataFrame | None:
-    """The chunk as Polars' reader would give it (wire names and types), or None to decline."""
+def scan_lines(chunk: bytes, fmt: ReadingFormat, *, wait: bool = False) -> pl.DataFrame | None:
+    """The chunk as Polars' reader would give it (wire names and types), or None to decline.
+
+    It also declines chunks under :data:`MIN_CHUNK_BYTES` and, until the kernels have loaded
+    in the background, every chunk; ``wait=True`` scans any chunk, loading them first.
+    """
     if not chunk or not supports(fmt):
         return None
+    if not wait and len(chunk) < MIN_CHUNK_BYTES:
+        return None
+    kernels = _kernels_if_ready()
+    if kernels is None:
+        if not wait:
+            return None
+        kernels = load_kernels()
     schema = fmt.wire_schema(pl.Int64())
     names = list(schema)
     kinds = np.array(
@@ -77,7 +124,7 @@ def scan_lines(chunk: bytes, fmt: ReadingFormat) -> pl.DataFrame | None:
         floats, ints = np.empty(shape, np.float64), np.empty(shape, np.int64)
         cells = np.empty(shape, np.uint8)
         starts, lengths = np.empty(shape, np.int64), np.empty(shape, np.int64)
-        rows, status, fractional_time = _kernels().scan(
+        rows, status, fractional_time = kernels.scan(
             buf, keys, key_ends, kinds, floats, ints, cells, starts, lengths
         )
         if status != _OUT_OF_ROOM:
@@ -90,7 +137,7 @@ def scan_lines(chunk: bytes, fmt: ReadingFormat) -> pl.DataFrame | None:
         kind = int(kinds[k])
         if kind == _STRING:
             columns.append(
-                _strings(name, buf, starts[k, :rows], lengths[k, :rows], cells[k, :rows])
+                _strings(kernels, name, buf, starts[k, :rows], lengths[k, :rows], cells[k, :rows])
             )
             continue
         if kind == _TIME:
@@ -116,6 +163,7 @@ def _with_nulls(
 
 
 def _strings(
+    kernels: ModuleType,
     name: str,
     buf: NDArray[np.uint8],
     starts: NDArray[np.int64],
@@ -126,7 +174,7 @@ def _strings(
     rows = cells.shape[0]
     offsets = np.empty(rows + 1, np.int64)
     data = np.empty(int(lengths[present].sum()), np.uint8)
-    _kernels().gather(buf, starts, lengths, cells, offsets, data)
+    kernels.gather(buf, starts, lengths, cells, offsets, data)
     bitmap = None if present.all() else np.packbits(present, bitorder="little")
     validity = None if bitmap is None else pa.py_buffer(bitmap.data)
     array = pa.LargeStringArray.from_buffers(

@@ -240,3 +240,24 @@ def gather(
                 data[position + j] = buf[start + j]
             position += lengths[row]
     offsets[offsets.shape[0] - 1] = position
+
+
+def warm_up() -> None:
+    """Compile (or load from Numba's cache) both kernels for the argument types used."""
+    line = np.frombuffer(b'{"k":"v"}\n', dtype=np.uint8)  # read-only, as real chunks are
+    shape = (1, 2)
+    cells = np.empty(shape, np.uint8)
+    starts, lengths = np.empty(shape, np.int64), np.empty(shape, np.int64)
+    scan(
+        line,
+        np.frombuffer(b"k", dtype=np.uint8),
+        np.array([1], np.int64),
+        np.array([0], np.int8),
+        np.empty(shape, np.float64),
+        np.empty(shape, np.int64),
+        cells,
+        starts,
+        lengths,
+    )
+    data = np.empty(1, np.uint8)
+    gather(line, starts[0], lengths[0], cells[0], np.empty(2, np.int64), data)

@@ -15,7 +15,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from sensorstream.readings import ReadingFormat, decode_json_lines
+from sensorstream.readings import ReadingFormat, decode_json_lines, scanner
 from sensorstream.readings import json_lines as json_lines_module
 from sensorstream.readings.scanner import scan_lines, supports
 
@@ -38,7 +38,7 @@ def polars_read(chunk: bytes, fmt: ReadingFormat) -> pl.DataFrame | None:
 
 
 def assert_agrees_with_polars(chunk: bytes, fmt: ReadingFormat = FORMAT) -> pl.DataFrame | None:
-    scanned = scan_lines(chunk, fmt)
+    scanned = scan_lines(chunk, fmt, wait=True)
     if scanned is not None:
         expected = polars_read(chunk, fmt)
         assert expected is not None, f"the scanner accepted what Polars rejects: {chunk!r}"
@@ -54,7 +54,7 @@ def test_plain_flat_readings_are_scanned_exactly_as_polars_reads_them() -> None:
         b"\n"
         b'{"ts":1700000000002,"device_id":"dev-3","temperature":null,"extra":[1]}\r\n'
     )
-    assert scan_lines(chunk.replace(b',"extra":[1]', b""), FORMAT) is not None
+    assert scan_lines(chunk.replace(b',"extra":[1]', b""), FORMAT, wait=True) is not None
     assert_agrees_with_polars(chunk.replace(b',"extra":[1]', b""))
 
 
@@ -90,13 +90,15 @@ def test_a_fractional_time_makes_the_time_column_float_as_polars_does() -> None:
     ],
 )
 def test_anything_outside_plain_flat_objects_is_declined(line: str) -> None:
-    assert scan_lines(f'{{"device_id":"ok","ts":1}}\n{line}\n'.encode(), FORMAT) is None
+    assert scan_lines(f'{{"device_id":"ok","ts":1}}\n{line}\n'.encode(), FORMAT, wait=True) is None
 
 
 def test_a_format_with_a_geo_measurement_is_left_to_polars() -> None:
     geo = ReadingFormat(measurements={"where": "geo"})
     assert not supports(geo)
-    assert scan_lines(b'{"device_id":"a","ts":1,"where":{"lat":1,"lon":2}}\n', geo) is None
+    assert (
+        scan_lines(b'{"device_id":"a","ts":1,"where":{"lat":1,"lon":2}}\n', geo, wait=True) is None
+    )
 
 
 @given(st.floats(allow_nan=False, allow_infinity=False))
@@ -176,8 +178,10 @@ def test_random_chunks_are_scanned_as_polars_reads_them_or_declined(
 @given(st.lists(lines(), min_size=1, max_size=12))
 def test_decoding_is_the_same_with_and_without_the_scanner(chunk_lines: list[str]) -> None:
     chunk = ("\n".join(chunk_lines) + "\n").encode()
-    fast = decode_json_lines(chunk, FORMAT, arrived_at=NOW, origin="in.ndjson")
+    scanner.load_kernels()
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scanner, "MIN_CHUNK_BYTES", 0)  # scan even this small chunk
+        fast = decode_json_lines(chunk, FORMAT, arrived_at=NOW, origin="in.ndjson")
         patch.setattr(json_lines_module, "scan_lines", lambda chunk, fmt: None)
         slow = decode_json_lines(chunk, FORMAT, arrived_at=NOW, origin="in.ndjson")
     assert fast.payloads == slow.payloads
@@ -191,3 +195,10 @@ def test_a_chunk_of_very_short_objects_is_scanned_whole() -> None:
     scanned = assert_agrees_with_polars(chunk)
     assert scanned is not None
     assert scanned.height == 1001
+
+
+def test_small_chunks_are_left_to_polars_unless_a_scan_is_asked_for() -> None:
+    small = b'{"device_id":"a","ts":1}\n'
+    assert len(small) < scanner.MIN_CHUNK_BYTES
+    assert scan_lines(small, FORMAT) is None
+    assert scan_lines(small, FORMAT, wait=True) is not None
