@@ -24,6 +24,8 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# Compile the NDJSON scanner once now; Numba caches it, so no run pays for it later.
+	$(BIN)/python -c 'from sensorstream.readings.scanner import load_kernels; load_kernels()'
 	@touch $@
 
 demo: venv ## Run the demo pipeline
