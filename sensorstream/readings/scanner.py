@@ -34,15 +34,8 @@ if TYPE_CHECKING:
 
     from numpy.typing import NDArray
 
-# What a field holds, as the scanner sees it.
-_STRING, _FLOAT, _INT, _BOOL, _TIME = 0, 1, 2, 3, 4
-# Per-row cell states.
-_MISSING, _VALUE, _NULL = 0, 1, 2
-_KINDS = {"string": _STRING, "float": _FLOAT, "int": _INT, "bool": _BOOL}
-# Scan results: all parsed; outside the scanner's shape (decline); more rows than room for.
-_SCANNED, _DECLINED, _OUT_OF_ROOM = 0, 1, 2
-
-
+# Measurement types the scanner reads (geo values are nested objects: Polars reads those).
+_SCANNABLE = frozenset({"string", "float", "int", "bool"})
 # Smaller chunks are left to Polars, and do not start loading the kernels: at that size
 # the scanner saves less than a millisecond.
 MIN_CHUNK_BYTES = 64 * 1024
@@ -81,8 +74,11 @@ def _load(future: Future[ModuleType]) -> None:
 
 
 def supports(fmt: ReadingFormat) -> bool:
-    """Whether the scanner can read this format's fields (not geo, whose value is nested)."""
-    return all(kind in _KINDS for kind in fmt.measurements.values())
+    """Whether the scanner can read this format: no geo measurement, plain ASCII field names."""
+    names = fmt.wire_schema(pl.Int64())
+    return all(kind in _SCANNABLE for kind in fmt.measurements.values()) and all(
+        name.isascii() and '"' not in name and "\\" not in name for name in names
+    )
 
 
 def scan_lines(chunk: bytes, fmt: ReadingFormat, *, wait: bool = False) -> pl.DataFrame | None:
@@ -102,18 +98,20 @@ def scan_lines(chunk: bytes, fmt: ReadingFormat, *, wait: bool = False) -> pl.Da
         kernels = load_kernels()
     schema = fmt.wire_schema(pl.Int64())
     names = list(schema)
+    codes = {
+        "string": kernels.STRING,
+        "float": kernels.FLOAT,
+        "int": kernels.INT,
+        "bool": kernels.BOOL,
+    }
     kinds = np.array(
         [
-            _TIME
-            if name == fmt.time_field
-            else _KINDS.get(fmt.measurements.get(name, "string"), _STRING)
+            kernels.TIME if name == fmt.time_field else codes[fmt.measurements.get(name, "string")]
             for name in names
         ],
         dtype=np.int8,
     )
     encoded = [name.encode() for name in names]
-    if any(not key.isascii() or b'"' in key or b"\\" in key for key in encoded):
-        return None
     keys = np.frombuffer(b"".join(encoded), dtype=np.uint8)
     key_ends = np.cumsum([len(key) for key in encoded], dtype=np.int64)
     buf = np.frombuffer(chunk, dtype=np.uint8)
@@ -127,25 +125,25 @@ def scan_lines(chunk: bytes, fmt: ReadingFormat, *, wait: bool = False) -> pl.Da
         rows, status, fractional_time = kernels.scan(
             buf, keys, key_ends, kinds, floats, ints, cells, starts, lengths
         )
-        if status != _OUT_OF_ROOM:
+        if status != kernels.OUT_OF_ROOM:
             break
-    if status != _SCANNED:
+    if status != kernels.SCANNED:
         return None
     columns: list[pl.Series] = []
     for k, (name, dtype) in enumerate(schema.items()):
-        present = cells[k, :rows] == _VALUE
+        present = cells[k, :rows] == kernels.VALUE
         kind = int(kinds[k])
-        if kind == _STRING:
+        if kind == kernels.STRING:
             columns.append(
                 _strings(kernels, name, buf, starts[k, :rows], lengths[k, :rows], cells[k, :rows])
             )
             continue
-        if kind == _TIME:
+        if kind == kernels.TIME:
             values: NDArray[np.generic] = floats[k, :rows] if fractional_time else ints[k, :rows]
             dtype = pl.Float64() if fractional_time else pl.Int64()
-        elif kind == _FLOAT:
+        elif kind == kernels.FLOAT:
             values = floats[k, :rows]
-        elif kind == _BOOL:
+        elif kind == kernels.BOOL:
             values = ints[k, :rows].astype(np.bool_)
         else:
             values = ints[k, :rows]
@@ -170,7 +168,7 @@ def _strings(
     lengths: NDArray[np.int64],
     cells: NDArray[np.uint8],
 ) -> pl.Series:
-    present = cells == _VALUE
+    present = cells == kernels.VALUE
     rows = cells.shape[0]
     offsets = np.empty(rows + 1, np.int64)
     data = np.empty(int(lengths[present].sum()), np.uint8)
