@@ -52,8 +52,7 @@ class Deduplicator:
             # the batch, is not the first of its kind.
             first = probe.is_first_distinct().slice(candidates.len())
             duplicate = keyed["eligible"] & ~first
-        flagged = keyed.with_columns(duplicate.alias("duplicate"))
-        new_entries = flagged.filter(pl.col("eligible") & ~pl.col("duplicate")).select("hash", "ts")
+        new_entries = keyed.filter(keyed["eligible"] & ~duplicate).select("hash", "ts")
         if new_entries.height:
             self.seen = pl.concat([self.seen, new_entries])
         return duplicate.alias("duplicate")
