@@ -2,6 +2,10 @@
 
 They are module-level functions so that Numba can cache their machine code on disk: the
 first process compiles them (a few seconds), later ones load them.
+
+The scanner reads a buffer whose last byte is a newline. That newline stops every inner
+loop (it is not a space, a digit, a key byte or a string byte), so only the start of each
+line checks the buffer's end: the loops over characters carry no bounds test of their own.
 """
 
 from __future__ import annotations
@@ -14,91 +18,59 @@ from numpy.typing import NDArray
 STRING, FLOAT, INT, BOOL, TIME = 0, 1, 2, 3, 4
 MISSING, VALUE, NULL = 0, 1, 2
 SCANNED, DECLINED, OUT_OF_ROOM = 0, 1, 2
-# Bytes are compared as numbers: 9 tab, 10 newline, 13 CR, 32 space, 34 '"', 44 ',',
-# 45 '-', 46 '.', 48-57 digits, 58 ':', 69/101 'E'/'e', 92 backslash, 123/125 braces,
-# and n(ull), t(rue), f(alse) are 110, 116, 102.
+# Bytes are compared as numbers: 9 tab, 10 newline, 13 CR, 32 space, 34 '"', 43 '+',
+# 44 ',', 45 '-', 46 '.', 48-57 digits, 58 ':', 69/101 'E'/'e', 92 backslash,
+# 123/125 braces, and n(ull), t(rue), f(alse) are 110, 116, 102.
 
 _POWERS = np.array([10.0**i for i in range(23)])
+# Indexes are cast to unsigned, so that Numba does not add negative-index wrap-around to
+# every access: that alone made the scanner 1.5 times faster.
+_u = np.uint64
 _jit = numba.njit(cache=True, nogil=True, boundscheck=False)
 
 
 @_jit
-def skip_space(buf: NDArray[np.uint8], i: int, end: int) -> int:
+def skip_space(buf: NDArray[np.uint8], i: int) -> int:
     """The index of the first character at or after i that is not a space, tab or CR."""
-    while i < end and (buf[i] == 32 or buf[i] == 9 or buf[i] == 13):
+    c = buf[_u(i)]
+    while c == 32 or c == 9 or c == 13:
         i += 1
+        c = buf[_u(i)]
     return i
 
 
 @_jit
-def plain_string_end(buf: NDArray[np.uint8], i: int, end: int) -> int:
+def plain_string_end(buf: NDArray[np.uint8], i: int) -> int:
     """The index of the closing quote of a string starting at i; -1 if not plain ASCII."""
-    while i < end:
-        c = buf[i]
+    while True:
+        c = buf[_u(i)]
         if c == 34:
             return i
-        if c == 92 or c < 32 or c >= 128:
+        if c == 92 or c < 32 or c >= 128:  # an escape, a control (the final newline), non-ASCII
             return -1
         i += 1
-    return -1
 
 
 @_jit
-def number(buf: NDArray[np.uint8], i: int, end: int) -> tuple[int, int, int, float]:
-    """Parse a JSON number: (next index, 0 bad / 1 integer / 2 float, int, float)."""
-    negative = buf[i] == 45
-    if negative:
-        i += 1
-    if i >= end or not (48 <= buf[i] <= 57):
-        return i, 0, 0, 0.0
-    mantissa, digits = 0, 0
-    if buf[i] == 48:
-        i += 1
-        if i < end and 48 <= buf[i] <= 57:
-            return i, 0, 0, 0.0  # a leading zero is not JSON
-    else:
-        while i < end and 48 <= buf[i] <= 57:
-            mantissa = mantissa * 10 + (buf[i] - 48)
-            digits += 1
-            i += 1
-    exponent, integer = 0, True
-    if i < end and buf[i] == 46:
-        integer = False
-        i += 1
-        if i >= end or not (48 <= buf[i] <= 57):
-            return i, 0, 0, 0.0
-        while i < end and 48 <= buf[i] <= 57:
-            if mantissa or buf[i] != 48:
-                mantissa = mantissa * 10 + (buf[i] - 48)
-                digits += 1
-            exponent -= 1
-            i += 1
-    if i < end and (buf[i] == 101 or buf[i] == 69):
-        integer = False
-        i += 1
-        sign = 1
-        if i < end and (buf[i] == 43 or buf[i] == 45):
-            sign = -1 if buf[i] == 45 else 1
-            i += 1
-        if i >= end or not (48 <= buf[i] <= 57):
-            return i, 0, 0, 0.0
-        power = 0
-        while i < end and 48 <= buf[i] <= 57:
-            if power < 10_000:
-                power = power * 10 + (buf[i] - 48)
-            i += 1
-        exponent += sign * power
-    if digits > 18:
-        return i, 0, 0, 0.0  # may overflow: let Polars decide
-    if integer:
-        value = -mantissa if negative else mantissa
-        return i, 1, value, float(value)
-    # Clinger's fast path: both operands exact, so one IEEE operation rounds correctly.
-    if mantissa > 9_007_199_254_740_992 or exponent < -22 or exponent > 22:
-        return i, 0, 0, 0.0
-    result = float(mantissa)
-    result = result / _POWERS[-exponent] if exponent < 0 else result * _POWERS[exponent]
-    return i, 2, 0, -result if negative else result
+def field_of_key(
+    buf: NDArray[np.uint8],
+    i: int,
+    key_end: int,
+    keys: NDArray[np.uint8],
+    key_ends: NDArray[np.int64],
+) -> int:
+    """Which declared field the key buf[i:key_end] names; -1 if none."""
+    start = 0
+    for k in range(key_ends.shape[0]):
+        length = key_ends[_u(k)] - start
+        if length == key_end - i:
+            j = 0
+            while j < length and keys[_u(start + j)] == buf[_u(i + j)]:
+                j += 1
+            if j == length:
+                return k
+        start = key_ends[_u(k)]
+    return -1
 
 
 @_jit
@@ -113,120 +85,200 @@ def scan(
     starts: NDArray[np.int64],
     lengths: NDArray[np.int64],
 ) -> tuple[int, int, bool]:
-    """Fill one row per object: (rows, SCANNED / DECLINED / OUT_OF_ROOM, fractional time)."""
+    """Fill one row per object: (rows, SCANNED / DECLINED / OUT_OF_ROOM, fractional time).
+
+    ``buf`` must end with a newline.
+    """
     end, fields = buf.shape[0], kinds.shape[0]
+    if end == 0 or buf[_u(end - 1)] != 10:
+        return 0, DECLINED, False
+    # The field each key position held in the line before: lines nearly always list their
+    # keys in one order, so the next key is checked against that field's name first.
+    expected = np.full(fields + 1, -1, np.int64)
     row, i, fractional_time = 0, 0, False
-    while True:
-        i = skip_space(buf, i, end)
-        if i >= end:
-            return row, SCANNED, fractional_time
-        if buf[i] == 10:  # a blank line is not a payload
+    while i < end:
+        i = skip_space(buf, i)
+        c = buf[_u(i)]
+        if c == 10:  # a blank line is not a payload
             i += 1
             continue
-        if buf[i] != 123:
+        if c != 123:
             return row, DECLINED, fractional_time
         if row >= cells.shape[1]:
             return row, OUT_OF_ROOM, fractional_time  # more rows than room for: the caller counts
-        i += 1
         for k in range(fields):
-            cells[k, row] = MISSING
-        i = skip_space(buf, i, end)
-        if i < end and buf[i] == 125:
+            cells[_u(k), _u(row)] = MISSING
+        i = skip_space(buf, i + 1)
+        if buf[_u(i)] == 125:
             i += 1
         else:
+            position = 0
             while True:
-                if i >= end or buf[i] != 34:
+                if buf[_u(i)] != 34:
                     return row, DECLINED, fractional_time
-                key_end = plain_string_end(buf, i + 1, end)
-                if key_end < 0:
+                i += 1
+                field = -2  # not known yet
+                if position < fields:
+                    guess = expected[_u(position)]
+                    if guess >= 0:
+                        start = key_ends[_u(guess - 1)] if guess > 0 else 0
+                        length = key_ends[_u(guess)] - start
+                        j = 0
+                        while j < length and keys[_u(start + j)] == buf[_u(i + j)]:
+                            j += 1
+                        if j == length and buf[_u(i + length)] == 34:
+                            field = guess
+                            i += length + 1
+                if field == -2:
+                    key_end = plain_string_end(buf, i)
+                    if key_end < 0:
+                        return row, DECLINED, fractional_time
+                    field = field_of_key(buf, i, key_end, keys, key_ends)
+                    if position < fields:
+                        expected[_u(position)] = field
+                    i = key_end + 1
+                position += 1
+                i = skip_space(buf, i)
+                if buf[_u(i)] != 58:
                     return row, DECLINED, fractional_time
-                field, start = -1, 0
-                for k in range(fields):
-                    length = key_ends[k] - start
-                    if length == key_end - i - 1:
-                        same = True
-                        for j in range(length):
-                            if keys[start + j] != buf[i + 1 + j]:
-                                same = False
-                                break
-                        if same:
-                            field = k
-                            break
-                    start = key_ends[k]
-                i = skip_space(buf, key_end + 1, end)
-                if i >= end or buf[i] != 58:
-                    return row, DECLINED, fractional_time
-                i = skip_space(buf, i + 1, end)
-                if i >= end:
-                    return row, DECLINED, fractional_time
-                if field >= 0 and cells[field, row] != MISSING:
+                i = skip_space(buf, i + 1)
+                if field >= 0 and cells[_u(field), _u(row)] != MISSING:
                     return row, DECLINED, fractional_time  # a repeated key
-                kind = kinds[field] if field >= 0 else -1
-                c = buf[i]
+                kind = kinds[_u(field)] if field >= 0 else -1
+                c = buf[_u(i)]
                 if c == 34:
-                    value_end = plain_string_end(buf, i + 1, end)
+                    value_end = plain_string_end(buf, i + 1)
                     if value_end < 0 or (field >= 0 and kind != STRING):
                         return row, DECLINED, fractional_time
                     if field >= 0:
-                        starts[field, row] = i + 1
-                        lengths[field, row] = value_end - i - 1
-                        cells[field, row] = VALUE
+                        starts[_u(field), _u(row)] = i + 1
+                        lengths[_u(field), _u(row)] = value_end - i - 1
+                        cells[_u(field), _u(row)] = VALUE
                     i = value_end + 1
                 elif c == 45 or 48 <= c <= 57:
-                    i, parsed, whole, real = number(buf, i, end)
-                    if parsed == 0:
+                    # A JSON number, read inline: sign, integer part, fraction, exponent.
+                    negative = c == 45
+                    if negative:
+                        i += 1
+                    c = buf[_u(i)]
+                    if not 48 <= c <= 57:
+                        return row, DECLINED, fractional_time
+                    mantissa, digits, exponent, integer = 0, 0, 0, True
+                    if c == 48:
+                        i += 1
+                        if 48 <= buf[_u(i)] <= 57:
+                            return row, DECLINED, fractional_time  # a leading zero is not JSON
+                    else:
+                        while 48 <= c <= 57:
+                            mantissa = mantissa * 10 + (c - 48)
+                            digits += 1
+                            i += 1
+                            c = buf[_u(i)]
+                    if buf[_u(i)] == 46:
+                        integer = False
+                        i += 1
+                        c = buf[_u(i)]
+                        if not 48 <= c <= 57:
+                            return row, DECLINED, fractional_time
+                        while 48 <= c <= 57:
+                            if mantissa or c != 48:  # leading zeros of 0.00x are not digits
+                                mantissa = mantissa * 10 + (c - 48)
+                                digits += 1
+                            exponent -= 1
+                            i += 1
+                            c = buf[_u(i)]
+                    if c == 101 or c == 69:
+                        integer = False
+                        i += 1
+                        sign = 1
+                        if buf[_u(i)] == 43 or buf[_u(i)] == 45:
+                            sign = -1 if buf[_u(i)] == 45 else 1
+                            i += 1
+                        c = buf[_u(i)]
+                        if not 48 <= c <= 57:
+                            return row, DECLINED, fractional_time
+                        power = 0
+                        while 48 <= c <= 57:
+                            if power < 10_000:
+                                power = power * 10 + (c - 48)
+                            i += 1
+                            c = buf[_u(i)]
+                        exponent += sign * power
+                    if digits > 18:
+                        return row, DECLINED, fractional_time  # may overflow: Polars decides
+                    # Clinger's fast path: both operands exact, so one IEEE operation rounds
+                    # correctly; a number outside it (even of an undeclared field) goes to
+                    # Polars.
+                    if not integer and (
+                        mantissa > 9_007_199_254_740_992 or not -22 <= exponent <= 22
+                    ):
                         return row, DECLINED, fractional_time
                     if field >= 0:
-                        if kind in (STRING, BOOL) or (kind == INT and parsed != 1):
+                        if kind in (STRING, BOOL) or (kind == INT and not integer):
                             return row, DECLINED, fractional_time
-                        if kind == TIME and parsed != 1:
-                            fractional_time = True
-                        floats[field, row] = real
-                        ints[field, row] = whole
-                        cells[field, row] = VALUE
-                elif c == 110 or c == 116 or c == 102:
-                    word = 4 if c != 102 else 5
-                    if i + word > end:
-                        return row, DECLINED, fractional_time
-                    if c == 110 and not (
-                        buf[i + 1] == 117 and buf[i + 2] == 108 and buf[i + 3] == 108
-                    ):
-                        return row, DECLINED, fractional_time
-                    if c == 116 and not (
-                        buf[i + 1] == 114 and buf[i + 2] == 117 and buf[i + 3] == 101
-                    ):
-                        return row, DECLINED, fractional_time
-                    if c == 102 and not (
-                        buf[i + 1] == 97
-                        and buf[i + 2] == 108
-                        and buf[i + 3] == 115
-                        and buf[i + 4] == 101
-                    ):
-                        return row, DECLINED, fractional_time
-                    if field >= 0:
-                        if c == 110:
-                            cells[field, row] = NULL
-                        elif kind != BOOL:
-                            return row, DECLINED, fractional_time
+                        if integer:
+                            whole = -mantissa if negative else mantissa
+                            ints[_u(field), _u(row)] = whole
+                            floats[_u(field), _u(row)] = float(whole)
                         else:
-                            ints[field, row] = 1 if c == 116 else 0
-                            cells[field, row] = VALUE
-                    i += word
+                            real = float(mantissa)
+                            if exponent < 0:
+                                real = real / _POWERS[_u(-exponent)]
+                            else:
+                                real = real * _POWERS[_u(exponent)]
+                            floats[_u(field), _u(row)] = -real if negative else real
+                            ints[_u(field), _u(row)] = 0
+                            if kind == TIME:
+                                fractional_time = True
+                        cells[_u(field), _u(row)] = VALUE
+                elif c == 110:  # null
+                    if not (
+                        buf[_u(i + 1)] == 117 and buf[_u(i + 2)] == 108 and buf[_u(i + 3)] == 108
+                    ):
+                        return row, DECLINED, fractional_time
+                    if field >= 0:
+                        cells[_u(field), _u(row)] = NULL
+                    i += 4
+                elif c == 116 or c == 102:  # true, false
+                    if c == 116:
+                        if not (
+                            buf[_u(i + 1)] == 114
+                            and buf[_u(i + 2)] == 117
+                            and buf[_u(i + 3)] == 101
+                        ):
+                            return row, DECLINED, fractional_time
+                        i += 4
+                    else:
+                        if not (
+                            buf[_u(i + 1)] == 97
+                            and buf[_u(i + 2)] == 108
+                            and buf[_u(i + 3)] == 115
+                            and buf[_u(i + 4)] == 101
+                        ):
+                            return row, DECLINED, fractional_time
+                        i += 5
+                    if field >= 0:
+                        if kind != BOOL:
+                            return row, DECLINED, fractional_time
+                        ints[_u(field), _u(row)] = 1 if c == 116 else 0
+                        cells[_u(field), _u(row)] = VALUE
                 else:
                     return row, DECLINED, fractional_time  # nested or not JSON: decline
-                i = skip_space(buf, i, end)
-                if i < end and buf[i] == 44:
-                    i = skip_space(buf, i + 1, end)
+                i = skip_space(buf, i)
+                c = buf[_u(i)]
+                if c == 44:
+                    i = skip_space(buf, i + 1)
                     continue
-                if i < end and buf[i] == 125:
+                if c == 125:
                     i += 1
                     break
                 return row, DECLINED, fractional_time
-        i = skip_space(buf, i, end)
-        if i < end and buf[i] != 10:
+        i = skip_space(buf, i)
+        if buf[_u(i)] != 10:
             return row, DECLINED, fractional_time
         i += 1
         row += 1
+    return row, SCANNED, fractional_time
 
 
 @_jit
@@ -241,12 +293,12 @@ def gather(
     """Copy each present string of one column into one contiguous Arrow data buffer."""
     position = 0
     for row in range(offsets.shape[0] - 1):
-        offsets[row] = position
-        if cells[row] == VALUE:
-            start = starts[row]
-            for j in range(lengths[row]):
-                data[position + j] = buf[start + j]
-            position += lengths[row]
+        offsets[_u(row)] = position
+        if cells[_u(row)] == VALUE:
+            start = starts[_u(row)]
+            for j in range(lengths[_u(row)]):
+                data[_u(position + j)] = buf[_u(start + j)]
+            position += lengths[_u(row)]
     offsets[offsets.shape[0] - 1] = position
 
 

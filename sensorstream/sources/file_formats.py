@@ -20,6 +20,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from sensorstream.readings import Decoded, ReadingFormat, decode_frame, decode_json_lines
+from sensorstream.readings.scanner import count_newlines
 
 FileFormat = Literal["ndjson", "csv", "parquet"]
 
@@ -128,7 +129,7 @@ def read_lines(path: Path, start: int, chunk_bytes: int) -> Generator[LinesChunk
                 return
             yield LinesChunk(chunk, offset, offset + len(chunk), line)
             offset += len(chunk)
-            line += chunk.count(b"\n")
+            line += count_newlines(chunk)
 
 
 def _line_end_after(handle: BinaryIO, position: int) -> int:
@@ -149,7 +150,7 @@ def _count_newlines(handle: BinaryIO, end: int) -> int:
         block = handle.read(min(_COUNT_BLOCK, remaining))
         if not block:
             break
-        count += block.count(b"\n")
+        count += count_newlines(block)
         remaining -= len(block)
     return count
 
