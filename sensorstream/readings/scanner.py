@@ -52,18 +52,31 @@ def load_kernels() -> ModuleType:
     return scanner_kernels
 
 
+def preload() -> None:
+    """Start loading the kernels in the background now, ahead of the first chunk to scan."""
+    _loader()
+
+
+def _loader() -> Future[ModuleType]:
+    """The kernels' loading, started on the first call."""
+    global _loading
+    loading = _loading
+    if loading is None:
+        with _loading_lock:
+            loading = _loading
+            if loading is None:
+                loading = _loading = Future()
+                threading.Thread(
+                    target=_load, args=(loading,), name="load NDJSON scanner", daemon=True
+                ).start()
+    return loading
+
+
 def _kernels_if_ready() -> ModuleType | None:
     """The kernels if they are loaded; else start loading them in the background, and None."""
-    global _loading
-    if _loading is None:
-        with _loading_lock:
-            if _loading is None:
-                _loading = Future()
-                threading.Thread(
-                    target=_load, args=(_loading,), name="load NDJSON scanner", daemon=True
-                ).start()
-    if _loading.done() and _loading.exception() is None:
-        return _loading.result()
+    loading = _loader()
+    if loading.done() and loading.exception() is None:
+        return loading.result()
     return None  # still loading, or Numba failed to load: Polars decodes, as it always can
 
 
@@ -128,15 +141,19 @@ def scan_lines(chunk: bytes, fmt: ReadingFormat, *, wait: bool = False) -> pl.Da
     # The kernels need a final newline (it stops their loops); only a file's last line
     # can lack one.
     buf = np.frombuffer(chunk if chunk.endswith(b"\n") else chunk + b"\n", dtype=np.uint8)
-    # Every object but the last ends at a newline, so this is room enough, and no more.
-    capacity = count_newlines(chunk) + 1
-    shape = (len(names), capacity)
-    floats, ints = np.empty(shape, np.float64), np.empty(shape, np.int64)
-    cells = np.empty(shape, np.uint8)
-    starts, lengths = np.empty(shape, np.int64), np.empty(shape, np.int64)
-    rows, status, fractional_time = kernels.scan(
-        buf, keys, key_ends, kinds, floats, ints, cells, starts, lengths
-    )
+    # Room for one row per 16 bytes (no reading is shorter; untouched room costs no memory);
+    # a chunk of shorter objects runs out of room and is scanned again with its lines
+    # counted: every object but the last ends at a newline.
+    for capacity in (len(buf) // 16 + 1, None):
+        shape = (len(names), capacity if capacity is not None else count_newlines(chunk) + 1)
+        floats, ints = np.empty(shape, np.float64), np.empty(shape, np.int64)
+        cells = np.empty(shape, np.uint8)
+        starts, lengths = np.empty(shape, np.int64), np.empty(shape, np.int64)
+        rows, status, fractional_time = kernels.scan(
+            buf, keys, key_ends, kinds, floats, ints, cells, starts, lengths
+        )
+        if status != kernels.OUT_OF_ROOM:
+            break
     if status != kernels.SCANNED:
         return None
     columns: list[pl.Series] = []

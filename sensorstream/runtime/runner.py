@@ -107,6 +107,7 @@ class Runner:
     def run(self) -> RunSummary:
         """Run to the end of the source (or :meth:`stop`); returns the summary."""
         started = time.perf_counter()
+        self.source.prepare(self.format)
         resumed = self._restore()
         payloads_before = self.counters["payloads"]
         last_checkpoint = _epoch_us(self.clock())

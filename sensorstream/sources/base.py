@@ -52,6 +52,9 @@ class Source(ABC):
         ``clock`` gives the processing time used as the readings' arrival time.
         """
 
+    def prepare(self, fmt: ReadingFormat) -> None:  # noqa: B027 - optional hook
+        """Start slow set-up in the background while the sinks open; nothing by default."""
+
     def progress_total(self) -> int | None:
         """The size of a bounded input in position units (bytes, rows), for progress bars."""
         return None

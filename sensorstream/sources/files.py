@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sensorstream.errors import ConfigError, SourceError
 from sensorstream.readings import TS, ReadingFormat
+from sensorstream.readings.scanner import MIN_CHUNK_BYTES, preload, supports
 from sensorstream.sources.base import Clock, Source, SourceBatch
 from sensorstream.sources.file_formats import (
     EXTENSIONS,
@@ -80,6 +81,16 @@ class FileSource(Source):
         self.chunk_bytes = chunk_bytes
         self.chunk_rows = chunk_rows
         self.prefetch_depth = prefetch
+
+    def prepare(self, fmt: ReadingFormat) -> None:
+        """Start loading the NDJSON scanner if this file will be scanned: big, NDJSON, fast."""
+        if (
+            self.format == "ndjson"
+            and self.speed is None
+            and supports(fmt)
+            and self.path.stat().st_size >= 4 * MIN_CHUNK_BYTES
+        ):
+            preload()
 
     def progress_total(self) -> int | None:
         """The file size in bytes (NDJSON), its row count (Parquet), or None (CSV)."""

@@ -346,3 +346,19 @@ def test_a_resumed_replay_cuts_the_same_chunks_as_an_uninterrupted_one(tmp_path:
     for resume_at in (full[3][1], full[17][1], full[-2][1]):
         resumed = [(c.start, c.end) for c in read_lines(path, resume_at, 1000)]
         assert resumed == [span for span in full if span[0] >= resume_at]
+
+
+@pytest.mark.parametrize(
+    ("size", "speed", "loads"),
+    [(300_000, None, True), (1_000, None, False), (300_000, 2.0, False)],
+)
+def test_prepare_starts_loading_the_scanner_only_for_a_big_fast_ndjson_replay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, size: int, speed: float | None, loads: bool
+) -> None:
+    calls: list[None] = []
+    monkeypatch.setattr("sensorstream.sources.files.preload", lambda: calls.append(None))
+    line = b'{"device_id":"d","ts":1700000000000,"temperature":1.5}\n'
+    path = tmp_path / "r.ndjson"
+    path.write_bytes(line * (size // len(line) + 1))
+    FileSource(path, speed=speed).prepare(ReadingFormat(measurements={"temperature": "float"}))
+    assert bool(calls) == loads
