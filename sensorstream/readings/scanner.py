@@ -148,14 +148,12 @@ def scan_lines(chunk: bytes, fmt: ReadingFormat, *, wait: bool = False) -> pl.Da
     # The kernels need a final newline (it stops their loops); only a file's last line
     # can lack one.
     buf = np.frombuffer(chunk if chunk.endswith(b"\n") else chunk + b"\n", dtype=np.uint8)
-    # Room for one row per 16 bytes (no reading is shorter; untouched room costs no memory);
-    # a chunk of shorter objects runs out of room and is scanned again with its lines
-    # counted: every object but the last ends at a newline.
+    # Room for one row per 16 bytes (no reading is shorter); a chunk of shorter objects runs
+    # out of room and is scanned again with its lines counted: every object but the last
+    # ends at a newline.
     for capacity in (len(buf) // 16 + 1, None):
-        shape = (len(names), capacity if capacity is not None else count_newlines(chunk) + 1)
-        floats, ints = np.empty(shape, np.float64), np.empty(shape, np.int64)
-        cells = np.empty(shape, np.uint8)
-        starts, lengths = np.empty(shape, np.int64), np.empty(shape, np.int64)
+        room = capacity if capacity is not None else count_newlines(chunk) + 1
+        floats, ints, cells, starts, lengths = _scratch(len(names), room)
         rows, status, fractional_time = kernels.scan(
             buf, keys, key_ends, kinds, floats, ints, cells, starts, lengths
         )
@@ -181,8 +179,39 @@ def scan_lines(chunk: bytes, fmt: ReadingFormat, *, wait: bool = False) -> pl.Da
             values = ints[k, :rows].astype(np.bool_)
         else:
             values = ints[k, :rows]
-        columns.append(_with_nulls(name, values, present, dtype))
+        # Polars would share the scratch rows, which the next chunk overwrites: copy them.
+        columns.append(_with_nulls(name, values.copy(), present, dtype))
     return pl.DataFrame(columns)
+
+
+_Scratch = tuple[
+    "NDArray[np.float64]",
+    "NDArray[np.int64]",
+    "NDArray[np.uint8]",
+    "NDArray[np.int64]",
+    "NDArray[np.int64]",
+]
+_scratch_of_thread = threading.local()
+
+
+def _scratch(fields: int, capacity: int) -> _Scratch:
+    """This thread's kernel output arrays, with room for ``capacity`` rows of ``fields``.
+
+    They are kept from chunk to chunk: fresh arrays cost a page fault per 4 KiB the kernel
+    first writes, which made it twice as slow as on warm memory.
+    """
+    held: _Scratch | None = getattr(_scratch_of_thread, "arrays", None)
+    if held is None or held[2].shape[0] != fields or held[2].shape[1] < capacity:
+        shape = (fields, capacity)
+        held = (
+            np.empty(shape, np.float64),
+            np.empty(shape, np.int64),
+            np.empty(shape, np.uint8),
+            np.empty(shape, np.int64),
+            np.empty(shape, np.int64),
+        )
+        _scratch_of_thread.arrays = held
+    return held
 
 
 def _with_nulls(
