@@ -287,19 +287,35 @@ def gather(
     starts: NDArray[np.int64],
     lengths: NDArray[np.int64],
     cells: NDArray[np.uint8],
-    offsets: NDArray[np.int64],
+    views: NDArray[np.uint8],
     data: NDArray[np.uint8],
 ) -> None:
-    """Copy each present string of one column into one contiguous Arrow data buffer."""
+    """Fill the Arrow string views of one column: 16 bytes a row, the layout Polars keeps.
+
+    A view holds the length (4 bytes, little-endian) and then either the string itself, if
+    it has at most 12 bytes, or its first 4 bytes, data buffer 0 and its offset in ``data``,
+    where longer strings are copied one after another. Missing strings get an empty view.
+    """
     position = 0
-    for row in range(offsets.shape[0] - 1):
-        offsets[_u(row)] = position
-        if cells[_u(row)] == VALUE:
-            start = starts[_u(row)]
-            for j in range(lengths[_u(row)]):
+    for row in range(views.shape[0]):
+        r = _u(row)
+        for j in range(16):
+            views[r, _u(j)] = 0
+        if cells[r] != VALUE:
+            continue
+        start, length = starts[r], lengths[r]
+        for j in range(4):
+            views[r, _u(j)] = (length >> (8 * j)) & 255
+        if length <= 12:
+            for j in range(length):
+                views[r, _u(4 + j)] = buf[_u(start + j)]
+        else:
+            for j in range(4):
+                views[r, _u(4 + j)] = buf[_u(start + j)]
+                views[r, _u(12 + j)] = (position >> (8 * j)) & 255
+            for j in range(length):
                 data[_u(position + j)] = buf[_u(start + j)]
-            position += lengths[_u(row)]
-    offsets[offsets.shape[0] - 1] = position
+            position += length
 
 
 def warm_up() -> None:
@@ -319,5 +335,5 @@ def warm_up() -> None:
         starts,
         lengths,
     )
-    data = np.empty(1, np.uint8)
-    gather(line, starts[0], lengths[0], cells[0], np.empty(2, np.int64), data)
+    views, data = np.empty((1, 16), np.uint8), np.empty(1, np.uint8)  # the one row scanned
+    gather(line, starts[0], lengths[0], cells[0], views, data)

@@ -130,7 +130,8 @@ _SCALARS = (
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=6)
 )
-_ASCII = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=8)
+# Up to 12 bytes a string sits inside its Arrow view; longer ones go to a data buffer.
+_ASCII = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20)
 _NUMBERS = st.integers(-(10**6), 10**6) | st.floats(-1e6, 1e6)
 # Values of each key's declared type, so that most objects are ones the scanner should take.
 _TYPED = {
@@ -202,3 +203,27 @@ def test_small_chunks_are_left_to_polars_unless_a_scan_is_asked_for() -> None:
     assert len(small) < scanner.MIN_CHUNK_BYTES
     assert scan_lines(small, FORMAT) is None
     assert scan_lines(small, FORMAT, wait=True) is not None
+
+
+# Plain strings (no quote or backslash, which JSON escapes and the scanner leaves to Polars).
+_ANY_LENGTH = st.text(
+    st.characters(min_codepoint=32, max_codepoint=126, exclude_characters='"\\'), max_size=40
+)
+
+
+@given(
+    st.lists(st.tuples(_ANY_LENGTH, st.none() | _ANY_LENGTH, st.none() | _ANY_LENGTH), max_size=20)
+)
+def test_strings_of_any_length_are_scanned_as_polars_reads_them(
+    rows: list[tuple[str, str | None, str | None]],
+) -> None:
+    # Short strings live inside their Arrow views, longer ones in a shared data buffer.
+    lines = []
+    for ts, (device, label, room) in enumerate(rows):
+        fields = {"device_id": device, "ts": ts, "label": label}
+        if room is not None:
+            fields["room"] = room
+        lines.append(json.dumps(fields))
+    chunk = "".join(f"{line}\n" for line in lines).encode()
+    scanned = assert_agrees_with_polars(chunk)
+    assert (scanned is not None) == bool(rows)
