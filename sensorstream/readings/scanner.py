@@ -238,10 +238,13 @@ def _strings(
     views, data = np.empty((rows, 16), np.uint8), np.empty(long_bytes, np.uint8)
     kernels.gather(buf, starts, lengths, cells, views, data)
     missing = rows - int(present.sum())
-    validity = pa.py_buffer(np.packbits(present, bitorder="little")) if missing else None
+    validity = pa.py_buffer(np.packbits(present, bitorder="little").data) if missing else None
     # Arrow string views are Polars' own layout: taken as they are, no copy, no conversion
-    # (from an offsets-and-bytes array, the conversion took 7 ms per 100,000 strings).
+    # (converting offsets and bytes cost about 1.5 ms per W1 chunk of 100,000 lines).
     array = pa.Array.from_buffers(
-        pa.string_view(), rows, [validity, pa.py_buffer(views), pa.py_buffer(data)], missing
+        pa.string_view(),
+        rows,
+        [validity, pa.py_buffer(views.data), pa.py_buffer(data.data)],
+        missing,
     )
     return pl.Series(name, pl.from_arrow(array))
