@@ -31,7 +31,9 @@ from sensorstream.sources.file_formats import (
 )
 from sensorstream.sources.prefetch import prefetch
 
-DEFAULT_CHUNK_BYTES = 8 * 1024 * 1024
+# 16 MiB (about 200,000 W1 readings) ran W1 about 15% faster than 8 MiB, and 32 MiB no faster:
+# the engine's costs per batch (merging window state, probing the dedup seen-set) weigh less.
+DEFAULT_CHUNK_BYTES = 16 * 1024 * 1024
 DEFAULT_CHUNK_ROWS = 100_000
 # Wall time between the batches of a paced replay: short enough to look smooth.
 PACE_INTERVAL_S = 0.1
