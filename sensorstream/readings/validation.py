@@ -6,7 +6,7 @@ reason) whatever the payload's format.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
@@ -15,6 +15,9 @@ from sensorstream.readings.format import DEVICE, MESSAGE_ID, TS, TS_TYPE, Readin
 _EPOCH_UNIT_TO_US = {"s": 1_000_000.0, "ms": 1_000.0, "us": 1.0, "ns": 0.001}
 _ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z")
 _EXACT_FLOAT = 2**53  # integers below this are exact as floats
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST_DAY = datetime(1, 1, 1, tzinfo=UTC)
+_LAST_DAY = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 
 def to_canonical(wide: pl.DataFrame, fmt: ReadingFormat) -> pl.DataFrame:
@@ -102,6 +105,8 @@ def validate(
             schema={"row": pl.UInt32(), "reason": pl.String()}
         )
     raw_time = pl.col("__raw_time") if "__raw_time" in readings.columns else pl.col(TS)
+    # What a message shows of a time out of the calendar's range: the value as received.
+    received = raw_time if "__raw_time" in readings.columns else pl.col(TS).to_physical()
     checks: list[tuple[pl.Expr, pl.Expr]] = [
         (
             pl.col(DEVICE).is_null() | (pl.col(DEVICE).str.len_bytes() == 0),
@@ -120,7 +125,7 @@ def validate(
             reason_message(
                 f"timestamp {{}} is in the future: more than {fmt.max_future} after its arrival "
                 "(readings.max_future)",
-                pl.col(TS).dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"),
+                _time_text(received),
             ),
         ),
         (
@@ -128,7 +133,7 @@ def validate(
             reason_message(
                 f"timestamp {{}} is before {fmt.min_time.date()} (readings.min_time); "
                 "is the epoch unit right?",
-                pl.col(TS).dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"),
+                _time_text(received),
             ),
         ),
     ]
@@ -189,6 +194,22 @@ def validate(
     return flagged.filter(~bad_mask).select(canonical), reasons
 
 
+def _time_text(raw_time: pl.Expr) -> pl.Expr:
+    """A reading's time for a message: ISO 8601 in years 1 to 9999, else the value as received.
+
+    Formatting a time beyond what the calendar library can hold panics inside Polars, so the
+    times are clipped into range before formatting and the raw value is shown instead.
+    """
+    ts = pl.col(TS)
+    within = ts.is_between(pl.lit(_FIRST_DAY, TS_TYPE), pl.lit(_LAST_DAY, TS_TYPE))
+    clipped = ts.clip(pl.lit(_FIRST_DAY, TS_TYPE), pl.lit(_LAST_DAY, TS_TYPE))
+    return (
+        pl.when(within)
+        .then(clipped.dt.to_string("%Y-%m-%dT%H:%M:%S%.fZ"))
+        .otherwise(raw_time.cast(pl.String))
+    )
+
+
 def _surely_valid(readings: pl.DataFrame, fmt: ReadingFormat, latest: datetime) -> bool:
     """Whether no row can fail a check, judged from column statistics alone.
 
@@ -203,12 +224,14 @@ def _surely_valid(readings: pl.DataFrame, fmt: ReadingFormat, latest: datetime) 
     if device.null_count() or raw_time.null_count() or ts.null_count():
         return False
     shortest = device.str.len_bytes().min()
-    earliest, last = ts.min(), ts.max()
     if not isinstance(shortest, int) or shortest == 0:
         return False
-    if not isinstance(earliest, datetime) or not isinstance(last, datetime):
+    # Compared as microseconds: a time beyond year 9999 has no Python datetime.
+    micros = ts.to_physical()
+    earliest, last = micros.min(), micros.max()
+    if not isinstance(earliest, int) or not isinstance(last, int):
         return False
-    if earliest < _aware(fmt.min_time) or last > _aware(latest):
+    if earliest < _epoch_us(fmt.min_time) or last > _epoch_us(latest):
         return False
     for name, kind in fmt.measurements.items():
         column = readings[name]
@@ -224,6 +247,7 @@ def _surely_valid(readings: pl.DataFrame, fmt: ReadingFormat, latest: datetime) 
     return bool(readings.select(present.all()).item())
 
 
-def _aware(moment: datetime) -> datetime:
-    """A naive datetime read as UTC, as Polars reads it when comparing with UTC times."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+def _epoch_us(moment: datetime) -> int:
+    """Microseconds since the epoch; a naive datetime is read as UTC, as Polars reads it."""
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return (aware - _EPOCH) // timedelta(microseconds=1)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sensorstream.readings import ReadingFormat, validation
+from sensorstream.readings import ReadingFormat, decode_json_lines, validation
 from sensorstream.readings.validation import to_canonical, validate
 
 FMT = ReadingFormat(measurements={"temperature": "float", "humidity": "float", "count": "int"})
@@ -113,3 +113,28 @@ def test_a_wholly_valid_batch_takes_the_shortcut(monkeypatch: pytest.MonkeyPatch
     valid, reasons = validate(canonical, FMT, ARRIVED)
     assert valid.height == 2
     assert reasons.height == 0
+
+
+@given(st.lists(st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)), max_size=10))
+def test_the_shortcut_agrees_for_epoch_seconds_of_any_size(times: list[int | None]) -> None:
+    # Seconds reach microseconds beyond year 9999 (and beyond Int64): no crash, same result.
+    fmt = ReadingFormat(measurements={"temperature": "float"}, time_unit="s")
+    wide = pl.DataFrame(
+        {"device_id": ["d"] * len(times), "ts": times, "temperature": [1.0] * len(times)},
+        schema={"device_id": pl.String, "ts": pl.Int64, "temperature": pl.Float64},
+    )
+    canonical = to_canonical(wide, fmt)
+    valid, reasons = validate(canonical, fmt, ARRIVED)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(validation, "_surely_valid", lambda *_: False)
+        slow_valid, slow_reasons = validate(canonical, fmt, ARRIVED)
+    assert valid.equals(slow_valid)
+    assert reasons.equals(slow_reasons)
+
+
+def test_a_time_beyond_year_9999_becomes_a_dead_letter_not_a_crash() -> None:
+    line = b'{"device_id":"a","ts":9000000000000,"temperature":1.0}\n'
+    fmt = ReadingFormat(measurements={"temperature": "float"}, time_unit="s")
+    decoded = decode_json_lines(line * 2, fmt, arrived_at=ARRIVED)
+    assert decoded.readings.height == 0
+    assert decoded.dead_letters["reason"].str.contains("in the future").all()
