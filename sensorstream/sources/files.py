@@ -86,12 +86,13 @@ class FileSource(Source):
 
     def prepare(self, fmt: ReadingFormat) -> None:
         """Start loading the NDJSON scanner if this file will be scanned: big, NDJSON, fast."""
-        if (
-            self.format == "ndjson"
-            and self.speed is None
-            and supports(fmt)
-            and self.path.stat().st_size >= 4 * MIN_CHUNK_BYTES
-        ):
+        if self.format != "ndjson" or self.speed is not None or not supports(fmt):
+            return
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return  # reading will say what is wrong with the file
+        if size >= 4 * MIN_CHUNK_BYTES:
             preload()
 
     def progress_total(self) -> int | None:

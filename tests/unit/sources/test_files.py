@@ -362,3 +362,13 @@ def test_prepare_starts_loading_the_scanner_only_for_a_big_fast_ndjson_replay(
     path.write_bytes(line * (size // len(line) + 1))
     FileSource(path, speed=speed).prepare(ReadingFormat(measurements={"temperature": "float"}))
     assert bool(calls) == loads
+
+
+def test_prepare_leaves_a_vanished_file_to_reading_to_report(tmp_path: Path) -> None:
+    path = tmp_path / "gone.ndjson"
+    path.write_text(line(1, T0_MS) + "\n")
+    source = FileSource(path)
+    path.unlink()
+    source.prepare(FORMAT)  # no error here
+    with pytest.raises(SourceError, match="cannot read"):
+        read(source)
