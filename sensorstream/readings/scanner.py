@@ -200,7 +200,7 @@ def _scratch(fields: int, capacity: int) -> _Scratch:
 
     They are kept from chunk to chunk: fresh arrays cost a page fault per 4 KiB the kernel
     first writes (keeping them saved 13,000 of the 100,000 page faults of a W1 run). What a
-    thread last used stays held until the thread ends: about 26 MB for 16 MiB chunks.
+    thread last used stays held until the thread ends: about 10 MB for 16 MiB of W1 lines.
     """
     held: _Scratch | None = getattr(_scratch_of_thread, "arrays", None)
     if held is None or held[2].shape[0] != fields or held[2].shape[1] < capacity:
