@@ -30,15 +30,16 @@ def to_canonical(wide: pl.DataFrame, fmt: ReadingFormat) -> pl.DataFrame:
         ts_expr = pl.coalesce(_epoch_to_ts(as_number, fmt.time_unit), iso)
     else:
         values = wide[fmt.time_field]
+        magnitude = values.abs()
+        low, high = magnitude.min(), magnitude.max()
         unit = fmt.time_unit
         if unit == "auto":
-            unit = _epoch_unit(values)
+            unit = _epoch_unit(low, high)
         ts_expr = _epoch_to_ts(time_col, unit)
         if values.dtype.is_integer() and unit in ("s", "ms", "us"):
             # Whole epoch numbers in s, ms or us become microseconds by an exact integer
             # product; the float path gives the same while the product stays below 2**53.
             factor = int(_EPOCH_UNIT_TO_US[unit])
-            high = values.abs().max()
             if not isinstance(high, int) or high * factor < _EXACT_FLOAT:
                 ts_expr = (time_col.cast(pl.Int64) * factor).cast(TS_TYPE)
     columns = [pl.col(fmt.device_field).alias(DEVICE), ts_expr.alias(TS)]
@@ -70,9 +71,8 @@ def _epoch_to_ts(value: pl.Expr, unit: TimeUnit) -> pl.Expr:
     return pl.when(in_range & value.is_finite()).then(micros.cast(pl.Int64)).cast(TS_TYPE)
 
 
-def _epoch_unit(values: pl.Series) -> TimeUnit:
-    """The one epoch unit every value of a chunk is in, or ``auto`` if they differ."""
-    low, high = values.abs().min(), values.abs().max()
+def _epoch_unit(low: object, high: object) -> TimeUnit:
+    """The one epoch unit of a chunk whose magnitudes span low..high, or ``auto`` if none."""
     if not isinstance(low, (int, float)) or not isinstance(high, (int, float)):
         return "auto"
     units: tuple[tuple[float, TimeUnit], ...] = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
