@@ -100,10 +100,10 @@ def run_sensorstream(path: Path, *, dedup: bool = True) -> dict[str, float]:
         seconds = time.perf_counter() - started
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
-        "readings": summary.counters["payloads"],
-        "results": summary.counters["results"],
+        "readings": summary.counters.get("lines"),
+        "results": summary.counters.get("results"),
         "seconds": seconds,
-        "readings_per_s": summary.counters["payloads"] / seconds,
+        "readings_per_s": summary.counters.get("lines") / seconds,
         "peak_rss_mib": peak_kib / 1024,
     }
 

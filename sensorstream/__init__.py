@@ -19,7 +19,8 @@ from sensorstream.errors import (
 from sensorstream.pipeline.builder import Pipeline
 from sensorstream.pipeline.spec import PipelineSpec, load_spec, parse_spec
 from sensorstream.readings import ReadingFormat
-from sensorstream.runtime.runner import Runner, RunSummary
+from sensorstream.runtime.counters import RunSummary
+from sensorstream.runtime.runner import Runner
 
 
 def run(pipeline: Pipeline | PipelineSpec, *, fresh: bool = False) -> RunSummary:

@@ -21,7 +21,8 @@ from rich.table import Table
 from sensorstream.errors import SensorstreamError
 from sensorstream.pipeline.durations import parse_duration
 from sensorstream.pipeline.spec import PipelineSpec, load_spec
-from sensorstream.runtime.runner import Runner, RunSummary
+from sensorstream.runtime.counters import RunSummary
+from sensorstream.runtime.runner import Runner
 from sensorstream.sinks import ConsoleSinkSettings, DuckDBSinkSettings
 from sensorstream.sources import FileSourceSettings, SimulatorSourceSettings
 from sensorstream.sources.base import SourceBatch
@@ -74,7 +75,7 @@ def _execute(spec: PipelineSpec, *, fresh: bool, progress: bool) -> RunSummary:
                     task_id,
                     completed=item.position,
                     total=item.total,
-                    readings=counters["payloads"],
+                    readings=counters.get("lines"),
                 )
 
             runner = Runner(spec, fresh=fresh, on_batch=_advance)
@@ -90,12 +91,13 @@ def _print_summary(summary: RunSummary) -> None:
     table.add_column(style="bold")
     table.add_column(justify="right")
     rows = [
-        ("readings in", c["payloads"]),
-        ("  accepted", c["accepted"]),
-        ("  duplicates", c["duplicates"]),
-        ("  late", c["late"]),
-        ("  dead-lettered", c["dead_letters"]),
-        ("results out", c["results"]),
+        ("lines in", c.get("lines")),
+        ("  accepted", c.get("accepted")),
+        ("  duplicates", c.get("duplicates")),
+        ("  late", c.get("late")),
+        ("  dead-lettered", c.get("dead_letters")),
+        ("  blank", c.get("blank")),
+        ("results out", c.get("results")),
     ]
     for label, value in rows:
         table.add_row(label, f"{value:,}")

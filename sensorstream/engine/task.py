@@ -79,7 +79,8 @@ class TaskOutput:
     accepted: pl.DataFrame | None = None
     duplicates: int = 0
     late: pl.DataFrame | None = None  # late readings, with the steps they were too late for
-    late_count: int = 0
+    late_count: int = 0  # readings too late for every step (not accepted)
+    late_by_step: dict[str, int] = field(default_factory=dict)  # too late for each step
     results: dict[str, pl.DataFrame] = field(default_factory=dict)
 
 
@@ -139,6 +140,7 @@ class PartitionTask:
             ).to_series()
             output.late = clean.with_columns(steps).filter(any_late)
             output.late_count = int(all_late.sum())
+            output.late_by_step = {mask.name: int(mask.sum()) for mask in late_for if mask.any()}
             output.accepted = clean.filter(~all_late)
         else:
             output.accepted = clean

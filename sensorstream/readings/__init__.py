@@ -5,10 +5,13 @@ Every source funnels its payloads through :func:`decode_json_lines` (JSON text) 
 valid reading is. A batch of readings is a Polars frame with the canonical columns
 ``device_id`` (string), ``ts`` (UTC microsecond timestamp), one column per declared
 measurement, one per tag and, if configured, ``message_id``. Anything that fails the rules
-becomes a dead letter: the raw payload, the reason and the arrival time.
+becomes a dead letter: the raw payload (as bytes), a stable reason code, the message and the
+arrival time.
 
 - :mod:`~sensorstream.readings.format`: the canonical columns, :class:`ReadingFormat`, dead letters;
+- :mod:`~sensorstream.readings.reasons`: the dead-letter reason codes;
 - :mod:`~sensorstream.readings.json_lines`: NDJSON decoding with poison lines isolated;
+- :mod:`~sensorstream.readings.json_checks`: limits, duplicate keys, what is wrong with a line;
 - :mod:`~sensorstream.readings.tables`: CSV and Parquet rows;
 - :mod:`~sensorstream.readings.validation`: canonical columns and the validity rules.
 """
@@ -24,13 +27,16 @@ from sensorstream.readings.format import (
     TS,
     TS_TYPE,
     Decoded,
+    Limits,
     MeasurementType,
     ReadingFormat,
     TimeUnit,
+    Truncated,
     dead_letters,
     empty_dead_letters,
 )
 from sensorstream.readings.json_lines import decode_json_lines
+from sensorstream.readings.reasons import REASONS
 from sensorstream.readings.tables import decode_frame
 from sensorstream.readings.validation import validate
 
@@ -39,13 +45,16 @@ __all__ = [
     "DEVICE",
     "GEO_TYPE",
     "MESSAGE_ID",
+    "REASONS",
     "RESERVED",
     "TS",
     "TS_TYPE",
     "Decoded",
+    "Limits",
     "MeasurementType",
     "ReadingFormat",
     "TimeUnit",
+    "Truncated",
     "dead_letters",
     "decode_frame",
     "decode_json_lines",

@@ -2,11 +2,15 @@
 
 A batch of readings is a Polars frame with the canonical columns ``device_id`` (string),
 ``ts`` (UTC microsecond timestamp), one column per declared measurement, one per tag and, if
-configured, ``message_id``.
+configured, ``message_id``. A dead letter keeps the payload as the bytes that arrived (up to
+:attr:`Limits.max_raw_bytes`, then its first bytes), its full length and SHA-256, a stable
+reason code (:mod:`~sensorstream.readings.reasons`), the message, where it came from and
+when it arrived.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,6 +19,7 @@ from typing import Literal
 import polars as pl
 
 from sensorstream.errors import ConfigError
+from sensorstream.readings.reasons import REASONS
 
 MeasurementType = Literal["float", "int", "string", "bool", "geo"]
 TimeUnit = Literal["auto", "s", "ms", "us", "ns"]
@@ -34,11 +39,42 @@ _POLARS_TYPES: dict[str, pl.DataType] = {
     "geo": GEO_TYPE,
 }
 DEAD_LETTER_SCHEMA: dict[str, pl.DataType] = {
-    "raw": pl.String(),
+    "reason_code": pl.String(),
     "reason": pl.String(),
     "origin": pl.String(),
+    "raw": pl.Binary(),
+    "raw_length": pl.Int64(),
+    "raw_sha256": pl.String(),
     "arrived_at": TS_TYPE,
 }
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How large a payload may be; anything past a limit becomes a dead letter saying which.
+
+    The limits keep one hostile or broken payload from costing unbounded memory, storage or
+    result keys: ``max_payload_bytes`` per payload (a longer line is streamed past, never
+    held whole), ``max_fields`` per object (nested ones counted too), ``max_id_bytes`` per
+    device id, tag value or message id (each may become a results key), and
+    ``max_raw_bytes`` of a dead letter's payload kept in the store (past it: the first bytes,
+    with the full length and SHA-256 beside them).
+
+    >>> Limits(max_payload_bytes=4096).max_fields
+    1000
+    """
+
+    max_payload_bytes: int = 1024 * 1024
+    max_fields: int = 1000
+    max_id_bytes: int = 256
+    max_raw_bytes: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        for name in ("max_payload_bytes", "max_fields", "max_id_bytes", "max_raw_bytes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                msg = f"readings.limits.{name} must be a whole number above 0, got {value!r}"
+                raise ConfigError(msg)
 
 
 @dataclass(frozen=True)
@@ -58,6 +94,7 @@ class ReadingFormat:
     message_id_field: str | None = None
     max_future: timedelta = timedelta(hours=1)
     min_time: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    limits: Limits = Limits()
 
     def __post_init__(self) -> None:
         if not self.measurements:
@@ -101,11 +138,26 @@ class ReadingFormat:
 
 @dataclass
 class Decoded:
-    """The outcome of decoding one chunk: valid readings, dead letters and the payload count."""
+    """The outcome of decoding one chunk: valid readings, dead letters, payloads, blank lines.
+
+    ``payloads`` counts what was read as a payload (a reading or a dead letter each);
+    ``blank`` the lines with nothing but white space, which are no payload but are counted
+    so that every line of an input is accounted for.
+    """
 
     readings: pl.DataFrame
     dead_letters: pl.DataFrame
     payloads: int = field(default=0)
+    blank: int = field(default=0)
+
+
+@dataclass(frozen=True)
+class Truncated:
+    """A payload too large to keep whole: its first bytes, its full length and its SHA-256."""
+
+    head: bytes
+    length: int
+    sha256: str
 
 
 def empty_dead_letters() -> pl.DataFrame:
@@ -114,15 +166,51 @@ def empty_dead_letters() -> pl.DataFrame:
 
 
 def dead_letters(
-    raws: Sequence[str], reasons: Sequence[str], origins: Sequence[str], arrived_at: datetime
+    raws: Sequence[bytes | Truncated],
+    codes: Sequence[str],
+    reasons: Sequence[str],
+    origins: Sequence[str],
+    arrived_at: datetime,
+    *,
+    max_raw_bytes: int = Limits.max_raw_bytes,
 ) -> pl.DataFrame:
-    """Build a dead-letter frame from parallel lists."""
+    """Build a dead-letter frame from parallel lists; payloads past ``max_raw_bytes`` are cut.
+
+    >>> frame = dead_letters(
+    ...     [b"{oops"],
+    ...     ["invalid_json"],
+    ...     ["invalid JSON"],
+    ...     ["line 1"],
+    ...     datetime(2024, 1, 1, tzinfo=UTC),
+    ... )
+    >>> frame["raw"][0], frame["raw_length"][0]
+    (b'{oops', 5)
+    """
+    unknown = sorted(set(codes) - REASONS.keys())
+    if unknown:  # a programming error: every code must be documented in REASONS
+        msg = f"dead-letter reason codes {unknown} are not in sensorstream.readings.reasons"
+        raise ValueError(msg)
+    kept: list[bytes] = []
+    lengths: list[int] = []
+    digests: list[str] = []
+    for raw in raws:
+        if isinstance(raw, Truncated):
+            kept.append(raw.head[:max_raw_bytes])
+            lengths.append(raw.length)
+            digests.append(raw.sha256)
+        else:
+            kept.append(raw[:max_raw_bytes])
+            lengths.append(len(raw))
+            digests.append(hashlib.sha256(raw).hexdigest())
     return pl.DataFrame(
         {
-            "raw": list(raws),
+            "reason_code": list(codes),
             "reason": list(reasons),
             "origin": list(origins),
-            "arrived_at": [arrived_at] * len(raws),
+            "raw": kept,
+            "raw_length": lengths,
+            "raw_sha256": digests,
+            "arrived_at": [arrived_at] * len(kept),
         },
         schema=DEAD_LETTER_SCHEMA,
     )

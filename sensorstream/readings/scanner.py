@@ -7,8 +7,9 @@ shape in one pass and without the GIL (a reading thread really runs beside the e
 
 It is strict: anything outside that shape, or any value it could not convert exactly as
 Polars would (an escape, non-ASCII text, a nested value, a duplicate key, a number beyond a
-correctly rounded fast conversion, a type that does not match the declared one), makes it
-return None, and the Polars path decodes the chunk and explains every bad line as before.
+correctly rounded fast conversion, a type that does not match the declared one), or a line
+past the format's limits (longer than ``max_payload_bytes``, more than ``max_fields`` keys),
+makes it return None, and the Polars path decodes the chunk and explains every bad line.
 So the scanner changes speed, never results: ``tests/unit/readings/test_scanner.py`` checks
 that it agrees with Polars on random lines or declines.
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import gc
 import threading
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -113,7 +115,15 @@ def supports(fmt: ReadingFormat) -> bool:
     )
 
 
-def scan_lines(chunk: bytes, fmt: ReadingFormat, *, wait: bool = False) -> pl.DataFrame | None:
+@dataclass(frozen=True)
+class Scanned:
+    """A scanned chunk: its rows as Polars' reader would give them, and its blank lines."""
+
+    frame: pl.DataFrame
+    blank: int
+
+
+def scan_lines(chunk: bytes, fmt: ReadingFormat, *, wait: bool = False) -> Scanned | None:
     """The chunk as Polars' reader would give it (wire names and types), or None to decline.
 
     It also declines chunks under :data:`MIN_CHUNK_BYTES` and, until the kernels have loaded
@@ -155,8 +165,18 @@ def scan_lines(chunk: bytes, fmt: ReadingFormat, *, wait: bool = False) -> pl.Da
     for capacity in (len(buf) // 16 + 1, None):
         room = capacity if capacity is not None else count_newlines(chunk) + 1
         floats, ints, cells, starts, lengths = _scratch(len(names), room)
-        rows, status, fractional_time = kernels.scan(
-            buf, keys, key_ends, kinds, floats, ints, cells, starts, lengths
+        rows, status, fractional_time, blank = kernels.scan(
+            buf,
+            keys,
+            key_ends,
+            kinds,
+            floats,
+            ints,
+            cells,
+            starts,
+            lengths,
+            fmt.limits.max_payload_bytes,
+            fmt.limits.max_fields,
         )
         if status != kernels.OUT_OF_ROOM:
             break
@@ -182,7 +202,7 @@ def scan_lines(chunk: bytes, fmt: ReadingFormat, *, wait: bool = False) -> pl.Da
             values = ints[k, :rows]
         # Polars would share the scratch rows, which the next chunk overwrites: copy them.
         columns.append(_with_nulls(name, values.copy(), present, dtype))
-    return pl.DataFrame(columns)
+    return Scanned(pl.DataFrame(columns), blank)
 
 
 _Scratch = tuple[

@@ -84,28 +84,35 @@ def scan(
     cells: NDArray[np.uint8],
     starts: NDArray[np.int64],
     lengths: NDArray[np.int64],
-) -> tuple[int, int, bool]:
-    """Fill one row per object: (rows, SCANNED / DECLINED / OUT_OF_ROOM, fractional time).
+    max_line: int,
+    max_keys: int,
+) -> tuple[int, int, bool, int]:
+    """Fill one row per object: (rows, SCANNED / DECLINED / OUT_OF_ROOM, fractional time, blanks).
 
-    ``buf`` must end with a newline.
+    ``buf`` must end with a newline. A line longer than ``max_line`` bytes (its newline
+    not counted) or an object with more than ``max_keys`` keys is declined: the caller's
+    slower path explains it as a dead letter.
     """
     end, fields = buf.shape[0], kinds.shape[0]
     if end == 0 or buf[_u(end - 1)] != 10:
-        return 0, DECLINED, False
+        return 0, DECLINED, False, 0
     # The field each key position held in the line before: lines nearly always list their
     # keys in one order, so the next key is checked against that field's name first.
     expected = np.full(fields + 1, -1, np.int64)
-    row, i, fractional_time = 0, 0, False
+    row, i, fractional_time, blanks = 0, 0, False, 0
     while i < end:
+        line_start = i
         i = skip_space(buf, i)
         c = buf[_u(i)]
-        if c == 10:  # a blank line is not a payload
+        if c == 10:  # a blank line is not a payload, but it is counted
+            blanks += 1
             i += 1
             continue
         if c != 123:
-            return row, DECLINED, fractional_time
+            return row, DECLINED, fractional_time, blanks
         if row >= cells.shape[1]:
-            return row, OUT_OF_ROOM, fractional_time  # more rows than room for: the caller counts
+            # More rows than room for: the caller counts the lines and scans again.
+            return row, OUT_OF_ROOM, fractional_time, blanks
         for k in range(fields):
             cells[_u(k), _u(row)] = MISSING
         i = skip_space(buf, i + 1)
@@ -115,7 +122,7 @@ def scan(
             position = 0
             while True:
                 if buf[_u(i)] != 34:
-                    return row, DECLINED, fractional_time
+                    return row, DECLINED, fractional_time, blanks
                 i += 1
                 field = -2  # not known yet
                 if position < fields:
@@ -132,24 +139,26 @@ def scan(
                 if field == -2:
                     key_end = plain_string_end(buf, i)
                     if key_end < 0:
-                        return row, DECLINED, fractional_time
+                        return row, DECLINED, fractional_time, blanks
                     field = field_of_key(buf, i, key_end, keys, key_ends)
                     if position < fields:
                         expected[_u(position)] = field
                     i = key_end + 1
                 position += 1
+                if position > max_keys:
+                    return row, DECLINED, fractional_time, blanks
                 i = skip_space(buf, i)
                 if buf[_u(i)] != 58:
-                    return row, DECLINED, fractional_time
+                    return row, DECLINED, fractional_time, blanks
                 i = skip_space(buf, i + 1)
                 if field >= 0 and cells[_u(field), _u(row)] != MISSING:
-                    return row, DECLINED, fractional_time  # a repeated key
+                    return row, DECLINED, fractional_time, blanks  # a repeated key
                 kind = kinds[_u(field)] if field >= 0 else -1
                 c = buf[_u(i)]
                 if c == 34:
                     value_end = plain_string_end(buf, i + 1)
                     if value_end < 0 or (field >= 0 and kind != STRING):
-                        return row, DECLINED, fractional_time
+                        return row, DECLINED, fractional_time, blanks
                     if field >= 0:
                         starts[_u(field), _u(row)] = i + 1
                         lengths[_u(field), _u(row)] = value_end - i - 1
@@ -162,12 +171,12 @@ def scan(
                         i += 1
                     c = buf[_u(i)]
                     if not 48 <= c <= 57:
-                        return row, DECLINED, fractional_time
+                        return row, DECLINED, fractional_time, blanks
                     mantissa, digits, exponent, integer = 0, 0, 0, True
                     if c == 48:
                         i += 1
                         if 48 <= buf[_u(i)] <= 57:
-                            return row, DECLINED, fractional_time  # a leading zero is not JSON
+                            return row, DECLINED, fractional_time, blanks  # a leading 0: not JSON
                     else:
                         while 48 <= c <= 57:
                             mantissa = mantissa * 10 + (c - 48)
@@ -179,7 +188,7 @@ def scan(
                         i += 1
                         c = buf[_u(i)]
                         if not 48 <= c <= 57:
-                            return row, DECLINED, fractional_time
+                            return row, DECLINED, fractional_time, blanks
                         while 48 <= c <= 57:
                             if mantissa or c != 48:  # leading zeros of 0.00x are not digits
                                 mantissa = mantissa * 10 + (c - 48)
@@ -196,7 +205,7 @@ def scan(
                             i += 1
                         c = buf[_u(i)]
                         if not 48 <= c <= 57:
-                            return row, DECLINED, fractional_time
+                            return row, DECLINED, fractional_time, blanks
                         power = 0
                         while 48 <= c <= 57:
                             if power < 10_000:
@@ -205,17 +214,22 @@ def scan(
                             c = buf[_u(i)]
                         exponent += sign * power
                     if digits > 18:
-                        return row, DECLINED, fractional_time  # may overflow: Polars decides
+                        return (
+                            row,
+                            DECLINED,
+                            fractional_time,
+                            blanks,
+                        )  # may overflow: Polars decides
                     # Clinger's fast path: both operands exact, so one IEEE operation rounds
                     # correctly; a number outside it (even of an undeclared field) goes to
                     # Polars.
                     if not integer and (
                         mantissa > 9_007_199_254_740_992 or not -22 <= exponent <= 22
                     ):
-                        return row, DECLINED, fractional_time
+                        return row, DECLINED, fractional_time, blanks
                     if field >= 0:
                         if kind in (STRING, BOOL) or (kind == INT and not integer):
-                            return row, DECLINED, fractional_time
+                            return row, DECLINED, fractional_time, blanks
                         if integer:
                             whole = -mantissa if negative else mantissa
                             ints[_u(field), _u(row)] = whole
@@ -235,7 +249,7 @@ def scan(
                     if not (
                         buf[_u(i + 1)] == 117 and buf[_u(i + 2)] == 108 and buf[_u(i + 3)] == 108
                     ):
-                        return row, DECLINED, fractional_time
+                        return row, DECLINED, fractional_time, blanks
                     if field >= 0:
                         cells[_u(field), _u(row)] = NULL
                     i += 4
@@ -246,7 +260,7 @@ def scan(
                             and buf[_u(i + 2)] == 117
                             and buf[_u(i + 3)] == 101
                         ):
-                            return row, DECLINED, fractional_time
+                            return row, DECLINED, fractional_time, blanks
                         i += 4
                     else:
                         if not (
@@ -255,15 +269,15 @@ def scan(
                             and buf[_u(i + 3)] == 115
                             and buf[_u(i + 4)] == 101
                         ):
-                            return row, DECLINED, fractional_time
+                            return row, DECLINED, fractional_time, blanks
                         i += 5
                     if field >= 0:
                         if kind != BOOL:
-                            return row, DECLINED, fractional_time
+                            return row, DECLINED, fractional_time, blanks
                         ints[_u(field), _u(row)] = 1 if c == 116 else 0
                         cells[_u(field), _u(row)] = VALUE
                 else:
-                    return row, DECLINED, fractional_time  # nested or not JSON: decline
+                    return row, DECLINED, fractional_time, blanks  # nested or not JSON: decline
                 i = skip_space(buf, i)
                 c = buf[_u(i)]
                 if c == 44:
@@ -272,13 +286,13 @@ def scan(
                 if c == 125:
                     i += 1
                     break
-                return row, DECLINED, fractional_time
+                return row, DECLINED, fractional_time, blanks
         i = skip_space(buf, i)
-        if buf[_u(i)] != 10:
-            return row, DECLINED, fractional_time
+        if buf[_u(i)] != 10 or i - line_start > max_line:
+            return row, DECLINED, fractional_time, blanks
         i += 1
         row += 1
-    return row, SCANNED, fractional_time
+    return row, SCANNED, fractional_time, blanks
 
 
 @_jit
@@ -334,6 +348,8 @@ def warm_up() -> None:
         cells,
         starts,
         lengths,
+        64,
+        8,
     )
     views, data = np.empty((1, 16), np.uint8), np.empty(1, np.uint8)  # the one row scanned
     gather(line, starts[0], lengths[0], cells[0], views, data)

@@ -19,8 +19,13 @@ def decode_frame(
     arrived_at: datetime,
     origin: str,
     first_row: int = 1,
+    raws: pl.Series | None = None,
 ) -> Decoded:
-    """Decode readings that arrive already tabular (CSV, Parquet); rows keep their input names."""
+    """Decode readings that arrive already tabular (CSV, Parquet); rows keep their input names.
+
+    ``raws`` holds each row as it arrived (a CSV record's bytes), for dead letters; without
+    it a rejected row is kept as JSON. Row numbers in messages count from ``first_row``.
+    """
     missing = [c for c in (fmt.device_field, fmt.time_field) if c not in frame.columns]
     if missing:
         msg = f"{origin} has no column {missing[0]!r}; columns are {frame.columns}"
@@ -38,10 +43,11 @@ def decode_frame(
             continue
         cast = pl.col(name).cast(dtype, strict=False)
         wide_columns.append(cast)
+        what = "measurement" if name in fmt.measurements else "field"
         problems.append(
             pl.when(pl.col(name).is_not_null() & cast.is_null()).then(
                 reason_message(
-                    f"measurement {name!r} must be {dtype}, got {{}}", pl.col(name).cast(pl.String)
+                    f"{what} {name!r} must be {dtype}, got {{}}", pl.col(name).cast(pl.String)
                 )
             )
         )
@@ -54,26 +60,38 @@ def decode_frame(
     )
     bad = checked.filter(pl.col("__problem").is_not_null())
     good = checked.filter(pl.col("__problem").is_null())
-    raws_frame = frame.with_row_index("__row").join(bad.select("__row"), on="__row").drop("__row")
+    rejected_rows = bad["__row"].to_list()
     dead_parts = [
         dead_letters(
-            [orjson.dumps(r, default=str).decode() for r in raws_frame.to_dicts()],
+            _raws(frame, raws, rejected_rows),
+            ["wrong_type"] * bad.height,
             bad["__problem"].to_list(),
-            [f"row {first_row + i} of {origin}" for i in bad["__row"].to_list()],
+            [f"row {first_row + i} of {origin}" for i in rejected_rows],
             arrived_at,
+            max_raw_bytes=fmt.limits.max_raw_bytes,
         )
     ]
     canonical = to_canonical(good.drop("__row", "__problem"), fmt)
     valid, reasons = validate(canonical, fmt, arrived_at)
     if reasons.height:
         rows = good["__row"].gather(reasons["row"]).to_list()
-        raw_rows = frame.with_row_index("__row").filter(pl.col("__row").is_in(rows)).drop("__row")
         dead_parts.append(
             dead_letters(
-                [orjson.dumps(r, default=str).decode() for r in raw_rows.to_dicts()],
+                _raws(frame, raws, rows),
+                reasons["reason_code"].to_list(),
                 reasons["reason"].to_list(),
                 [f"row {first_row + i} of {origin}" for i in rows],
                 arrived_at,
+                max_raw_bytes=fmt.limits.max_raw_bytes,
             )
         )
     return Decoded(valid, pl.concat(dead_parts), frame.height)
+
+
+def _raws(frame: pl.DataFrame, raws: pl.Series | None, rows: list[int]) -> list[bytes]:
+    """The given rows as they arrived, or as JSON objects when nothing else is known."""
+    if not rows:
+        return []
+    if raws is not None:
+        return [bytes(raw) for raw in raws.gather(rows).to_list()]
+    return [orjson.dumps(row, default=str) for row in frame[rows].to_dicts()]

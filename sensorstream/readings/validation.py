@@ -82,38 +82,63 @@ def _epoch_unit(low: object, high: object) -> TimeUnit:
     return "ns" if low >= 1e17 else "auto"
 
 
+# Characters of a value a message quotes: enough to recognise it, never a whole payload.
+_SHOWN = 80
+
+
 def reason_message(template: str, *values: pl.Expr) -> pl.Expr:
-    """``template`` with each ``{}`` replaced by a value (pl.format panics on some frames)."""
+    """``template`` with each ``{}`` replaced by a value, cut to 80 characters.
+
+    (``pl.format`` panics on some frames.)
+    """
     pieces = template.split("{}")
     parts: list[pl.Expr] = [pl.lit(pieces[0])]
     for value, piece in zip(values, pieces[1:], strict=True):
-        parts += [value.cast(pl.String).fill_null("null"), pl.lit(piece)]
+        text = value.cast(pl.String).fill_null("null")
+        cut = pl.when(text.str.len_chars() > _SHOWN).then(
+            pl.concat_str(text.str.slice(0, _SHOWN - 1), pl.lit("…"))
+        )
+        parts += [cut.otherwise(text), pl.lit(piece)]
     return pl.concat_str(parts)
 
 
 def validate(
     readings: pl.DataFrame, fmt: ReadingFormat, arrived_at: datetime
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split canonical readings into valid ones and (row, reason) for the rest.
+    """Split canonical readings into valid ones and (row, reason_code, reason) for the rest.
 
     The frame may carry ``__raw_time`` (the time value as received) for the messages.
     """
     latest = arrived_at + fmt.max_future
     canonical = list(fmt.canonical_schema())
     if _surely_valid(readings, fmt, latest):
-        return readings.select(canonical), pl.DataFrame(
-            schema={"row": pl.UInt32(), "reason": pl.String()}
-        )
+        return readings.select(canonical), _no_reasons()
     raw_time = pl.col("__raw_time") if "__raw_time" in readings.columns else pl.col(TS)
     # What a message shows of a time out of the calendar's range: the value as received.
     received = raw_time if "__raw_time" in readings.columns else pl.col(TS).to_physical()
-    checks: list[tuple[pl.Expr, pl.Expr]] = [
+    max_id = fmt.limits.max_id_bytes
+    checks: list[tuple[str, pl.Expr, pl.Expr]] = [
         (
+            "missing_device_id",
             pl.col(DEVICE).is_null() | (pl.col(DEVICE).str.len_bytes() == 0),
             pl.lit(f"missing device id (field {fmt.device_field!r})"),
         ),
-        (raw_time.is_null(), pl.lit(f"missing timestamp (field {fmt.time_field!r})")),
         (
+            "id_too_long",
+            pl.col(DEVICE).str.len_bytes() > max_id,
+            reason_message(
+                f"device id (field {fmt.device_field!r}) has {{}} bytes, more than "
+                f"{max_id} (readings.limits.max_id_bytes)",
+                pl.col(DEVICE).str.len_bytes(),
+            ),
+        ),
+        (
+            "missing_timestamp",
+            raw_time.is_null(),
+            pl.lit(f"missing timestamp (field {fmt.time_field!r})"),
+        ),
+        (
+            "bad_timestamp",
             pl.col(TS).is_null(),
             reason_message(
                 "timestamp {} is neither an epoch number nor ISO 8601 with a time zone",
@@ -121,6 +146,7 @@ def validate(
             ),
         ),
         (
+            "time_in_future",
             pl.col(TS) > pl.lit(latest, TS_TYPE),
             reason_message(
                 f"timestamp {{}} is in the future: more than {fmt.max_future} after its arrival "
@@ -129,6 +155,7 @@ def validate(
             ),
         ),
         (
+            "time_too_early",
             pl.col(TS) < pl.lit(fmt.min_time, TS_TYPE),
             reason_message(
                 f"timestamp {{}} is before {fmt.min_time.date()} (readings.min_time); "
@@ -137,6 +164,17 @@ def validate(
             ),
         ),
     ]
+    for id_column, what in _id_columns(fmt):
+        checks.append(
+            (
+                "id_too_long",
+                pl.col(id_column).str.len_bytes() > max_id,
+                reason_message(
+                    f"{what} has {{}} bytes, more than {max_id} (readings.limits.max_id_bytes)",
+                    pl.col(id_column).str.len_bytes(),
+                ),
+            )
+        )
     present: list[pl.Expr] = []
     for name, kind in fmt.measurements.items():
         column = pl.col(name)
@@ -144,6 +182,7 @@ def validate(
         if kind == "float":
             checks.append(
                 (
+                    "not_finite",
                     column.is_not_null() & ~column.is_finite(),
                     reason_message(f"measurement {name!r} is not a finite number ({{}})", column),
                 )
@@ -152,6 +191,7 @@ def validate(
             lat, lon = column.struct.field("lat"), column.struct.field("lon")
             checks.append(
                 (
+                    "out_of_range",
                     column.is_not_null()
                     & ~(lat.is_between(-90, 90) & lon.is_between(-180, 180)).fill_null(False),
                     reason_message(
@@ -164,34 +204,50 @@ def validate(
     measurement_names = ", ".join(fmt.measurements)
     checks.append(
         (
+            "no_measurements",
             ~pl.any_horizontal(present),
             pl.lit(f"no measurements (expected one of {measurement_names})"),
         )
     )
     # Cheap pass first: only rows that fail a check pay for building the message.
-    bad = pl.any_horizontal([condition.fill_null(False) for condition, _ in checks])
+    bad = pl.any_horizontal([condition.fill_null(False) for _, condition, _ in checks])
     flagged = readings.with_row_index("row").with_columns(bad.alias("__bad"))
     bad_mask = flagged["__bad"]
     if not bad_mask.any():
-        return readings.select(canonical), pl.DataFrame(
-            schema={"row": pl.UInt32(), "reason": pl.String()}
-        )
+        return readings.select(canonical), _no_reasons()
     # Each failing row gets the message of the first check it fails, built only for the
     # rows that fail it (nested when/then over messages proved fragile in Polars).
     rejected = flagged.filter(bad_mask)
     parts = [
         rejected.filter(condition.fill_null(False)).select(
-            "row", message.cast(pl.String).alias("reason"), pl.lit(order).alias("__order")
+            "row",
+            pl.lit(code).alias("reason_code"),
+            message.cast(pl.String).alias("reason"),
+            pl.lit(order).alias("__order"),
         )
-        for order, (condition, message) in enumerate(checks)
+        for order, (code, condition, message) in enumerate(checks)
     ]
     reasons = (
         pl.concat(parts)
         .sort("row", "__order")
         .unique("row", keep="first", maintain_order=True)
-        .select("row", "reason")
+        .select("row", "reason_code", "reason")
     )
     return flagged.filter(~bad_mask).select(canonical), reasons
+
+
+def _no_reasons() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={"row": pl.UInt32(), "reason_code": pl.String(), "reason": pl.String()}
+    )
+
+
+def _id_columns(fmt: ReadingFormat) -> list[tuple[str, str]]:
+    """Canonical string columns besides the device id that may become results keys."""
+    columns = [(tag, f"tag {tag!r}") for tag in fmt.tags]
+    if fmt.message_id_field:
+        columns.append((MESSAGE_ID, f"message id (field {fmt.message_id_field!r})"))
+    return columns
 
 
 def _time_text(raw_time: pl.Expr) -> pl.Expr:
@@ -223,9 +279,16 @@ def _surely_valid(readings: pl.DataFrame, fmt: ReadingFormat, latest: datetime) 
     raw_time = readings["__raw_time"] if "__raw_time" in readings.columns else ts
     if device.null_count() or raw_time.null_count() or ts.null_count():
         return False
-    shortest = device.str.len_bytes().min()
+    lengths = device.str.len_bytes()
+    shortest, longest = lengths.min(), lengths.max()
     if not isinstance(shortest, int) or shortest == 0:
         return False
+    if not isinstance(longest, int) or longest > fmt.limits.max_id_bytes:
+        return False
+    for id_column, _ in _id_columns(fmt):
+        longest = readings[id_column].str.len_bytes().max()
+        if isinstance(longest, int) and longest > fmt.limits.max_id_bytes:
+            return False
     # Compared as microseconds: a time beyond year 9999 has no Python datetime.
     micros = ts.to_physical()
     earliest, last = micros.min(), micros.max()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from sensorstream.runtime.runner import Runner, RunSummary, system_clock
+from sensorstream.runtime.counters import Counters, RunSummary
+from sensorstream.runtime.runner import Runner, system_clock
 
-__all__ = ["RunSummary", "Runner", "system_clock"]
+__all__ = ["Counters", "RunSummary", "Runner", "system_clock"]

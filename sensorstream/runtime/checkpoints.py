@@ -1,7 +1,8 @@
 """Checkpoints on disk: each partition's state and source position, written atomically.
 
 A checkpoint is a folder ``ckpt-<seq>`` holding ``manifest.json`` (pipeline fingerprint,
-positions, counters, per-partition metadata and where each state frame lies) and
+the identity of the input read, positions, each partition's counters and metadata, and where
+each state frame lies) and
 ``state.arrow``, the Arrow IPC streams of all state frames back to back. It is
 written under a temporary name, fsynced and renamed, then ``CURRENT`` is switched to it with
 an atomic replace; a crash at any point leaves the previous checkpoint intact. One
@@ -23,18 +24,21 @@ import polars as pl
 from sensorstream.engine.operator import OperatorState
 from sensorstream.errors import CheckpointError
 
-_FORMAT = 1
+# Format 2 (counters per partition, the source's identity, CSV positions in bytes) cannot be
+# read as format 1 was: positions of one would be misread as the other's.
+_FORMAT = 2
 
 
 @dataclass
 class Checkpoint:
-    """What a restart needs: positions, counters and each partition's state."""
+    """What a restart needs: positions, counters and state per partition, and what was read."""
 
     fingerprint: str
     positions: dict[int, int]
-    counters: dict[str, int]
+    counters: dict[int, dict[str, int]]
     partitions: dict[int, OperatorState] = field(default_factory=dict)
     finished: bool = False
+    source: dict[str, Any] = field(default_factory=dict)  # Source.identity() when taken
 
 
 class CheckpointStore:
@@ -54,6 +58,13 @@ class CheckpointStore:
         except (OSError, ValueError) as error:
             msg = f"checkpoint {path} is unreadable ({error}); delete {self.folder} to start over"
             raise CheckpointError(msg) from None
+        if manifest.get("format") != _FORMAT:
+            msg = (
+                f"the checkpoint in {self.folder} was written by another version of "
+                f"sensorstream (format {manifest.get('format')}, this one reads {_FORMAT}); "
+                "run with --fresh to start over"
+            )
+            raise CheckpointError(msg)
         if manifest.get("fingerprint") != fingerprint:
             msg = (
                 f"the checkpoint in {self.folder} was written by a different pipeline definition; "
@@ -71,9 +82,13 @@ class CheckpointStore:
         return Checkpoint(
             fingerprint=fingerprint,
             positions={int(k): int(v) for k, v in manifest["positions"].items()},
-            counters={str(k): int(v) for k, v in manifest["counters"].items()},
+            counters={
+                int(p): {str(k): int(v) for k, v in counts.items()}
+                for p, counts in manifest["counters"].items()
+            },
             partitions=partitions,
             finished=bool(manifest.get("finished", False)),
+            source=dict(manifest.get("source", {})),
         )
 
     def save(self, checkpoint: Checkpoint) -> Path:
@@ -101,9 +116,10 @@ class CheckpointStore:
             "format": _FORMAT,
             "fingerprint": checkpoint.fingerprint,
             "positions": {str(k): v for k, v in checkpoint.positions.items()},
-            "counters": checkpoint.counters,
+            "counters": {str(p): counts for p, counts in checkpoint.counters.items()},
             "partitions": partitions,
             "finished": checkpoint.finished,
+            "source": checkpoint.source,
         }
         (staging / "manifest.json").write_text(json.dumps(manifest))
         _fsync_tree(staging)

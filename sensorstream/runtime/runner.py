@@ -5,26 +5,29 @@ hands every output to the sinks; every ``checkpoint.interval`` of processing tim
 the sinks and then saves each partition's state with its source position. After a crash,
 the next run restores the checkpoint, tells the sinks to forget what they wrote after it,
 and resumes the source after the checkpointed positions: the results come out the same as
-if nothing had happened. Every payload is counted once as accepted, duplicate, late or
-dead-lettered, and the summary checks that the four add up.
+if nothing had happened. A checkpoint also records what the source read, so a rerun after
+the input was replaced refuses to resume into it, and a finished pipeline knows it is done.
+
+Every line is counted once as accepted, duplicate, late, dead-lettered or blank, per
+partition (a partition's counters travel with its state), and the summary checks that they
+add up (:mod:`~sensorstream.runtime.counters`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sensorstream.engine.task import PartitionTask, TaskOutput
 from sensorstream.engine.windows.base import micros
+from sensorstream.errors import CheckpointError
 from sensorstream.pipeline.spec import PipelineSpec
 from sensorstream.runtime.checkpoints import Checkpoint, CheckpointStore
+from sensorstream.runtime.counters import Counters, RunSummary
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch, StepInfo
-from sensorstream.sources.base import Clock, Source, SourceBatch
-
-COUNTERS = ("payloads", "accepted", "duplicates", "late", "dead_letters", "results", "batches")
+from sensorstream.sources.base import Clock, Identity, Source, SourceBatch
 
 
 def system_clock() -> datetime:
@@ -36,28 +39,7 @@ def _epoch_us(moment: datetime) -> int:
     return micros(moment - datetime(1970, 1, 1, tzinfo=UTC))
 
 
-@dataclass
-class RunSummary:
-    """What a run did, for the CLI's closing table."""
-
-    counters: dict[str, int]
-    seconds: float
-    resumed: bool
-    watermarks: dict[int, int] = field(default_factory=dict)
-
-    @property
-    def readings_per_second(self) -> float:
-        """Payloads handled per wall-clock second in this run."""
-        return self.counters["payloads_this_run"] / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def balanced(self) -> bool:
-        """Every payload accounted for: accepted + duplicates + late + dead letters."""
-        c = self.counters
-        return c["payloads"] == c["accepted"] + c["duplicates"] + c["late"] + c["dead_letters"]
-
-
-Progress = Callable[[SourceBatch, dict[str, int]], None]
+Progress = Callable[[SourceBatch, Counters], None]
 
 
 class Runner:
@@ -88,7 +70,7 @@ class Runner:
         self.interval_us = micros(spec.checkpoint.interval)
         self.tasks = {p: PartitionTask(self.plan) for p in self.source.partitions()}
         self.positions: dict[int, int] = {}
-        self.counters = dict.fromkeys(COUNTERS, 0)
+        self.counters = {p: Counters() for p in self.tasks}
         self._stopping = False
         self._finished = False
 
@@ -105,39 +87,61 @@ class Runner:
         self._stopping = True
 
     def run(self) -> RunSummary:
-        """Run to the end of the source (or :meth:`stop`); returns the summary."""
+        """Run to the end of the source (or :meth:`stop`); returns the summary.
+
+        A pipeline whose checkpoint says it already read all of its (unchanged) input does
+        nothing and says so (:attr:`RunSummary.already_complete`).
+        """
         started = time.perf_counter()
         self.source.prepare(self.format)
-        resumed = self._restore()
-        payloads_before = self.counters["payloads"]
-        last_checkpoint = _epoch_us(self.clock())
+        identity = self.source.identity()
         try:
+            resumed = self._restore()
+            lines_before = self._total().get("lines")
+            already_complete = self._finished
             if not self._finished:
-                for item in self.source.read(self.format, dict(self.positions), self.clock):
-                    now = _epoch_us(self.clock())
-                    if item is not None:
-                        self._handle(item, now)
-                    self._tick(now)
-                    if now - last_checkpoint >= self.interval_us:
-                        self._checkpoint()
-                        last_checkpoint = now
-                    if self._stopping:
-                        break
-                else:
-                    self._finish()
-            self._checkpoint()
+                items = self.source.read(self.format, dict(self.positions), self.clock)
+                self._consume(iter(items), identity)
+            self._checkpoint(identity)
         finally:
             self.source.close()
             for sink in self.sinks:
                 sink.close()
-        counters = dict(self.counters)
-        counters["payloads_this_run"] = self.counters["payloads"] - payloads_before
         return RunSummary(
-            counters=counters,
+            counters=self._total(),
+            partitions={p: c.copy() for p, c in self.counters.items()},
             seconds=time.perf_counter() - started,
             resumed=resumed,
+            lines_this_run=self._total().get("lines") - lines_before,
+            already_complete=already_complete,
             watermarks={p: t.watermark for p, t in self.tasks.items()},
         )
+
+    def _consume(self, items: Iterator[SourceBatch | None], identity: Identity) -> None:
+        """Handle the source's batches until it ends or a stop is asked for.
+
+        If the source fails, what was handled so far is checkpointed before the error goes
+        on: a rerun resumes after the last good batch instead of starting over.
+        """
+        last_checkpoint = _epoch_us(self.clock())
+        while True:
+            try:
+                item = next(items)
+            except StopIteration:
+                self._finish()
+                return
+            except Exception as error:
+                self._checkpoint_after_failure(identity, error)
+                raise
+            now = _epoch_us(self.clock())
+            if item is not None:
+                self._handle(item, now)
+            self._tick(now)
+            if now - last_checkpoint >= self.interval_us:
+                self._checkpoint(identity)
+                last_checkpoint = now
+            if self._stopping:
+                return
 
     def _restore(self) -> bool:
         for sink in self.sinks:
@@ -147,8 +151,11 @@ class Runner:
             for sink in self.sinks:
                 sink.restore({})  # a fresh start: forget this pipeline's earlier output
             return False
+        self._check_input(checkpoint)
         self.positions = dict(checkpoint.positions)
-        self.counters.update(checkpoint.counters)
+        for partition, counters in checkpoint.counters.items():
+            if partition in self.counters:
+                self.counters[partition] = Counters(counters)
         self._finished = checkpoint.finished
         for partition, state in checkpoint.partitions.items():
             if partition in self.tasks:
@@ -157,25 +164,40 @@ class Runner:
             sink.restore(self.positions)
         return True
 
+    def _check_input(self, checkpoint: Checkpoint) -> None:
+        """Refuse to resume into an input other than the one the checkpoint was taken of."""
+        change = self.source.compare(checkpoint.source)
+        if change is None:
+            return
+        where = self.checkpoints.folder
+        if not change.grown:
+            msg = (
+                f"{change.description}, so the checkpoint in {where} does not fit it: run with "
+                "--fresh to process the input from the beginning (or point checkpoint.dir "
+                "elsewhere)"
+            )
+            raise CheckpointError(msg)
+        if checkpoint.finished:
+            msg = (
+                f"{change.description} after the pipeline completed it: its windows were all "
+                "closed at the end of the input, so the new lines would all be late; run with "
+                "--fresh to process the whole input again"
+            )
+            raise CheckpointError(msg)
+
     def _handle(self, item: SourceBatch, now: int) -> None:
         task = self.tasks[item.partition]
         output = task.process(item.readings, now)
-        c = self.counters
-        c["batches"] += 1
-        c["payloads"] += item.payloads
-        c["dead_letters"] += item.dead_letters.height
-        c["duplicates"] += output.duplicates
-        c["late"] += output.late_count
-        c["accepted"] += output.accepted.height if output.accepted is not None else 0
+        self.counters[item.partition].count_batch(item, output)
         self._write(item.partition, item.position, output, item)
         self.positions[item.partition] = item.position
         if self.on_batch is not None:
-            self.on_batch(item, self.counters)
+            self.on_batch(item, self._total())
 
     def _write(
         self, partition: int, position: int, output: TaskOutput, item: SourceBatch | None = None
     ) -> None:
-        self.counters["results"] += sum(frame.height for frame in output.results.values())
+        self.counters[partition].add("results", sum(f.height for f in output.results.values()))
         batch = SinkBatch(
             partition=partition,
             position=position,
@@ -200,15 +222,26 @@ class Runner:
             self._write(partition, self.positions.get(partition, -1), task.finish())
         self._finished = True
 
-    def _checkpoint(self) -> None:
+    def _total(self) -> Counters:
+        return Counters.sum(self.counters.values())
+
+    def _checkpoint(self, identity: Identity) -> None:
         for sink in self.sinks:
             sink.flush()
         self.checkpoints.save(
             Checkpoint(
                 fingerprint=self.spec.fingerprint(),
                 positions=dict(self.positions),
-                counters=dict(self.counters),
+                counters={p: dict(c) for p, c in self.counters.items()},
                 partitions={p: task.snapshot() for p, task in self.tasks.items()},
                 finished=self._finished,
+                source=identity,
             )
         )
+
+    def _checkpoint_after_failure(self, identity: Identity, error: Exception) -> None:
+        """Keep the batches handled before the source failed; never hide its error."""
+        try:
+            self._checkpoint(identity)
+        except Exception as failure:  # the source's error is the one to report
+            error.add_note(f"(checkpointing what was read before it also failed: {failure})")

@@ -100,7 +100,8 @@ class ConsoleSink(Sink):
             line = Text("⚠ dead letter ", style="yellow")
             line.append(f"({origin}) ", style="dim")
             line.append(str(reason))
-            shown = raw if len(raw) <= _RAW_WIDTH else raw[: _RAW_WIDTH - 1] + "…"
+            text = bytes(raw).decode("utf-8", "replace")
+            shown = text if len(text) <= _RAW_WIDTH else text[: _RAW_WIDTH - 1] + "…"
             line.append(f"  {shown}", style="dim")
             self.console.print(line, no_wrap=True, overflow="ellipsis")
         if dead_letters.height > self.max_rows:

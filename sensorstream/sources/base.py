@@ -6,6 +6,11 @@ continues with exactly the payloads that follow it (nothing twice, nothing skipp
 Positions are integers that grow within a partition (a byte offset, a sequence number,
 a Kafka offset). A live source yields ``None`` when nothing is available right now, so the
 runtime can advance idle watermarks and checkpoint; a bounded source simply ends.
+
+A position only means something for the input it was taken from, so a source says what it
+reads (:meth:`Source.identity`, recorded with every checkpoint) and whether that input is
+still the one a checkpoint saw (:meth:`Source.compare`): a file replaced by another must not
+be resumed at the old byte offset.
 """
 
 from __future__ import annotations
@@ -14,12 +19,27 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import polars as pl
 
 from sensorstream.readings import ReadingFormat
 
 Clock = Callable[[], datetime]
+Identity = dict[str, Any]  # JSON values only: it is stored in the checkpoint's manifest
+
+
+@dataclass(frozen=True)
+class InputChange:
+    """How a source's input differs from what a checkpoint recorded.
+
+    ``grown`` means the old input is still there, with more after it (a log file appended
+    to): resuming is safe. Otherwise the input was replaced or rewritten, and the recorded
+    positions point into something else. ``description`` says what changed, for a person.
+    """
+
+    description: str
+    grown: bool = False
 
 
 @dataclass
@@ -32,6 +52,13 @@ class SourceBatch:
     dead_letters: pl.DataFrame
     payloads: int  # payloads consumed: len(readings) + len(dead_letters)
     total: int | None = None  # payloads or bytes in the whole input, when known (progress)
+    blank: int = 0  # blank lines consumed: no payload, but every line is accounted for
+    done: int | None = None  # progress in the units of ``total``, when not ``position``
+
+    @property
+    def lines(self) -> int:
+        """Lines (or rows, or messages) consumed: every one a payload or blank."""
+        return self.payloads + self.blank
 
 
 class Source(ABC):
@@ -51,6 +78,19 @@ class Source(ABC):
 
         ``clock`` gives the processing time used as the readings' arrival time.
         """
+
+    def identity(self) -> Identity:
+        """What identifies the input, recorded with each checkpoint; nothing by default."""
+        return {}
+
+    def compare(self, recorded: Mapping[str, Any]) -> InputChange | None:
+        """How the input differs from ``recorded`` (an earlier :meth:`identity`); None if not.
+
+        By default the two identities must be equal.
+        """
+        if dict(recorded) == self.identity():
+            return None
+        return InputChange(f"the {self.name} source is not the one the checkpoint was taken of")
 
     def prepare(self, fmt: ReadingFormat) -> None:  # noqa: B027 - optional hook
         """Start slow set-up in the background while the sinks open; nothing by default."""

@@ -122,6 +122,7 @@ class FileSource(Source):
                 dead_letters=decoded.dead_letters,
                 payloads=decoded.payloads,
                 total=total,
+                blank=decoded.blank,
             )
 
         try:

@@ -184,6 +184,7 @@ class SimulatorSource(Source):
                 readings=decoded.readings,
                 dead_letters=decoded.dead_letters,
                 payloads=decoded.payloads,
+                blank=decoded.blank,
             )
 
     def _fleet_for(self, fmt: ReadingFormat) -> Fleet:

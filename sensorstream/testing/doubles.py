@@ -83,7 +83,14 @@ class ListSource(Source):
             decoded = decode_json_lines(
                 "\n".join(lines).encode(), fmt, arrived_at=clock(), origin=f"batch {index}"
             )
-            yield SourceBatch(0, index, decoded.readings, decoded.dead_letters, decoded.payloads)
+            yield SourceBatch(
+                0,
+                index,
+                decoded.readings,
+                decoded.dead_letters,
+                decoded.payloads,
+                blank=decoded.blank,
+            )
         while self.endless:
             if self.on_idle is not None:
                 self.on_idle()

@@ -30,7 +30,7 @@ def test_simulate_replay_and_query_a_dataset(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     replayed = sensorstream("replay", "r.ndjson", "--window", "30s", cwd=tmp_path)
     assert replayed.returncode == 0, replayed.stderr
-    assert "readings in" in replayed.stdout
+    assert "lines in" in replayed.stdout
     assert "5,000" in replayed.stdout
     [accounted] = [line for line in replayed.stdout.splitlines() if "accounted for" in line]
     assert "yes" in accounted

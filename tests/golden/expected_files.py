@@ -19,7 +19,7 @@ import pytest
 
 from sensorstream.engine.percentiles import RELATIVE_ACCURACY
 from sensorstream.engine.windows import WindowStep
-from sensorstream.runtime.runner import COUNTERS
+from sensorstream.runtime.counters import TOTALS
 
 JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, "JsonValue"] | None
 Record: TypeAlias = dict[str, JsonValue]
@@ -31,7 +31,7 @@ APPROXIMATE = RELATIVE_ACCURACY + EXACT
 KINDS = ("counters", "result", "late", "dead_letter")
 FIELD_ORDER = (
     "kind",
-    *COUNTERS,
+    *TOTALS,
     "step",
     "key",
     "window_start",
@@ -43,6 +43,7 @@ FIELD_ORDER = (
     "ts",
     "late_for",
     "origin",
+    "reason_code",
     "reason",
     "raw",
     "arrived_at",
@@ -58,7 +59,7 @@ _LINE = re.compile(r"^line (\d+) of ")
 
 
 def counters_record(counters: Mapping[str, int]) -> Record:
-    return {"kind": "counters", **{name: counters[name] for name in COUNTERS}}
+    return {"kind": "counters", **{name: counters.get(name, 0) for name in TOTALS}}
 
 
 def result_record(step: WindowStep, row: Mapping[str, Any]) -> Record:
@@ -87,8 +88,10 @@ def dead_letter_record(row: Mapping[str, Any]) -> Record:
     return {
         "kind": "dead_letter",
         "origin": to_json(row["origin"]),
+        "reason_code": to_json(row["reason_code"]),
         "reason": to_json(row["reason"]),
-        "raw": to_json(row["raw"]),
+        # Raw payloads are bytes; the golden inputs are UTF-8 text, shown as such.
+        "raw": bytes(row["raw"]).decode("utf-8", "backslashreplace"),
         "arrived_at": to_json(row["arrived_at"]),
     }
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import polars as pl
@@ -95,9 +96,12 @@ def test_dead_letters_keep_the_raw_payload_line_number_and_arrival() -> None:
     assert readings.height == 1
     assert payloads == 2  # the blank line is not a payload
     assert dead.row(0, named=True) == {
-        "raw": "{oops",
+        "reason_code": "invalid_json",
         "reason": dead["reason"][0],
         "origin": "line 3 of in.ndjson",
+        "raw": b"{oops",
+        "raw_length": 5,
+        "raw_sha256": hashlib.sha256(b"{oops").hexdigest(),
         "arrived_at": NOW,
     }
 

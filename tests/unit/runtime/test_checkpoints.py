@@ -15,7 +15,7 @@ def _checkpoint(position: int) -> Checkpoint:
     return Checkpoint(
         fingerprint="f1",
         positions={0: position},
-        counters={"payloads": position},
+        counters={0: {"lines": position}},
         partitions={0: OperatorState(frames={"step/windows": frame}, meta={"watermark": 7})},
     )
 
@@ -26,7 +26,7 @@ def test_a_saved_checkpoint_loads_back_equal(tmp_path: Path) -> None:
     loaded = store.load("f1")
     assert loaded is not None
     assert loaded.positions == {0: 10}
-    assert loaded.counters == {"payloads": 10}
+    assert loaded.counters == {0: {"lines": 10}}
     assert loaded.partitions[0].meta == {"watermark": 7}
     assert (
         loaded.partitions[0]

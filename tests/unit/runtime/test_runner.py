@@ -55,7 +55,7 @@ def test_every_payload_is_accounted_for(tmp_path: Path) -> None:
     sink = ListSink()
     summary = run(tmp_path, ListSource(BATCHES), sink).run()
     c = summary.counters
-    counts = (c["payloads"], c["accepted"], c["duplicates"], c["late"], c["dead_letters"])
+    counts = (c["lines"], c["accepted"], c["duplicates"], c["late"], c["dead_letters"])
     assert counts == (11, 8, 1, 1, 1)
     assert summary.balanced
     assert sink.count("dead_letters") == 1
@@ -93,7 +93,7 @@ def test_a_crash_then_restart_gives_the_same_results_as_no_crash(tmp_path: Path)
     assert summary.resumed
     assert crashed.final("w").equals(clean.final("w"))
     assert crashed.count("readings") == clean.count("readings")
-    assert summary.counters["payloads"] == 11
+    assert summary.counters["lines"] == 11
     assert summary.balanced
 
 
@@ -102,7 +102,7 @@ def test_a_finished_pipeline_run_again_changes_nothing(tmp_path: Path) -> None:
     run(tmp_path, ListSource(BATCHES), sink).run()
     before = sink.final("w")
     summary = run(tmp_path, ListSource(BATCHES), sink).run()
-    assert summary.counters["payloads_this_run"] == 0
+    assert summary.lines_this_run == 0
     assert sink.final("w").equals(before)
 
 
@@ -110,7 +110,7 @@ def test_fresh_discards_the_checkpoint(tmp_path: Path) -> None:
     run(tmp_path, ListSource(BATCHES), ListSink()).run()
     summary = run(tmp_path, ListSource(BATCHES), ListSink(), fresh=True).run()
     assert not summary.resumed
-    assert summary.counters["payloads"] == 11
+    assert summary.counters["lines"] == 11
 
 
 def test_an_idle_source_still_closes_its_windows_after_idle_timeout(tmp_path: Path) -> None:

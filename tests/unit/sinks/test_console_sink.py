@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 from rich.console import Console
 
-from sensorstream.readings import DEAD_LETTER_SCHEMA, TS_TYPE, ReadingFormat
+from sensorstream.readings import TS_TYPE, ReadingFormat, dead_letters
 from sensorstream.sinks import ConsoleSink, ConsoleSinkSettings
 from sensorstream.sinks.base import PipelineInfo, SinkBatch, StepInfo
 
@@ -133,14 +133,12 @@ def test_rows_beyond_max_rows_are_counted_not_printed() -> None:
 
 
 def test_dead_letters_print_as_warnings_even_with_results_only() -> None:
-    dead = pl.DataFrame(
-        {
-            "raw": ["{not json" + "x" * 200],
-            "reason": ["invalid JSON: unexpected end"],
-            "origin": ["line 7 of input"],
-            "arrived_at": [T0],
-        },
-        schema=DEAD_LETTER_SCHEMA,
+    dead = dead_letters(
+        [b"{not json" + b"x" * 200],
+        ["invalid_json"],
+        ["invalid JSON: unexpected end"],
+        ["line 7 of input"],
+        T0,
     )
     text = _printed(_sink(), SinkBatch(0, 1, dead_letters=dead))
     assert text.startswith(

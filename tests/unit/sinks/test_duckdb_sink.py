@@ -11,7 +11,7 @@ from polars.testing import assert_frame_equal
 from pydantic import ValidationError
 
 from sensorstream.errors import SinkError
-from sensorstream.readings import DEAD_LETTER_SCHEMA, TS_TYPE, ReadingFormat
+from sensorstream.readings import TS_TYPE, ReadingFormat, dead_letters
 from sensorstream.sinks import SINKS, ConsoleSink, DuckDBSink, DuckDBSinkSettings
 from sensorstream.sinks.base import PipelineInfo, SinkBatch, StepInfo
 from sensorstream.sinks.duckdb import results_table_name
@@ -69,10 +69,7 @@ def _results(*rows: tuple[str | None, int, float, str]) -> pl.DataFrame:
 
 
 def _dead(raw: str) -> pl.DataFrame:
-    return pl.DataFrame(
-        {"raw": [raw], "reason": ["invalid JSON"], "origin": ["line 1 of x"], "arrived_at": [NOW]},
-        schema=DEAD_LETTER_SCHEMA,
-    )
+    return dead_letters([raw.encode()], ["invalid_json"], ["invalid JSON"], ["line 1 of x"], NOW)
 
 
 def _sink(path: Path, *, store_readings: bool = True, flush_rows: int = 200_000) -> DuckDBSink:
@@ -127,8 +124,8 @@ def test_readings_dead_letters_and_late_readings_are_stored_with_their_origin(
     ]
     assert readings["ts"].dtype == TS_TYPE
     dead = _table(tmp_store, "SELECT * FROM dead_letters")
-    assert dead.select("partition", "position", "raw", "arrived_at").rows() == [
-        (0, 10, "{oops", NOW)
+    assert dead.select("partition", "position", "reason_code", "raw", "arrived_at").rows() == [
+        (0, 10, "invalid_json", b"{oops", NOW)
     ]
     stored_late = _table(tmp_store, "SELECT * FROM late_readings")
     assert stored_late.select("partition", "position", "late_for", "device_id").rows() == [

@@ -88,7 +88,7 @@ def test_malformed_lines_become_dead_letters_with_their_line_numbers(ndjson: Pat
     assert "invalid JSON" in reasons
     assert "missing timestamp" in reasons
     assert "must be a number" in reasons
-    assert dead["raw"][2] == '{"device_id":"dev-1","ts":'
+    assert dead["raw"][2] == b'{"device_id":"dev-1","ts":'
 
 
 @pytest.mark.parametrize("chunk_bytes", [300, 1000, 1 << 20])

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from sensorstream.errors import StoreError
-from sensorstream.readings import DEAD_LETTER_SCHEMA, TS_TYPE, ReadingFormat
+from sensorstream.readings import TS_TYPE, ReadingFormat, dead_letters
 from sensorstream.sinks import DuckDBSink
 from sensorstream.sinks.base import PipelineInfo, SinkBatch, StepInfo
 from sensorstream.store import Store, StoreCounts
@@ -55,10 +55,7 @@ def _readings(device: str, minute: int) -> pl.DataFrame:
 
 
 def _dead(raw: str, arrived_at: datetime) -> pl.DataFrame:
-    return pl.DataFrame(
-        {"raw": [raw], "reason": ["bad"], "origin": ["line 1 of x"], "arrived_at": [arrived_at]},
-        schema=DEAD_LETTER_SCHEMA,
-    )
+    return dead_letters([raw.encode()], ["invalid_json"], ["bad"], ["line 1 of x"], arrived_at)
 
 
 @pytest.fixture
@@ -160,8 +157,18 @@ def test_results_before_any_window_closed_are_an_empty_frame(tmp_store: Path) ->
 
 def test_dead_letters_are_the_latest_by_arrival(store: Store) -> None:
     frame = store.dead_letters("fleet", limit=2)
-    assert frame.columns == ["partition", "position", "raw", "reason", "origin", "arrived_at"]
-    assert frame["raw"].to_list() == ["raw2", "raw3"]
+    assert frame.columns == [
+        "partition",
+        "position",
+        "reason_code",
+        "reason",
+        "origin",
+        "raw",
+        "raw_length",
+        "raw_sha256",
+        "arrived_at",
+    ]
+    assert frame["raw"].to_list() == [b"raw2", b"raw3"]
 
 
 def test_late_readings_say_which_steps_they_missed(store: Store) -> None:

@@ -1,0 +1,123 @@
+"""What a run counted, per partition, and the summary that checks every line is accounted for.
+
+Every line a source consumes is exactly one of: **accepted** (it reached at least one window
+step in time), **duplicate**, **late** (too late for every step), **dead-lettered** (it is no
+valid reading: see its reason code) or **blank**. So, always::
+
+    lines = accepted + duplicates + late + dead_letters + blank
+
+A reading too late for some steps but not all is accepted, and counted per step as
+``late:<step>``; dead letters are counted per reason code as ``dead_letters:<code>``. The
+counters of a partition are part of its checkpointed state, so the invariant holds across
+restarts and a partition's counters move with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from sensorstream.engine.task import TaskOutput
+from sensorstream.sources.base import SourceBatch
+
+# The classification, in the order a summary lists it.
+OUTCOMES = ("accepted", "duplicates", "late", "dead_letters", "blank")
+TOTALS = ("lines", *OUTCOMES, "results", "batches")
+LATE_FOR = "late:"
+DEAD_FOR = "dead_letters:"
+
+
+class Counters(dict[str, int]):
+    """Named counts; a missing name counts 0.
+
+    >>> c = Counters(lines=3, accepted=2, blank=1)
+    >>> c.balanced, c.get("late")
+    (True, 0)
+    """
+
+    def get(self, name: str, default: int = 0) -> int:  # type: ignore[override]
+        """The count of ``name``, 0 if never counted."""
+        return super().get(name, default)
+
+    def add(self, name: str, amount: int) -> None:
+        """Count ``amount`` more of ``name``."""
+        if amount:
+            self[name] = self.get(name) + amount
+
+    def count_batch(self, item: SourceBatch, output: TaskOutput) -> None:
+        """Count one source batch and what the engine made of its readings."""
+        self.add("batches", 1)
+        self.add("lines", item.lines)
+        self.add("blank", item.blank)
+        self.add("dead_letters", item.dead_letters.height)
+        if item.dead_letters.height:
+            codes = item.dead_letters["reason_code"].value_counts()
+            for code, count in codes.iter_rows():
+                self.add(f"{DEAD_FOR}{code}", int(count))
+        self.add("duplicates", output.duplicates)
+        self.add("late", output.late_count)
+        for step, count in output.late_by_step.items():
+            self.add(f"{LATE_FOR}{step}", count)
+        self.add("accepted", output.accepted.height if output.accepted is not None else 0)
+
+    @property
+    def balanced(self) -> bool:
+        """Every line accounted for: accepted + duplicates + late + dead letters + blank."""
+        return self.get("lines") == sum(self.get(name) for name in OUTCOMES)
+
+    def late_by_step(self) -> dict[str, int]:
+        """Readings too late for each step (a reading late for all of them counts in each)."""
+        return _with_prefix(self, LATE_FOR)
+
+    def dead_letters_by_code(self) -> dict[str, int]:
+        """Dead letters per reason code, most frequent first."""
+        counts = _with_prefix(self, DEAD_FOR)
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+    def copy(self) -> Counters:
+        """An independent copy."""
+        return Counters(self)
+
+    @staticmethod
+    def sum(parts: Iterable[Mapping[str, int]]) -> Counters:
+        """The counts of several partitions added up."""
+        total = Counters()
+        for part in parts:
+            for name, value in part.items():
+                total.add(name, value)
+        return total
+
+
+def _with_prefix(counters: Mapping[str, int], prefix: str) -> dict[str, int]:
+    return {
+        name[len(prefix) :]: value for name, value in counters.items() if name.startswith(prefix)
+    }
+
+
+@dataclass
+class RunSummary:
+    """What a run did, for the CLI's closing table."""
+
+    counters: Counters
+    seconds: float
+    resumed: bool
+    lines_this_run: int = 0
+    already_complete: bool = False
+    partitions: dict[int, Counters] = field(default_factory=dict)
+    watermarks: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def readings_per_second(self) -> float:
+        """Lines handled per wall-clock second in this run."""
+        return self.lines_this_run / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def balanced(self) -> bool:
+        """Every line accounted for, in every partition."""
+        return self.counters.balanced and all(c.balanced for c in self.partitions.values())
+
+    @property
+    def dead_letter_share(self) -> float:
+        """The share of non-blank lines that were dead-lettered (0 when there were none)."""
+        payloads = self.counters.get("lines") - self.counters.get("blank")
+        return self.counters.get("dead_letters") / payloads if payloads else 0.0
