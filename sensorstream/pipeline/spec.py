@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
 
 from sensorstream.engine.aggregates import Aggregate
 from sensorstream.engine.task import Dedup, EnginePlan, EventTime
@@ -28,7 +28,7 @@ from sensorstream.engine.windows import (
 )
 from sensorstream.errors import ConfigError, SensorstreamError
 from sensorstream.pipeline.durations import Duration
-from sensorstream.readings import MeasurementType, ReadingFormat, TimeUnit
+from sensorstream.readings import Limits, MeasurementType, ReadingFormat, TimeUnit
 from sensorstream.sinks import ConsoleSinkSettings, DuckDBSinkSettings
 from sensorstream.sources import FileSourceSettings, SimulatorSourceSettings
 
@@ -45,6 +45,31 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_DEFAULT_LIMITS = Limits()
+
+
+class LimitsSpec(_Model):
+    """How large a payload may be (sizes as ``1MiB``, ``64KiB`` or a number of bytes).
+
+    A payload past a limit becomes a dead letter saying which limit; see
+    :class:`~sensorstream.readings.Limits`.
+    """
+
+    max_payload_bytes: ByteSize = Field(default=ByteSize(_DEFAULT_LIMITS.max_payload_bytes), gt=0)
+    max_fields: int = Field(default=_DEFAULT_LIMITS.max_fields, gt=0)
+    max_id_bytes: ByteSize = Field(default=ByteSize(_DEFAULT_LIMITS.max_id_bytes), gt=0)
+    max_raw_bytes: ByteSize = Field(default=ByteSize(_DEFAULT_LIMITS.max_raw_bytes), gt=0)
+
+    def to_limits(self) -> Limits:
+        """The engine-side limits."""
+        return Limits(
+            max_payload_bytes=int(self.max_payload_bytes),
+            max_fields=self.max_fields,
+            max_id_bytes=int(self.max_id_bytes),
+            max_raw_bytes=int(self.max_raw_bytes),
+        )
+
+
 class ReadingsSpec(_Model):
     """Where a payload keeps each part of a reading, and what a valid reading is."""
 
@@ -55,6 +80,7 @@ class ReadingsSpec(_Model):
     tags: list[str] = []
     message_id_field: str | None = None
     max_future: Duration = Field(default="1h", validate_default=True)
+    limits: LimitsSpec = LimitsSpec()
 
     def to_format(self) -> ReadingFormat:
         """The engine-side reading format."""
@@ -66,6 +92,7 @@ class ReadingsSpec(_Model):
             tags=tuple(self.tags),
             message_id_field=self.message_id_field,
             max_future=self.max_future,
+            limits=self.limits.to_limits(),
         )
 
 
@@ -345,6 +372,11 @@ def _explain(error: ValidationError, lines: dict[Location, int], origin: str) ->
             text = f"{text} (got {item.get('input')!r})"
         if item["type"] == "extra_forbidden":
             text = "unknown field (check its spelling)"
+        if item["type"] in ("byte_size", "byte_size_unit"):
+            text = (
+                f"invalid size {item.get('input')!r}: write a number of bytes or a number "
+                "and a unit, e.g. 4096, 64KiB, 1MiB"
+            )
         messages.append(_located(origin, location, lines, text))
     return "\n".join(messages)
 

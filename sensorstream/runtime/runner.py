@@ -207,6 +207,7 @@ class Runner:
             else None,
             late=output.late,
             results=output.results,
+            counters=self.counters[partition].copy(),
         )
         for sink in self.sinks:
             sink.write(batch)

@@ -45,6 +45,9 @@ class SinkBatch:
     dead_letters: pl.DataFrame | None = None
     late: pl.DataFrame | None = None  # late readings with a ``late_for`` column
     results: dict[str, pl.DataFrame] = field(default_factory=dict)  # step name -> results
+    # The partition's counters after this batch (lines, accepted, late:<step>, ...): a sink
+    # that stores them keeps the latest per partition.
+    counters: Mapping[str, int] | None = None
 
 
 class Sink(ABC):

@@ -5,8 +5,11 @@ Every table carries the pipeline's name, so several pipelines can share a file::
     pipelines        pipeline -> its reading columns, whether it stores readings
     pipeline_steps   (pipeline, step) -> results table, key columns, outputs, active
     readings         pipeline, partition, position, then the canonical reading columns
-    dead_letters     pipeline, partition, position, raw, reason, origin, arrived_at
+    dead_letters     pipeline, partition, position, reason_code, reason, origin, raw (BLOB),
+                     raw_length, raw_sha256, arrived_at
     late_readings    pipeline, partition, position, late_for, then the reading columns
+    counters         pipeline, partition, counter, value: the run's counters as of the
+                     last flush (lines, accepted, late:<step>, dead_letters:<code>, ...)
     results_<pipeline>_<step>
                      key columns, window_start, window_end, outputs, revision, final,
                      updated_at: one row per key and window
@@ -51,6 +54,7 @@ PIPELINE_STEPS = "pipeline_steps"
 READINGS = "readings"
 DEAD_LETTERS = "dead_letters"
 LATE_READINGS = "late_readings"
+COUNTERS = "counters"
 LATE_FOR = "late_for"
 UPDATED_AT = "updated_at"
 # Where each stored row came from: what restore() truncates by.
@@ -110,6 +114,7 @@ class _Pending:
     dead_letters: list[pl.DataFrame] = field(default_factory=list)
     late: list[pl.DataFrame] = field(default_factory=list)
     results: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
+    counters: dict[int, Mapping[str, int]] = field(default_factory=dict)  # latest per partition
     rows: int = 0
 
     def add(self, frames: list[pl.DataFrame], frame: pl.DataFrame) -> None:
@@ -165,6 +170,9 @@ class DuckDBSink(Sink):
                 self._ensure_table(con, DEAD_LETTERS, {**ORIGIN_COLUMNS, **dead_types})
                 late_types = {**ORIGIN_COLUMNS, LATE_FOR: "VARCHAR", **reading_types}
                 self._ensure_table(con, LATE_READINGS, late_types)
+                counter_types = {"pipeline": "VARCHAR", "partition": "INTEGER"}
+                counter_types |= {"counter": "VARCHAR", "value": "BIGINT"}
+                self._ensure_table(con, COUNTERS, counter_types)
                 self._record_pipeline(con, pipeline)
         except BaseException:
             connection.close()  # a sink that failed to open holds no lock
@@ -196,6 +204,7 @@ class DuckDBSink(Sink):
                     [self._pipeline],
                 )
             if not positions:  # a fresh start: results too are about to be recomputed
+                con.execute(f"DELETE FROM {COUNTERS} WHERE pipeline = ?", [self._pipeline])
                 for results in self._tables.values():
                     if _existing_columns(con, results.name) is not None:
                         con.execute(f"DELETE FROM {quote(results.name)}")
@@ -228,6 +237,8 @@ class DuckDBSink(Sink):
                 raise SinkError(msg)
             if results.height:
                 pending.add(pending.results.setdefault(step, []), results)
+        if batch.counters is not None:
+            pending.counters[batch.partition] = batch.counters
         if pending.rows >= self.flush_rows:
             self._write_pending()
 
@@ -250,7 +261,7 @@ class DuckDBSink(Sink):
     def _write_pending(self) -> None:
         # Taken off first: after a failed write the runtime replays from its checkpoint.
         pending, self._pending = self._pending, _Pending()
-        if pending.rows == 0:
+        if pending.rows == 0 and not pending.counters:
             return
         with self._transaction("writing a batch") as con:
             self._append(con, READINGS, pending.readings)
@@ -259,6 +270,7 @@ class DuckDBSink(Sink):
             updated_at = self._clock()
             for step, frames in pending.results.items():
                 self._upsert(con, self._tables[step], frames, updated_at)
+            self._replace_counters(con, pending.counters)
 
     def _append(
         self, con: duckdb.DuckDBPyConnection, table: str, frames: Sequence[pl.DataFrame]
@@ -313,6 +325,31 @@ class DuckDBSink(Sink):
         )
         if table.latest_start is None or last > table.latest_start:
             table.latest_start = last
+
+    def _replace_counters(
+        self, con: duckdb.DuckDBPyConnection, counters: Mapping[int, Mapping[str, int]]
+    ) -> None:
+        """Store each partition's latest counters in place of what it had."""
+        if not counters:
+            return
+        frame = pl.DataFrame(
+            [
+                (partition, name, value)
+                for partition, counts in counters.items()
+                for name, value in counts.items()
+            ],
+            schema={"partition": pl.Int32(), "counter": pl.String(), "value": pl.Int64()},
+            orient="row",
+        )
+        con.execute(
+            f"DELETE FROM {COUNTERS} WHERE pipeline = ? AND list_contains(?, partition)",
+            [self._pipeline, list(counters)],
+        )
+        _expose(con, frame)
+        con.execute(
+            f"INSERT INTO {COUNTERS} BY NAME SELECT ? AS pipeline, * FROM {_VIEW}",
+            [self._pipeline],
+        )
 
     # -- tables ----------------------------------------------------------------------------
     def _record_pipeline(self, con: duckdb.DuckDBPyConnection, pipeline: PipelineInfo) -> None:

@@ -21,6 +21,7 @@ from sensorstream.engine.windows.base import END, START
 from sensorstream.errors import StoreError
 from sensorstream.readings import DEAD_LETTER_SCHEMA, DEVICE, TS, TS_TYPE
 from sensorstream.sinks.duckdb import (
+    COUNTERS,
     DEAD_LETTERS,
     LATE_FOR,
     LATE_READINGS,
@@ -272,6 +273,23 @@ class Store:
             late_readings=count(LATE_READINGS, *mine),
             results={s.name: count(s.table, "true", []) for s in stored.steps if s.active},
         )
+
+    def counters(self, pipeline: str) -> dict[str, int]:
+        """The run's counters as of the sink's last flush, added up over partitions.
+
+        ``lines``, ``accepted``, ``duplicates``, ``late``, ``dead_letters``, ``blank``,
+        ``late:<step>`` and ``dead_letters:<reason code>``; see
+        :mod:`sensorstream.runtime.counters`.
+        """
+        self.pipeline(pipeline)
+        if not self._has_table(COUNTERS):
+            return {}
+        rows = self._rows(
+            f"SELECT counter, sum(value) FROM {COUNTERS} WHERE pipeline = ? "
+            "GROUP BY counter ORDER BY counter",
+            [pipeline],
+        )
+        return {str(name): int(value) for name, value in rows}
 
     # -- anything else -----------------------------------------------------------------------
     def sql(self, query: str, parameters: SqlParameters = None) -> pl.DataFrame:

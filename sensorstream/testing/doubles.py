@@ -80,8 +80,10 @@ class ListSource(Source):
                     self.on_idle()
                 yield None
                 continue
+            # Every line ends with a newline, so a last empty line is a blank line too.
+            text = "".join(f"{payload}\n" for payload in lines)
             decoded = decode_json_lines(
-                "\n".join(lines).encode(), fmt, arrived_at=clock(), origin=f"batch {index}"
+                text.encode(), fmt, arrived_at=clock(), origin=f"batch {index}"
             )
             yield SourceBatch(
                 0,
