@@ -1,11 +1,14 @@
 """W1: 1-minute tumbling windows over 5M NDJSON readings from 10k devices, replayed from file.
 
 Prints readings/s and peak RSS of the sensorstream run at 1M and 5M readings (each in a
-fresh process, so peak RSS is that run's own), the same figure for a per-event Python
-reference on the same file in this same benchmark run, and their ratio; each runs --repeat
-times, interleaved, and its fastest run counts. A whole-file DuckDB
-GROUP BY is shown as the batch upper bound. Targets: >= 2M readings/s, >= 4x the
-reference, peak RSS flat between 1M and 5M.
+fresh process, so peak RSS is that run's own, timed inside it), the same figure for a
+per-event Python reference on the same file in this same benchmark run, and their ratio;
+each runs --repeat times, interleaved, and its fastest run counts. Beside it, the whole
+``sensorstream run`` command as a user times it (imports, start-up and the summary
+included), once as the benchmark's pipeline (raw readings not stored) and once in the
+default configuration (raw readings stored too). A whole-file DuckDB GROUP BY is shown as
+the batch upper bound. Targets: >= 2M readings/s, >= 4x the reference, peak RSS flat
+between 1M and 5M.
 
     python benchmarks/w1_tumbling.py [--readings 5000000] [--devices 10000] [--repeat 3]
 """
@@ -59,42 +62,47 @@ def prefix(path: Path, lines: int) -> Path:
     return target
 
 
+def w1_pipeline(
+    path: Path, scratch: Path, *, dedup: bool = True, store_readings: bool = False
+) -> dict[str, object]:
+    """The W1 pipeline as a YAML mapping: per-device 1-minute windows into DuckDB."""
+    return {
+        "name": "w1",
+        "source": {"type": "file", "path": str(path)},
+        "readings": {"measurements": {"temperature": "float", "humidity": "float"}},
+        "event_time": {"out_of_orderness": "5s"},
+        "dedup": {"enabled": dedup},
+        "steps": [
+            {
+                "name": "per_device_1m",
+                "window": {"type": "tumbling", "size": "1m"},
+                "aggregates": [
+                    "count(temperature)",
+                    "mean(temperature)",
+                    "min(temperature)",
+                    "max(temperature)",
+                    "mean(humidity)",
+                ],
+            }
+        ],
+        "sinks": [
+            {
+                "type": "duckdb",
+                "path": str(scratch / "w1.duckdb"),
+                "store_readings": store_readings,
+            }
+        ],
+        "checkpoint": {"dir": str(scratch / "ckpt"), "interval": "10s"},
+    }
+
+
 def run_sensorstream(path: Path, *, dedup: bool = True) -> dict[str, float]:
     """One engine run over the file, in this process; returns its figures."""
     from sensorstream.pipeline.spec import PipelineSpec
     from sensorstream.runtime.runner import Runner
 
     with tempfile.TemporaryDirectory() as scratch:
-        spec = PipelineSpec.model_validate(
-            {
-                "name": "w1",
-                "source": {"type": "file", "path": str(path)},
-                "readings": {"measurements": {"temperature": "float", "humidity": "float"}},
-                "event_time": {"out_of_orderness": "5s"},
-                "dedup": {"enabled": dedup},
-                "steps": [
-                    {
-                        "name": "per_device_1m",
-                        "window": {"type": "tumbling", "size": "1m"},
-                        "aggregates": [
-                            "count(temperature)",
-                            "mean(temperature)",
-                            "min(temperature)",
-                            "max(temperature)",
-                            "mean(humidity)",
-                        ],
-                    }
-                ],
-                "sinks": [
-                    {
-                        "type": "duckdb",
-                        "path": str(Path(scratch) / "w1.duckdb"),
-                        "store_readings": False,
-                    }
-                ],
-                "checkpoint": {"dir": str(Path(scratch) / "ckpt"), "interval": "10s"},
-            }
-        )
+        spec = PipelineSpec.model_validate(w1_pipeline(path, Path(scratch), dedup=dedup))
         started = time.perf_counter()
         summary = Runner(spec).run()
         seconds = time.perf_counter() - started
@@ -106,6 +114,21 @@ def run_sensorstream(path: Path, *, dedup: bool = True) -> dict[str, float]:
         "readings_per_s": summary.counters.get("lines") / seconds,
         "peak_rss_mib": peak_kib / 1024,
     }
+
+
+def run_command(path: Path, *, store_readings: bool, readings: int) -> dict[str, float]:
+    """``sensorstream run`` as a user runs it: a whole process, timed from outside."""
+    import yaml
+
+    with tempfile.TemporaryDirectory() as scratch:
+        spec = Path(scratch) / "w1.yaml"
+        pipeline = w1_pipeline(path, Path(scratch), store_readings=store_readings)
+        spec.write_text(yaml.safe_dump(pipeline))
+        command = [sys.executable, "-m", "sensorstream", "run", str(spec), "--no-progress"]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "readings_per_s": readings / seconds}
 
 
 def _lines(path: Path) -> Iterator[bytes]:
@@ -231,10 +254,17 @@ def main() -> None:
         runs.setdefault("small", []).append(_child(small))
         runs.setdefault("full", []).append(_child(full))
         runs.setdefault("no_dedup", []).append(_child(full, dedup=False))
+        runs.setdefault("command", []).append(
+            run_command(full, store_readings=False, readings=args.readings)
+        )
+        runs.setdefault("default", []).append(
+            run_command(full, store_readings=True, readings=args.readings)
+        )
         runs.setdefault("reference", []).append(run_reference(full))
         runs.setdefault("bound", []).append(run_duckdb_bound(full))
-    engine_small, engine_full, engine_no_dedup, reference, bound = (
-        _fastest(runs[name]) for name in ("small", "full", "no_dedup", "reference", "bound")
+    engine_small, engine_full, engine_no_dedup, command, default, reference, bound = (
+        _fastest(runs[name])
+        for name in ("small", "full", "no_dedup", "command", "default", "reference", "bound")
     )
     ratio = engine_full["readings_per_s"] / reference["readings_per_s"]
     rss_growth = engine_full["peak_rss_mib"] / engine_small["peak_rss_mib"]
@@ -252,6 +282,16 @@ def main() -> None:
     print(
         f"  the same without dedup:     {engine_no_dedup['readings_per_s']:>12,.0f} readings/s "
         "(the reference does not deduplicate either)"
+    )
+    print(
+        f"  `sensorstream run`, whole process: {command['readings_per_s']:>12,.0f} readings/s "
+        f"({command['readings_per_s'] / reference['readings_per_s']:.1f}x the reference)"
+    )
+    print(
+        f"  the same, default configuration (raw readings stored): "
+        f"{default['readings_per_s']:>12,.0f} readings/s "
+        f"({default['readings_per_s'] / reference['readings_per_s']:.1f}x the reference, "
+        f"{default['readings_per_s'] / command['readings_per_s']:.2f} of the above)"
     )
     print(
         f"per-event reference:          {reference['readings_per_s']:>12,.0f} readings/s, "

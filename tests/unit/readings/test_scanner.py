@@ -15,7 +15,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from sensorstream.readings import ReadingFormat, decode_json_lines, scanner
+from sensorstream.readings import Limits, ReadingFormat, decode_json_lines, scanner
 from sensorstream.readings import json_lines as json_lines_module
 from sensorstream.readings.scanner import scan_lines, supports
 
@@ -177,18 +177,32 @@ def test_random_chunks_are_scanned_as_polars_reads_them_or_declined(
     assert_agrees_with_polars(text.encode())
 
 
-@given(st.lists(lines(), min_size=1, max_size=12))
-def test_decoding_is_the_same_with_and_without_the_scanner(chunk_lines: list[str]) -> None:
+# Limits small enough that random lines cross them: long payloads, many keys, long ids.
+TIGHT = ReadingFormat(
+    measurements=dict(FORMAT.measurements),
+    tags=FORMAT.tags,
+    message_id_field=FORMAT.message_id_field,
+    limits=Limits(max_payload_bytes=90, max_fields=4, max_id_bytes=8, max_raw_bytes=16),
+)
+
+
+@given(st.lists(lines(), min_size=1, max_size=12), st.sampled_from([FORMAT, TIGHT]))
+def test_decoding_is_the_same_with_and_without_the_scanner(
+    chunk_lines: list[str], fmt: ReadingFormat
+) -> None:
     chunk = ("\n".join(chunk_lines) + "\n").encode()
     scanner.load_kernels()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(scanner, "MIN_CHUNK_BYTES", 0)  # scan even this small chunk
-        fast = decode_json_lines(chunk, FORMAT, arrived_at=NOW, origin="in.ndjson")
+        fast = decode_json_lines(chunk, fmt, arrived_at=NOW, origin="in.ndjson")
         patch.setattr(json_lines_module, "scan_lines", lambda chunk, fmt: None)
-        slow = decode_json_lines(chunk, FORMAT, arrived_at=NOW, origin="in.ndjson")
-    assert fast.payloads == slow.payloads
+        slow = decode_json_lines(chunk, fmt, arrived_at=NOW, origin="in.ndjson")
+    assert (fast.payloads, fast.blank) == (slow.payloads, slow.blank)
+    # Every line is a payload or blank, whichever path read it.
+    assert fast.payloads + fast.blank == len(chunk_lines)
+    assert fast.readings.height + fast.dead_letters.height == fast.payloads
     assert_frame_equal(fast.readings, slow.readings, check_exact=True)
-    assert_frame_equal(fast.dead_letters, slow.dead_letters)
+    assert_frame_equal(fast.dead_letters.sort("origin"), slow.dead_letters.sort("origin"))
 
 
 def test_a_chunk_of_very_short_objects_is_scanned_whole() -> None:
