@@ -20,6 +20,7 @@ import orjson
 import polars as pl
 
 from sensorstream.readings.format import ReadingFormat, dead_letters, empty_dead_letters
+from sensorstream.readings.scanner import repeated_key_lines
 
 # What JSON calls white space inside a line; a line of nothing else is blank, not a payload
 # (Polars and the scanner skip exactly these).
@@ -179,14 +180,23 @@ def duplicated_field(line: bytes, fmt: ReadingFormat) -> str | None:
 
 
 def has_duplicate_key(chunk: bytes, wide: pl.DataFrame, fmt: ReadingFormat) -> bool:
-    """Whether some line of a parsed chunk repeats a field the pipeline reads.
+    """Whether some line of a chunk Polars parsed repeats a field the pipeline reads.
 
-    Each present value has its key at least once; when a key occurs no more often than
-    values are present, no line repeats it, which settles nearly every chunk with one
-    count per key. Otherwise (explicit nulls, the key's name inside a value, a real
-    repeat) the lines holding it twice are checked one by one.
+    Once the scanner's kernels are loaded, one pass over the chunk (without the GIL) lists
+    the few lines that might, and those are checked exactly. Before that: each present value
+    has its key at least once, so when a key occurs no more often than values are present,
+    no line repeats it, which settles nearly every chunk with one count per key; otherwise
+    (explicit nulls, the key's name inside a value, a real repeat) the lines holding it
+    twice are checked one by one.
     """
-    for name, needle in _needles(fmt).items():
+    needles = _needles(fmt)
+    suspects = repeated_key_lines(chunk, list(needles))
+    if suspects is not None:
+        if not suspects:
+            return False
+        lines = chunk.split(b"\n")
+        return any(duplicated_field(lines[i], fmt) is not None for i in suspects)
+    for name, needle in needles.items():
         column = name if name in wide.columns else _geo_column(fmt, wide)
         present = wide.height - wide[column].null_count() if column is not None else 0
         if chunk.count(needle) <= present:

@@ -205,6 +205,25 @@ def scan_lines(chunk: bytes, fmt: ReadingFormat, *, wait: bool = False) -> Scann
     return Scanned(pl.DataFrame(columns), blank)
 
 
+def repeated_key_lines(chunk: bytes, names: list[str]) -> list[int] | None:
+    """Lines (from 0) of valid JSON lines where one of ``names`` may appear twice in an object.
+
+    Exact in one direction: a line repeating a name in one object is always listed; a listed
+    line may still be fine (a key with an escape, very deep nesting), so check each exactly.
+    None when the kernels are not loaded yet, or for more than 64 names.
+    """
+    kernels = _kernels_if_ready()
+    if kernels is None or len(names) > 64 or not chunk:
+        return None
+    encoded = [name.encode() for name in names]
+    keys = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    key_ends = np.cumsum([len(key) for key in encoded], dtype=np.int64)
+    buf = np.frombuffer(chunk if chunk.endswith(b"\n") else chunk + b"\n", dtype=np.uint8)
+    suspects = np.zeros(int(np.count_nonzero(buf == _NEWLINE)) + 1, dtype=np.uint8)
+    lines = kernels.repeated_keys(buf, keys, key_ends, suspects)
+    return [int(i) for i in np.flatnonzero(suspects[:lines])]
+
+
 _Scratch = tuple[
     "NDArray[np.float64]",
     "NDArray[np.int64]",

@@ -332,8 +332,85 @@ def gather(
             position += length
 
 
+# Objects and arrays nested deeper than this are left to the exact check in Python.
+MAX_DEPTH = 64
+
+
+@_jit
+def repeated_keys(
+    buf: NDArray[np.uint8],
+    keys: NDArray[np.uint8],
+    key_ends: NDArray[np.int64],
+    suspects: NDArray[np.uint8],
+) -> int:
+    """Flag each line where one of ``keys`` appears twice in one object, at any depth.
+
+    ``buf`` holds lines that are valid JSON and ends with a newline; ``suspects`` has room
+    for a flag per line (blank ones included). A line the kernel cannot follow exactly (a
+    key with an escape, nesting deeper than :data:`MAX_DEPTH`) is flagged too: the caller
+    checks flagged lines exactly. At most 64 keys. Returns the number of lines.
+    """
+    end = buf.shape[0]
+    masks = np.zeros(MAX_DEPTH, np.uint64)
+    in_object = np.zeros(MAX_DEPTH, np.bool_)
+    line, i, depth, flagged = 0, 0, 0, False
+    while i < end:
+        c = buf[_u(i)]
+        if c == 10:
+            suspects[_u(line)] = 1 if flagged else 0
+            line += 1
+            depth, flagged = 0, False
+            i += 1
+            continue
+        if flagged:
+            i += 1
+            continue
+        if c == 34:
+            j, escaped = i + 1, False
+            d = buf[_u(j)]
+            while d != 34 and d != 10:
+                if d == 92:
+                    escaped = True
+                    if buf[_u(j + 1)] == 10:
+                        break
+                    j += 1
+                j += 1
+                d = buf[_u(j)]
+            if d != 34:  # not a whole string before the line ends: not followed exactly
+                flagged = True
+                i = j
+                continue
+            k = skip_space(buf, j + 1)
+            if buf[_u(k)] == 58 and depth > 0 and in_object[_u(depth)]:
+                if escaped:
+                    flagged = True
+                else:
+                    field = field_of_key(buf, i + 1, j, keys, key_ends)
+                    if field >= 0:
+                        bit = np.uint64(1) << np.uint64(field)
+                        if masks[_u(depth)] & bit:
+                            flagged = True
+                        else:
+                            masks[_u(depth)] |= bit
+            i = j + 1
+        elif c == 123 or c == 91:
+            depth += 1
+            if depth >= MAX_DEPTH:
+                flagged = True
+            else:
+                masks[_u(depth)] = 0
+                in_object[_u(depth)] = c == 123
+            i += 1
+        elif c == 125 or c == 93:
+            depth -= 1
+            i += 1
+        else:
+            i += 1
+    return line
+
+
 def warm_up() -> None:
-    """Compile (or load from Numba's cache) both kernels for the argument types used."""
+    """Compile (or load from Numba's cache) the kernels for the argument types used."""
     line = np.frombuffer(b'{"k":"v"}\n', dtype=np.uint8)  # read-only, as real chunks are
     shape = (1, 2)
     cells = np.empty(shape, np.uint8)
@@ -353,3 +430,4 @@ def warm_up() -> None:
     )
     views, data = np.empty((1, 16), np.uint8), np.empty(1, np.uint8)  # the one row scanned
     gather(line, starts[0], lengths[0], cells[0], views, data)
+    repeated_keys(line, np.frombuffer(b"k", dtype=np.uint8), np.array([1], np.int64), cells[0])

@@ -242,3 +242,35 @@ def test_strings_of_any_length_are_scanned_as_polars_reads_them(
     chunk = "".join(f"{line}\n" for line in lines).encode()
     scanned = assert_agrees_with_polars(chunk)
     assert (scanned is not None) == bool(rows)
+
+
+# JSON objects written by hand, so that keys may repeat and strings may hold escapes.
+_KEYS = st.sampled_from(["a", "b", "ts", "x\\u0041", 'q\\"'])
+_LEAVES = st.sampled_from(["1", '"a"', '"\\"a\\":"', "null", "[]", '"\\\\"'])
+
+
+def _json_object(depth: int) -> st.SearchStrategy[str]:
+    value = _LEAVES if depth == 0 else _LEAVES | _json_object(depth - 1) | _json_array(depth - 1)
+    return st.lists(st.tuples(_KEYS, value), max_size=4).map(
+        lambda pairs: "{" + ", ".join(f'"{k}": {v}' for k, v in pairs) + "}"
+    )
+
+
+def _json_array(depth: int) -> st.SearchStrategy[str]:
+    value = _LEAVES if depth == 0 else _LEAVES | _json_object(depth - 1)
+    return st.lists(value, max_size=3).map(lambda values: "[" + ",".join(values) + "]")
+
+
+@given(st.lists(_json_object(3), max_size=6))
+def test_every_line_repeating_a_key_is_flagged_for_the_exact_check(objects: list[str]) -> None:
+    from sensorstream.readings.json_checks import duplicated_field
+
+    scanner._loader().result()
+    fmt = ReadingFormat(measurements={"a": "float", "b": "float"})
+    chunk = ("\n".join(objects) + "\n").encode()
+    for line in objects:
+        json.loads(line)  # the kernel is given valid JSON only
+    flagged = scanner.repeated_key_lines(chunk, ["device_id", "ts", "a", "b"])
+    assert flagged is not None
+    repeating = [i for i, line in enumerate(objects) if duplicated_field(line.encode(), fmt)]
+    assert set(repeating) <= set(flagged)
