@@ -416,6 +416,12 @@ class DuckDBSink(Sink):
             stored = existing.get(name.lower())
             if stored is None:
                 con.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {kind}")
+            elif (stored, kind) == ("VARCHAR", "BLOB"):
+                # Files written before dead letters kept raw bytes: text becomes its UTF-8.
+                con.execute(
+                    f"ALTER TABLE {quote(table)} ALTER {quote(name)} SET DATA TYPE BLOB "
+                    f"USING encode({quote(name)})"
+                )
             elif stored != kind:
                 msg = (
                     f"column {name!r} of table {table} in {self.path} is {stored}, but pipeline "

@@ -395,3 +395,19 @@ def test_settings_build_the_sink_and_forbid_unknown_fields(tmp_store: Path) -> N
 
 def test_the_registry_names_every_sink() -> None:
     assert {"duckdb": DuckDBSink, "console": ConsoleSink} == SINKS
+
+
+def test_a_store_from_before_raw_bytes_gets_its_text_payloads_as_utf8(tmp_store: Path) -> None:
+    with duckdb.connect(str(tmp_store)) as con:
+        con.execute(
+            "CREATE TABLE dead_letters (pipeline VARCHAR, partition INTEGER, position BIGINT, "
+            "raw VARCHAR, reason VARCHAR, origin VARCHAR, arrived_at TIMESTAMPTZ)"
+        )
+        con.execute("INSERT INTO dead_letters VALUES ('fleet', 0, 1, 'héllo', 'bad', 'x', now())")
+    sink = _sink(tmp_store)
+    sink.open(_info())
+    sink.restore({0: 1})
+    sink.write(SinkBatch(0, 2, dead_letters=_dead("{oops")))
+    sink.close()
+    dead = _table(tmp_store, "SELECT raw, reason_code FROM dead_letters ORDER BY position")
+    assert dead.rows() == [("héllo".encode(), None), (b"{oops", "invalid_json")]
