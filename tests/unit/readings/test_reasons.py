@@ -21,5 +21,5 @@ def test_codes_are_plain_snake_case_names() -> None:
 
 
 def test_a_dead_letter_with_an_undocumented_code_is_a_programming_error() -> None:
-    with pytest.raises(ValueError, match="not in sensorstream.readings.reasons"):
+    with pytest.raises(ValueError, match=r"not in sensorstream\.readings\.reasons"):
         dead_letters([b"x"], ["made_up"], ["?"], ["line 1"], datetime(2024, 1, 1, tzinfo=UTC))
