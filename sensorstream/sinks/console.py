@@ -3,6 +3,9 @@
 Made for watching a pipeline live (``sensorstream demo``): each step's results from one
 batch print as one compact table. When every row shares a window, which is the usual case
 as the watermark closes windows, the window goes in the title and not in every row.
+
+Key values, reasons, origins and raw payloads are data: they print literally, with control
+characters escaped (:mod:`sensorstream.display`), never as Rich markup.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from sensorstream.display import safe_text, visible_bytes
 from sensorstream.engine.windows.base import END, OP, START
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch
 
@@ -60,7 +64,7 @@ class ConsoleSink(Sink):
         one_window = results.select(pl.struct(START, END).n_unique()).item() == 1
         bookkeeping = {START, END, "revision", "final", OP}
         outputs = [c for c in results.columns if c not in bookkeeping and c not in key]
-        title = Text(step, style="bold")
+        title = safe_text(step, "bold")
         first_start: datetime = results[START][0]
         if one_window:
             window = _window(first_start, results[END][0])
@@ -70,11 +74,11 @@ class ConsoleSink(Sink):
         title.append(f"  {results.height:,} {'row' if results.height == 1 else 'rows'}", "dim")
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 1))
         for column in key:
-            table.add_column(column, style="bold")
+            table.add_column(safe_text(column), style="bold")
         if not one_window:
             table.add_column("window", style="cyan")
         for column in outputs:
-            table.add_column(column, justify="right")
+            table.add_column(safe_text(column), justify="right")
         statuses = _statuses(results)
         show_status = any(status != "final" for status in statuses)
         if show_status:
@@ -83,10 +87,10 @@ class ConsoleSink(Sink):
         for row, status in zip(shown.iter_rows(named=True), statuses, strict=False):
             cells = [_cell(row[c]) for c in key]
             if not one_window:
-                cells.append(_window(row[START], row[END]))
+                cells.append(Text(_window(row[START], row[END])))
             cells += [_cell(row[c]) for c in outputs]
             if show_status:
-                cells.append(status)
+                cells.append(Text(status))
             table.add_row(*cells, style="dim" if status == "retracted" else None)
         parts: list[RenderableType] = [title, table]
         if results.height > self.max_rows:
@@ -98,9 +102,9 @@ class ConsoleSink(Sink):
             dead_letters.head(self.max_rows).select("raw", "reason", "origin").iter_rows()
         ):
             line = Text("⚠ dead letter ", style="yellow")
-            line.append(f"({origin}) ", style="dim")
-            line.append(str(reason))
-            text = bytes(raw).decode("utf-8", "replace")
+            line.append_text(safe_text(f"({origin}) ", "dim"))
+            line.append_text(safe_text(reason))
+            text = visible_bytes(bytes(raw))
             shown = text if len(text) <= _RAW_WIDTH else text[: _RAW_WIDTH - 1] + "…"
             line.append(f"  {shown}", style="dim")
             self.console.print(line, no_wrap=True, overflow="ellipsis")
@@ -154,20 +158,21 @@ def _time(moment: datetime) -> str:
     return text if moment.microsecond == 0 else f"{text}.{moment.microsecond // 1000:03d}"
 
 
-def _cell(value: object) -> str:
+def _cell(value: object) -> Text:
+    """A value as a cell: numbers short, anything else (keys are data) shown literally."""
     if value is None:
-        return "-"
+        return Text("-")
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return Text("yes" if value else "no")
     if isinstance(value, int):
-        return f"{value:,}"
+        return Text(f"{value:,}")
     if isinstance(value, float):
         if abs(value) >= 1000:
-            return f"{value:,.0f}"
-        return f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}"
+            return Text(f"{value:,.0f}")
+        return Text(f"{value:.2f}" if abs(value) >= 1 else f"{value:.3g}")
     if isinstance(value, datetime):
-        return _time(value)
-    return str(value)
+        return Text(_time(value))
+    return safe_text(value)
 
 
 class ConsoleSinkSettings(BaseModel):

@@ -273,6 +273,9 @@ def write_dataset(
     5000000
     """
     path = Path(path)
+    if readings < 0:
+        msg = f"readings must be zero or more, got {readings}"
+        raise ConfigError(msg)
     chosen = format or EXTENSIONS.get(path.suffix.lower())
     if chosen is None:
         msg = f"cannot tell the format of {path}: name it .ndjson, .csv or .parquet"

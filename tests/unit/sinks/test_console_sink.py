@@ -51,8 +51,8 @@ def _printed(sink: ConsoleSink, *batches: SinkBatch) -> str:
     return sink.console.file.getvalue()
 
 
-def _sink(*, results_only: bool = True, max_rows: int = 20) -> ConsoleSink:
-    console = Console(file=io.StringIO(), width=100, color_system=None)
+def _sink(*, results_only: bool = True, max_rows: int = 20, width: int = 100) -> ConsoleSink:
+    console = Console(file=io.StringIO(), width=width, color_system=None)
     return ConsoleSink(results_only, max_rows, console=console)
 
 
@@ -159,3 +159,39 @@ def test_settings_build_the_sink() -> None:
     assert (sink.results_only, sink.max_rows) == (True, 5)
     with pytest.raises(ValidationError, match="greater than or equal to 1"):
         ConsoleSinkSettings(max_rows=0)
+
+
+HOSTILE_ID = "[bold red]X[/bold red][link=https://evil.example]click[/link]\x1b[2J\u202eevil"
+
+
+def test_device_ids_print_literally_never_as_markup_or_terminal_controls() -> None:
+    batch = SinkBatch(0, 1, results={"per_device": _results([HOSTILE_ID], [0])})
+    text = _printed(_sink(width=300), batch)
+    assert "[bold red]X[/bold red][link=https://evil.example]click[/link]" in text
+    assert "\\x1b[2J\\u202eevil" in text
+    assert "\x1b" not in text
+    assert "\u202e" not in text
+
+
+def test_dead_letters_show_reason_origin_and_raw_bytes_literally() -> None:
+    dead = dead_letters(
+        [b"\x1b]8;;https://e.example\x07\xff[red]raw"],
+        ["invalid_json"],
+        ["invalid JSON near [blink]x[/blink]"],
+        ["line 1 of [i]r.ndjson"],
+        T0,
+    )
+    text = _printed(_sink(width=200), SinkBatch(0, 1, dead_letters=dead))
+    assert "(line 1 of [i]r.ndjson) invalid JSON near [blink]x[/blink]" in text
+    assert "\\x1b]8;;https://e.example\\x07\\xff[red]raw" in text
+    assert "\x1b" not in text
+    assert "\x07" not in text
+
+
+def test_a_styled_terminal_gets_no_escape_sequence_from_the_data() -> None:
+    console = Console(file=io.StringIO(), width=200, force_terminal=True, color_system="standard")
+    sink = ConsoleSink(console=console)
+    text = _printed(sink, SinkBatch(0, 1, results={"per_device": _results([HOSTILE_ID], [0])}))
+    assert "\x1b[2J" not in text
+    assert "\x1b]8;" not in text  # no hyperlink
+    assert "[link=https://evil.example]" in text

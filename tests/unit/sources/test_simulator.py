@@ -308,3 +308,12 @@ def test_an_empty_dataset_is_still_a_valid_file(tmp_path: Path) -> None:
         assert write_dataset(path, devices=3, readings=0) == 0
         assert path.exists()
     assert pl.read_parquet(tmp_path / "empty.parquet").height == 0
+
+
+def test_a_negative_number_of_readings_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "out.ndjson"
+    with pytest.raises(ConfigError, match="readings must be zero or more, got -5"):
+        write_dataset(path, devices=3, readings=-5)
+    assert not path.exists()

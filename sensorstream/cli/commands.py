@@ -1,0 +1,252 @@
+"""The ``sensorstream`` command: run, replay, simulate, query and the demo.
+
+Each command imports what it needs when it runs, so ``sensorstream --help`` (and a typo)
+answers without loading Polars, DuckDB, Pydantic or the engine.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from sensorstream.cli.failures import EXIT_CODES_HELP, ExitCode, Option, errors, friendly_errors
+from sensorstream.display import safe_text
+from sensorstream.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from sensorstream.cli.summary import Outcome
+    from sensorstream.pipeline.spec import PipelineSpec
+
+DEFAULT_DB = Path("sensorstream.duckdb")
+
+app = typer.Typer(
+    help="Real-time analytics of IoT sensor data: event-time windows, stored and queryable.",
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False, soft_wrap=True)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        console.print(f"sensorstream {version('sensorstream')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Real-time analytics of IoT sensor data: event-time windows, stored and queryable."""
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def run(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML file.")],
+    fresh: Annotated[
+        bool, typer.Option(help="Discard checkpoints; start from the beginning.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run a pipeline defined in YAML until its source ends (Ctrl-C stops it cleanly)."""
+    from sensorstream.pipeline.spec import load_spec
+
+    with friendly_errors():
+        spec = load_spec(pipeline)
+        _finish(_execute(spec, fresh=fresh, progress=progress))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def replay(
+    file: Annotated[
+        Path, typer.Argument(help="NDJSON, CSV or Parquet file of readings.", show_default=False)
+    ],
+    pipeline: Annotated[
+        Path | None, typer.Option(help="Pipeline YAML; its source is replaced by the file.")
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Pipeline name: its checkpoint and stored results. "
+            "Default: replay_ and the file's name (or the YAML's name)."
+        ),
+    ] = None,
+    speed: Annotated[
+        float | None, typer.Option(help="Replay at recorded speed x this; default: max speed.")
+    ] = None,
+    window: Annotated[str, typer.Option(help="Tumbling window size without --pipeline.")] = "1m",
+    db: Annotated[Path, typer.Option(help="DuckDB file without --pipeline.")] = DEFAULT_DB,
+    fresh: Annotated[bool, typer.Option(help="Discard checkpoints.")] = False,
+) -> None:
+    """Replay a recorded file through a pipeline (by default: per-device tumbling windows).
+
+    Without --pipeline, the measurements are the numeric fields of the first NDJSON line,
+    the CSV's first rows or the Parquet schema.
+    """
+    options = {
+        "speed": Option("--speed", speed),
+        "window": Option("--window", window),
+        "name": Option("--name", name),
+    }
+    with friendly_errors(options):
+        from sensorstream.cli.specs import replay_spec
+
+        spec = replay_spec(file, name=name, pipeline=pipeline, speed=speed, window=window, db=db)
+        try:
+            outcome = _execute(spec, fresh=fresh, progress=True)
+        except CheckpointError as error:
+            msg = f"{error}; or replay it as a pipeline of its own with --name"
+            raise CheckpointError(msg) from None
+        _finish(outcome)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def simulate(
+    out: Annotated[
+        Path, typer.Argument(help="Output file: .ndjson, .csv or .parquet.", show_default=False)
+    ],
+    devices: Annotated[int, typer.Option(help="Number of devices.")] = 1000,
+    readings: Annotated[int, typer.Option(help="Number of readings.")] = 100_000,
+    disorder: Annotated[str, typer.Option(help="Largest event-time disorder.")] = "5s",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Write a simulated dataset of readings, for replay and benchmarks."""
+    with friendly_errors():
+        from sensorstream.sources.simulator import write_dataset
+
+        written = write_dataset(
+            out,
+            devices=devices,
+            readings=readings,
+            max_disorder=_duration("--disorder", disorder),
+            seed=seed,
+        )
+        console.print(
+            Text.assemble(
+                f"wrote {written:,} readings from {devices:,} devices to ", safe_text(out)
+            )
+        )
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def query(
+    sql: Annotated[
+        str | None, typer.Argument(help="SQL to run (read-only).", show_default=False)
+    ] = None,
+    db: Annotated[Path, typer.Option(help="DuckDB file written by a pipeline.")] = DEFAULT_DB,
+    pipeline: Annotated[str | None, typer.Option(help="Show this pipeline's results.")] = None,
+    step: Annotated[str | None, typer.Option(help="Only this step.")] = None,
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 20,
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="table, csv, json or ndjson. Piped, a table is never cut to the terminal's "
+            "width and shows floats in full.",
+        ),
+    ] = "table",
+) -> None:
+    """Query stored results: a SQL statement, or a pipeline's latest window results.
+
+    Without either: the pipelines stored, with their steps.
+    """
+    with friendly_errors():
+        if limit < 0:
+            msg = f"--limit {limit}: must be zero or more"
+            raise ConfigError(msg)
+        from sensorstream.cli.output import check_format, print_frame
+
+        check_format(format)
+        from sensorstream.store import Store
+
+        with Store(db) as store:
+            if sql is not None:
+                frame = store.sql(sql)
+            elif pipeline is not None:
+                frame = store.results(pipeline, step=step, limit=limit)
+            else:
+                frame = store.pipelines()
+        print_frame(frame.head(limit), format)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def demo(
+    devices: Annotated[int, typer.Option(help="Simulated devices.")] = 20,
+    window: Annotated[str, typer.Option(help="Tumbling window size.")] = "5s",
+    duration: Annotated[
+        str | None, typer.Option(help="Stop after this long (default: until Ctrl-C).")
+    ] = None,
+) -> None:
+    """A live simulated fleet through per-device windows, printed as results close."""
+    options = {
+        "devices": Option("--devices", devices),
+        "window": Option("--window", window),
+        "duration": Option("--duration", duration),
+    }
+    with friendly_errors(options):
+        from sensorstream.cli.specs import DEMO_DB, demo_spec
+
+        spec = demo_spec(devices, window, duration)
+        console.print(
+            Text.assemble(
+                ("sensorstream demo", "bold"),
+                f": {devices} simulated devices, ",
+                safe_text(window),
+                " windows; results also stored in ",
+                safe_text(DEMO_DB),
+                ". Ctrl-C to stop.",
+            )
+        )
+        _finish(_execute(spec, fresh=True, progress=False))
+
+
+def _execute(spec: PipelineSpec, *, fresh: bool, progress: bool) -> Outcome:
+    from sensorstream.cli.execute import execute
+
+    return execute(spec, fresh=fresh, progress=progress, console=console, errors=errors)
+
+
+def _finish(outcome: Outcome) -> None:
+    """Report the outcome, say where its results are, and exit with its code."""
+    from sensorstream.cli.summary import report
+
+    code = report(outcome, console, errors)
+    where = Text.assemble(
+        "pipeline ",
+        safe_text(outcome.pipeline, "bold"),
+        ": checkpoint in ",
+        safe_text(outcome.checkpoint_dir),
+    )
+    if outcome.stores:
+        store = outcome.stores[0]
+        db = "" if store == DEFAULT_DB else f" --db {store}"
+        where.append("; its results: ")
+        where.append(safe_text(f"sensorstream query --pipeline {outcome.pipeline}{db}"))
+    console.print(where)
+    if code != ExitCode.OK:
+        raise typer.Exit(code)
+
+
+def _duration(flag: str, text: str) -> timedelta:
+    """A duration option's value; a bad one fails naming the option."""
+    from sensorstream.pipeline.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ConfigError as error:
+        msg = f"{flag} {text}: {error}"
+        raise ConfigError(msg) from None

@@ -1,0 +1,142 @@
+"""Running a pipeline from the command line: progress, Ctrl-C, and an early warning.
+
+The first Ctrl-C asks the runner to stop after the current batch: it checkpoints, the
+summary prints, and the command exits 130. A second Ctrl-C exits 130 at once, without the
+summary; the last checkpoint stays valid (recovery is exact even after ``kill -9``), so
+the next run resumes from it.
+
+A live pipeline may run for hours, so it does not wait for its summary to say that its
+input is all dead letters: if the first :data:`EARLY_CHECK_LINES` lines were, it warns
+once, there and then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from sensorstream.cli.failures import ExitCode
+from sensorstream.cli.summary import Outcome, dead_letter_warning
+
+if TYPE_CHECKING:
+    from sensorstream.pipeline.spec import PipelineSpec
+    from sensorstream.runtime.counters import Counters
+    from sensorstream.runtime.runner import Runner
+    from sensorstream.sources.base import SourceBatch
+
+# What signal.signal returns and takes back.
+Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+EARLY_CHECK_LINES = 1_000  # lines with content after which the early warning is decided
+
+
+class EarlyWarning:
+    """Warns once, as soon as the first lines with content turn out all dead letters."""
+
+    def __init__(self, errors: Console, after: int = EARLY_CHECK_LINES) -> None:
+        self.errors = errors
+        self.after = after
+        self.decided = False
+
+    def __call__(self, counters: Counters) -> None:
+        """Look at the counts so far; decide (and maybe warn) once enough lines came in."""
+        if self.decided:
+            return
+        payloads = counters.get("lines") - counters.get("blank")
+        if payloads < self.after:
+            return
+        self.decided = True
+        if counters.get("dead_letters") == payloads:
+            warning = dead_letter_warning(counters, early=True)
+            if warning is not None:
+                self.errors.print(warning)
+
+
+class Interrupts:
+    """While active: the first SIGINT stops the runner cleanly, the second exits 130 at once."""
+
+    def __init__(self) -> None:
+        self.runner: Runner | None = None
+        self.count = 0
+        self._previous: Handler = signal.SIG_DFL
+
+    def __enter__(self) -> Interrupts:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        self.count += 1
+        if self.count == 1 and self.runner is not None:
+            self.runner.stop()
+            _say("\nstopping at the next checkpoint (Ctrl-C again to quit at once)\n")
+            return
+        # Not print(): the main thread may be inside a write to the same stream.
+        _say("\ninterrupted: quitting now; the last checkpoint is kept\n")
+        if sys.stdout.isatty():
+            os.write(sys.stdout.fileno(), b"\x1b[?25h")  # a progress bar hid the cursor
+        os._exit(ExitCode.INTERRUPTED)
+
+
+def execute(
+    spec: PipelineSpec, *, fresh: bool, progress: bool, console: Console, errors: Console
+) -> Outcome:
+    """Run ``spec`` to the end of its source, or until Ctrl-C; returns how it went."""
+    from sensorstream.runtime.runner import Runner
+    from sensorstream.sinks import DuckDBSinkSettings
+
+    warn_early = EarlyWarning(errors)
+    with Interrupts() as interrupts:
+        if not progress:
+            runner = Runner(spec, fresh=fresh, on_batch=lambda _, counters: warn_early(counters))
+            interrupts.runner = runner
+            summary = runner.run()
+        else:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            with Progress(
+                TextColumn("{task.description}", style="bold", markup=False),
+                BarColumn(),
+                TextColumn("{task.percentage:>3.0f}%"),
+                TextColumn("{task.fields[readings]:>12,} readings"),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+            ) as bar:
+                task_id = bar.add_task(spec.name, total=None, readings=0)
+
+                def advance(item: SourceBatch, counters: Counters) -> None:
+                    bar.update(
+                        task_id,
+                        completed=item.position,
+                        total=item.total,
+                        readings=counters.get("lines"),
+                    )
+                    warn_early(counters)
+
+                runner = Runner(spec, fresh=fresh, on_batch=advance)
+                interrupts.runner = runner
+                summary = runner.run()
+    return Outcome(
+        summary=summary,
+        pipeline=spec.name,
+        steps=tuple(step.name for step in spec.steps),
+        checkpoint_dir=runner.checkpoints.folder,
+        stores=tuple(s.path for s in spec.sinks if isinstance(s, DuckDBSinkSettings)),
+        interrupted=interrupts.count > 0,
+        fresh=fresh,
+    )
+
+
+def _say(text: str) -> None:
+    with contextlib.suppress(OSError, ValueError):  # no real stderr (a test captures it)
+        os.write(sys.stderr.fileno(), text.encode())

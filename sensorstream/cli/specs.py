@@ -1,0 +1,120 @@
+"""The pipelines the CLI defines itself: a replay's default one, and the demo.
+
+A replay is named after its file (``replay r.ndjson`` runs ``replay_r_ndjson``), so each
+input has its own checkpoint (``.sensorstream/replay_r_ndjson``) and its own results, and
+replaying one file never resumes from, or overwrites, another's. Files of the same name in
+different folders still share a name: the runner then refuses to resume one from the other's
+checkpoint, and ``--name`` gives each its own.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+
+from sensorstream.cli.inference import infer_measurements
+from sensorstream.pipeline.spec import PipelineSpec, load_spec
+from sensorstream.sinks import ConsoleSinkSettings, DuckDBSinkSettings
+from sensorstream.sources import FileSourceSettings
+
+DEMO_DB = Path(".sensorstream/demo.duckdb")
+_NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def default_replay_name(file: Path) -> str:
+    """``replay_`` and the file's name, as a valid pipeline name.
+
+    The extensions stay in it, so ``r.csv`` and ``r.ndjson`` beside it are two pipelines.
+
+    >>> default_replay_name(Path("data/Fleet A (2024).ndjson.gz"))
+    'replay_Fleet_A_2024_ndjson_gz'
+    """
+    cleaned = _NOT_IN_NAMES.sub("_", file.name).strip("_")
+    return f"replay_{cleaned or 'file'}"
+
+
+def replay_spec(
+    file: Path,
+    *,
+    name: str | None,
+    pipeline: Path | None,
+    speed: float | None,
+    window: str,
+    db: Path,
+) -> PipelineSpec:
+    """The pipeline ``replay`` runs: ``pipeline``'s with ``file`` as its source, or the default.
+
+    The default: per-device tumbling windows of ``window`` over the file's numeric fields
+    (count, mean, min and max of each), stored in the DuckDB file ``db``.
+    """
+    source = FileSourceSettings(type="file", path=file, speed=speed)
+    if pipeline is not None:
+        spec = load_spec(pipeline).model_copy(update={"source": source})
+        if name is None:
+            return spec
+        return PipelineSpec.model_validate({**dict(spec), "name": name})
+    measurements = infer_measurements(file)
+    aggregates = ["count"] + [f"{fn}({m})" for m in measurements for fn in ("mean", "min", "max")]
+    return PipelineSpec.model_validate(
+        {
+            "name": name if name is not None else default_replay_name(file),
+            "source": source,
+            "readings": {"measurements": measurements},
+            "steps": [
+                {
+                    "name": "per_device",
+                    "window": {"type": "tumbling", "size": window},
+                    "aggregates": aggregates,
+                }
+            ],
+            "sinks": [DuckDBSinkSettings(type="duckdb", path=db)],
+        }
+    )
+
+
+def demo_spec(
+    devices: int = 20, window: str | timedelta = "5s", duration: str | None = None
+) -> PipelineSpec:
+    """The demo: a live simulated fleet -> per-device windows -> console and DuckDB."""
+    return PipelineSpec.model_validate(
+        {
+            "name": "demo",
+            "source": {
+                "type": "simulator",
+                "devices": devices,
+                "rate_hz": 2.0,
+                "live": True,
+                "out_of_order": 0.05,
+                "late_fraction": 0.01,
+                "duplicate_fraction": 0.01,
+                "malformed_fraction": 0.005,
+                "anomaly_fraction": 0.002,
+                "duration": duration,
+            },
+            "readings": {"measurements": {"temperature": "float", "humidity": "float"}},
+            "event_time": {
+                "out_of_orderness": "2s",
+                "allowed_lateness": "5s",
+                "idle_timeout": "10s",
+            },
+            "steps": [
+                {
+                    "name": "per_device",
+                    "window": {"type": "tumbling", "size": window},
+                    "aggregates": [
+                        "count",
+                        "mean(temperature)",
+                        "max(temperature)",
+                        "p90(temperature)",
+                        "mean(humidity)",
+                    ],
+                }
+            ],
+            "sinks": [
+                ConsoleSinkSettings(type="console"),
+                DuckDBSinkSettings(type="duckdb", path=DEMO_DB),
+            ],
+            "checkpoint": {"dir": ".sensorstream/checkpoints/demo", "interval": "2s"},
+        }
+    )
