@@ -71,7 +71,7 @@ def ndjson_file(folder: Path) -> SourceSettings:
 
 
 def csv_file(folder: Path) -> SourceSettings:
-    return FileSourceSettings(path=dataset(folder, "readings.csv"), chunk_rows=25)
+    return FileSourceSettings(path=dataset(folder, "readings.csv"), chunk_bytes=1_000)
 
 
 def parquet_file(folder: Path) -> SourceSettings:
