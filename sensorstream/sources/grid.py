@@ -71,7 +71,7 @@ def find_record_end(
     ``stop``, so that a search can go on in the next block.
 
     >>> find_record_end(b'a,"x\ny"\nb', 0, 10, 0, quoted=True)
-    (8, 0)
+    (7, 0)
     """
     if not quoted:
         return data.find(b"\n", begin, stop), 0
