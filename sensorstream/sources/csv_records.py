@@ -95,6 +95,8 @@ class CsvChunk(RawChunk):
             self.first,
             self.columns,
             self.ends[:count],
+            None,
+            self.done,
         )
         rest = CsvChunk(
             self.data[cut:],

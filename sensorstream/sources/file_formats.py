@@ -125,7 +125,9 @@ class LinesChunk(RawChunk):
             cut = found + 1
         if cut >= len(self.data):
             return self, None
-        head = LinesChunk(self.data[:cut], self.start, self.start + cut, self.first)
+        head = LinesChunk(
+            self.data[:cut], self.start, self.start + cut, self.first, None, self.done
+        )
         rest = LinesChunk(
             self.data[cut:],
             self.start + cut,

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import polars as pl
 import pyarrow as pa
@@ -117,37 +118,84 @@ def test_concatenated_gzip_members_read_as_one_stream(tmp_path: Path) -> None:
     assert readings_of(read(FileSource(path)))["device_id"].to_list() == ["a", "b"]
 
 
-def test_a_truncated_gzip_file_reads_every_complete_line_then_says_it_ends_early(
-    plain: Path, tmp_path: Path
+def decompressible_prefix(path: Path, compression: Literal["gzip", "zstd"]) -> bytes:
+    """What a cut-off stream still holds: read a byte at a time until the cut."""
+    prefix = bytearray()
+    with pa.CompressedInputStream(pa.OSFile(str(path), "r"), compression) as stream:
+        try:
+            while byte := stream.read(1):
+                prefix += byte
+        except OSError:
+            pass
+    return bytes(prefix)
+
+
+def read_until_it_fails(source: FileSource, batches: list[SourceBatch]) -> None:
+    with closing(source.read(FORMAT, {}, clock)) as items:
+        batches.extend(item for item in items if item is not None)
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+@pytest.mark.parametrize("chunk_bytes", [4096, 1 << 20])
+def test_a_truncated_file_reads_every_complete_line_then_says_it_ends_early(
+    tmp_path: Path, compression: Literal["gzip", "zstd"], chunk_bytes: int
 ) -> None:
-    packed = gzip.compress(plain.read_bytes())
-    path = tmp_path / "cut.ndjson.gz"
+    plain = tmp_path / "whole.ndjson"
+    write_dataset(plain, devices=20, readings=10_000, seed=6)  # several zstd blocks
+    packed = COMPRESS[compression](plain.read_bytes())
+    path = tmp_path / f"cut.ndjson{SUFFIX[compression]}"
     path.write_bytes(packed[: len(packed) // 2])
-    # What the cut-off stream still holds, decompressed as far as it goes.
-    prefix = zlib.decompressobj(wbits=31).decompress(packed[: len(packed) // 2])
+    prefix = decompressible_prefix(path, compression)
+    if compression == "gzip":
+        assert prefix == zlib.decompressobj(wbits=31).decompress(packed[: len(packed) // 2])
     complete = prefix[: prefix.rfind(b"\n") + 1]
     batches: list[SourceBatch] = []
 
-    def read_until_it_fails() -> None:
-        with closing(FileSource(path, chunk_bytes=64 * 1024).read(FORMAT, {}, clock)) as items:
-            batches.extend(item for item in items if item is not None)
+    with pytest.raises(SourceError, match=rf"cut\.ndjson\..*: the {compression} stream ends early"):
+        read_until_it_fails(FileSource(path, chunk_bytes=chunk_bytes), batches)
 
-    with pytest.raises(SourceError, match=r"cut\.ndjson\.gz: the gzip stream ends early"):
-        read_until_it_fails()
+    assert complete.count(b"\n") > 1000
     assert batches[-1].position == len(complete)
-    expected = read(FileSource(plain, chunk_bytes=64 * 1024))
-    lines = sum(b.lines for b in batches)
-    assert lines == complete.count(b"\n")
-    assert_frame_equal(
-        readings_of(batches),
-        readings_of(expected).head(readings_of(batches).height),
-    )
+    assert sum(b.lines for b in batches) == complete.count(b"\n")
+    expected = readings_of(read(FileSource(plain)))
+    assert_frame_equal(readings_of(batches), expected.head(readings_of(batches).height))
 
 
-def test_a_name_that_claims_gzip_on_a_plain_file_is_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "readings.ndjson.gz"
+def test_a_stream_cut_inside_a_long_line_reads_the_lines_before_it(tmp_path: Path) -> None:
+    line = b'{"device_id":"a","ts":1700000000000,"temperature":1.0}\n'
+    data = line * 100 + b'{"device_id":"b","pad":"' + b"x" * 3_000_000 + b'"}\n' + line
+    packed = gzip.compress(data)
+    path = tmp_path / "cut.ndjson.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    batches: list[SourceBatch] = []
+    with pytest.raises(SourceError, match="ends early"):
+        read_until_it_fails(FileSource(path, chunk_bytes=1024), batches)
+    assert sum(b.readings.height for b in batches) == 100
+    assert batches[-1].position == 100 * len(line)
+
+
+def test_a_truncated_csv_reads_every_complete_record(tmp_path: Path) -> None:
+    rows = "".join(f"d{i % 4},{1_700_000_000_000 + i},{i}.5\n" for i in range(5000))
+    text = ("device_id,ts,temperature\n" + rows).encode()
+    packed = gzip.compress(text)
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    prefix = decompressible_prefix(path, "gzip")
+    batches: list[SourceBatch] = []
+    with pytest.raises(SourceError, match="ends early"):
+        read_until_it_fails(FileSource(path, chunk_bytes=8192), batches)
+    assert sum(b.lines for b in batches) == prefix.count(b"\n") - 1  # the header is no row
+
+
+@pytest.mark.parametrize(
+    ("suffix", "claimed"), [(".gz", "gzip"), (".zst", "zstd"), (".zstd", "zstd")]
+)
+def test_a_name_that_claims_compression_on_a_plain_file_is_a_clear_error(
+    tmp_path: Path, suffix: str, claimed: str
+) -> None:
+    path = tmp_path / f"readings.ndjson{suffix}"
     path.write_text('{"device_id":"a","ts":1700000000000,"temperature":1.0}\n')
-    with pytest.raises(SourceError, match=r"ends \.gz but it is not gzip"):
+    with pytest.raises(SourceError, match=rf"ends \{suffix} but it is not {claimed}"):
         FileSource(path)
 
 
@@ -195,3 +243,13 @@ def test_compressed_chunks_lie_on_the_plain_grid_from_any_resume_point(tmp_path:
     for resume_at in (full[3][1], full[17][1], full[-2][1]):
         resumed = [(c.start, c.end, c.first) for c in read_lines(packed, resume_at, 1000)]
         assert resumed == [span for span in full if span[0] >= resume_at]
+
+
+def test_a_paced_compressed_replay_reports_progress_in_every_piece(
+    plain: Path, tmp_path: Path
+) -> None:
+    packed = tmp_path / "readings.ndjson.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()[:200_000]))
+    batches = read(FileSource(packed, speed=1e9, chunk_bytes=64 * 1024))
+    assert len(batches) > 4
+    assert all(b.done is not None for b in batches)
