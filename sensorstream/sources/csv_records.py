@@ -41,7 +41,7 @@ from sensorstream.readings import (
     decode_frame,
 )
 from sensorstream.sources.csv_header import read_header
-from sensorstream.sources.file_formats import RawChunk, oversized_dead_letter
+from sensorstream.sources.file_formats import RawChunk, oversized_dead_letter, too_large_message
 from sensorstream.sources.grid import (
     QUOTE,
     count_record_ends,
@@ -162,7 +162,7 @@ class CsvChunk(RawChunk):
         rejected: list[tuple[int, str, str]] = []
         for index in np.flatnonzero(too_large | wrong).tolist():
             if too_large[index]:
-                message = _too_large(int(lengths[index]), limits)
+                message = too_large_message(int(lengths[index]), limits)
                 rejected.append((index, "payload_too_large", message))
             else:
                 message = (
@@ -171,13 +171,6 @@ class CsvChunk(RawChunk):
                 )
                 rejected.append((index, "wrong_field_count", message))
         return blank, rejected, np.flatnonzero(~(blank | too_large | wrong))
-
-
-def _too_large(length: int, limits: Limits) -> str:
-    return (
-        f"payload of {length:,} bytes is longer than {limits.max_payload_bytes:,} "
-        "(readings.limits.max_payload_bytes)"
-    )
 
 
 def _bounds(data: bytes, ends: Indexes) -> tuple[Indexes, Indexes]:
@@ -245,7 +238,9 @@ def _parse_good(
     if len(good) == len(starts):
         text = data
     else:
-        mask = np.repeat(np.isin(np.arange(len(starts)), good), spans)
+        kept = np.zeros(len(starts), dtype=np.bool_)
+        kept[good] = True
+        mask = np.repeat(kept, spans)
         text = np.frombuffer(data, dtype=np.uint8)[mask].tobytes()
     frame = _parse(text, columns, len(good))
     if frame is None:

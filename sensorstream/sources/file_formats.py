@@ -159,17 +159,21 @@ def oversized_dead_letter(
     record: Truncated, origin: str, fmt: ReadingFormat, arrived_at: datetime
 ) -> pl.DataFrame:
     """The dead letter of a payload too long to hold, streamed past by the reader."""
-    limit = fmt.limits.max_payload_bytes
     return dead_letters(
         [record],
         ["payload_too_large"],
-        [
-            f"payload of {record.length:,} bytes is longer than {limit:,} "
-            "(readings.limits.max_payload_bytes)"
-        ],
+        [too_large_message(record.length, fmt.limits)],
         [origin],
         arrived_at,
         max_raw_bytes=fmt.limits.max_raw_bytes,
+    )
+
+
+def too_large_message(length: int, limits: Limits) -> str:
+    """Why a payload of ``length`` bytes is a dead letter, as the JSON checks say it too."""
+    return (
+        f"payload of {length:,} bytes is longer than {limits.max_payload_bytes:,} "
+        "(readings.limits.max_payload_bytes)"
     )
 
 
