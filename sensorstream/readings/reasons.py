@@ -20,6 +20,7 @@ REASONS: Final[dict[str, str]] = {
     "not_an_object": "the payload is valid JSON but not an object",
     "duplicate_key": "a field the pipeline reads appears twice in one object",
     "wrong_field_count": "a CSV row has more or fewer fields than the header",
+    "invalid_csv": "a CSV row cannot be parsed: a quote where RFC 4180 allows none",
     "payload_too_large": "the payload is longer than readings.limits.max_payload_bytes",
     "too_many_fields": "the payload has more fields than readings.limits.max_fields",
     # Identity and time.

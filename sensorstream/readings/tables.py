@@ -20,11 +20,13 @@ def decode_frame(
     origin: str,
     first_row: int = 1,
     raws: pl.Series | None = None,
+    row_numbers: pl.Series | None = None,
 ) -> Decoded:
     """Decode readings that arrive already tabular (CSV, Parquet); rows keep their input names.
 
     ``raws`` holds each row as it arrived (a CSV record's bytes), for dead letters; without
-    it a rejected row is kept as JSON. Row numbers in messages count from ``first_row``.
+    it a rejected row is kept as JSON. Row numbers in messages count from ``first_row``,
+    or are each row's own in ``row_numbers`` (rows left out before decoding leave gaps).
     """
     missing = [c for c in (fmt.device_field, fmt.time_field) if c not in frame.columns]
     if missing:
@@ -66,7 +68,7 @@ def decode_frame(
             _raws(frame, raws, rejected_rows),
             ["wrong_type"] * bad.height,
             bad["__problem"].to_list(),
-            [f"row {first_row + i} of {origin}" for i in rejected_rows],
+            [f"row {n} of {origin}" for n in _numbers(rejected_rows, first_row, row_numbers)],
             arrived_at,
             max_raw_bytes=fmt.limits.max_raw_bytes,
         )
@@ -80,12 +82,19 @@ def decode_frame(
                 _raws(frame, raws, rows),
                 reasons["reason_code"].to_list(),
                 reasons["reason"].to_list(),
-                [f"row {first_row + i} of {origin}" for i in rows],
+                [f"row {n} of {origin}" for n in _numbers(rows, first_row, row_numbers)],
                 arrived_at,
                 max_raw_bytes=fmt.limits.max_raw_bytes,
             )
         )
     return Decoded(valid, pl.concat(dead_parts), frame.height)
+
+
+def _numbers(rows: list[int], first_row: int, row_numbers: pl.Series | None) -> list[int]:
+    """The input row numbers of the given rows of the frame."""
+    if row_numbers is None:
+        return [first_row + i for i in rows]
+    return row_numbers.gather(rows).to_list() if rows else []
 
 
 def _raws(frame: pl.DataFrame, raws: pl.Series | None, rows: list[int]) -> list[bytes]:

@@ -1,8 +1,10 @@
 """Readings from a file (NDJSON, CSV or Parquet), as fast as possible or at the recorded pace.
 
-A batch's position is what to resume *after*: for NDJSON the byte offset just past the
-batch's last line, for CSV and Parquet the number of data rows consumed. The next chunk is
-read and decoded in a background thread while the caller processes the current one.
+A batch's position is what to resume *after*: for NDJSON and CSV the byte offset just past
+the batch's last line or record (in the decompressed bytes of a gzip or zstd file), for
+Parquet the number of rows consumed. The next chunk is read and decoded in a background
+thread while the caller processes the current one. Each checkpoint records the file's
+identity (:mod:`~sensorstream.sources.file_identity`), so a replaced file is not resumed.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 import pyarrow as pa
@@ -19,16 +21,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from sensorstream.errors import ConfigError, SourceError
 from sensorstream.readings import TS, ReadingFormat
 from sensorstream.readings.scanner import MIN_CHUNK_BYTES, preload, supports
-from sensorstream.sources.base import Clock, Source, SourceBatch
+from sensorstream.sources.base import Clock, Identity, InputChange, Source, SourceBatch
+from sensorstream.sources.csv_records import read_csv_records
 from sensorstream.sources.file_formats import (
-    EXTENSIONS,
     FileFormat,
     RawChunk,
+    check_readable,
+    format_of,
     parquet_row_count,
-    read_csv_rows,
     read_lines,
     read_parquet_rows,
 )
+from sensorstream.sources.file_identity import compare_file, file_identity
 from sensorstream.sources.prefetch import prefetch
 
 # 16 MiB (about 200,000 W1 readings) ran W1 about 15% faster than 8 MiB, and 32 MiB no faster:
@@ -45,13 +49,17 @@ _FIRST_PIECE, _MAX_PIECE = 16, 65_536
 class FileSource(Source):
     """Reads one file of readings; its one partition's position is a byte offset or a row count.
 
+    NDJSON and CSV files may be compressed with gzip or zstd, told by their first bytes
+    (``readings.ndjson.gz`` is NDJSON, and so is a gzip file named ``readings.ndjson``).
+
     Args:
         path: The file to read.
-        format: ``ndjson``, ``csv`` or ``parquet``; by default from the file's extension.
+        format: ``ndjson``, ``csv`` or ``parquet``; by default from the file's extension
+            (a ``.gz``, ``.zst`` or ``.zstd`` after it aside).
         speed: None replays as fast as possible; ``k`` replays at the recorded pace times
             ``k``, by the readings' event time (``2.0``: twice as fast as recorded).
-        chunk_bytes: About how many bytes of NDJSON to decode at once.
-        chunk_rows: How many CSV or Parquet rows to decode at once.
+        chunk_bytes: About how many bytes of NDJSON or CSV to decode at once.
+        chunk_rows: How many Parquet rows to decode at once.
         prefetch: How many chunks to read ahead in a background thread (0: none).
     """
 
@@ -72,7 +80,8 @@ class FileSource(Source):
             reason = "it is a folder" if self.path.is_dir() else "no such file"
             msg = f"cannot read {self.path}: {reason}"
             raise SourceError(msg)
-        self.format: FileFormat = format or _format_from_extension(self.path)
+        self.format: FileFormat = format or format_of(self.path)
+        check_readable(self.path, self.format)
         if speed is not None and not speed > 0:
             msg = f"speed must be above 0 (or None for as fast as possible), got {speed}"
             raise ConfigError(msg)
@@ -96,15 +105,31 @@ class FileSource(Source):
             preload()
 
     def progress_total(self) -> int | None:
-        """The file size in bytes (NDJSON), its row count (Parquet), or None (CSV)."""
+        """The file size in bytes as stored (NDJSON, CSV), or its row count (Parquet).
+
+        For a compressed file the size is of the compressed bytes, and batches report
+        progress in them (``done``), since positions count decompressed bytes.
+        """
         try:
-            if self.format == "ndjson":
-                return self.path.stat().st_size
             if self.format == "parquet":
                 return parquet_row_count(self.path)
+            return self.path.stat().st_size
         except (OSError, pa.ArrowException) as error:
             raise _read_error(self.path, error) from error
-        return None
+
+    def identity(self) -> Identity:
+        """The file's size, mtime, hashes of its first and last 64 KiB, and resolved path."""
+        try:
+            return file_identity(self.path)
+        except OSError as error:
+            raise _read_error(self.path, error) from error
+
+    def compare(self, recorded: Mapping[str, Any]) -> InputChange | None:
+        """Whether the file is the one ``recorded``, has grown, or changed (and how)."""
+        try:
+            return compare_file(self.path, recorded)
+        except OSError as error:
+            raise _read_error(self.path, error) from error
 
     def read(
         self, fmt: ReadingFormat, resume_after: Mapping[int, int], clock: Clock
@@ -123,25 +148,30 @@ class FileSource(Source):
                 payloads=decoded.payloads,
                 total=total,
                 blank=decoded.blank,
+                done=chunk.done,
             )
 
         try:
             if self.speed is None:
-                decoded = (decode(chunk) for chunk in self._chunks(start))
+                decoded = (decode(chunk) for chunk in self._chunks(start, fmt))
                 yield from prefetch(decoded, self.prefetch_depth, name=f"read {self.path.name}")
             else:
                 chunks = prefetch(
-                    self._chunks(start), self.prefetch_depth, f"read {self.path.name}"
+                    self._chunks(start, fmt), self.prefetch_depth, f"read {self.path.name}"
                 )
                 yield from _paced(chunks, decode, Pace(self.speed))
         except (OSError, pl.exceptions.PolarsError, pa.ArrowException) as error:
             raise _read_error(self.path, error) from error
 
-    def _chunks(self, start: int) -> Generator[RawChunk, None, None]:
+    def _chunks(self, start: int, fmt: ReadingFormat) -> Generator[RawChunk, None, None]:
+        limits = fmt.limits
         if self.format == "ndjson":
-            return read_lines(self.path, start, self.chunk_bytes)
+            return read_lines(
+                self.path, start, self.chunk_bytes, limits.max_payload_bytes, limits.max_raw_bytes
+            )
         if self.format == "csv":
-            return read_csv_rows(self.path, start, self.chunk_rows)
+            return read_csv_records(self.path, start, self.chunk_bytes, limits)
+        check_readable(self.path, self.format)
         return read_parquet_rows(self.path, start, self.chunk_rows)
 
 
@@ -224,18 +254,6 @@ def next_piece_size(size: int, advance_us: int, target_us: float) -> int:
     """
     factor = 2.0 if advance_us <= 0 else min(4.0, max(0.25, target_us / advance_us))
     return min(_MAX_PIECE, max(1, round(size * factor)))
-
-
-def _format_from_extension(path: Path) -> FileFormat:
-    found = EXTENSIONS.get(path.suffix.lower())
-    if found is None:
-        allowed = ", ".join(sorted(EXTENSIONS))
-        msg = (
-            f"cannot tell the format of {path} from its extension; name it {allowed} "
-            "or set format: ndjson, csv or parquet"
-        )
-        raise ConfigError(msg)
-    return found
 
 
 def _read_error(path: Path, error: BaseException) -> SourceError:

@@ -12,6 +12,7 @@ just as a real device's would.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -28,7 +29,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sensorstream.errors import ConfigError
 from sensorstream.pipeline.durations import Duration
 from sensorstream.readings import ReadingFormat, decode_json_lines
-from sensorstream.sources.base import Clock, Source, SourceBatch
+from sensorstream.sources.base import Clock, Identity, Source, SourceBatch
 from sensorstream.sources.file_formats import EXTENSIONS, FileFormat
 from sensorstream.sources.prefetch import prefetch
 from sensorstream.sources.synthetic import (
@@ -139,6 +140,29 @@ class SimulatorSource(Source):
             raise ConfigError(msg)
         self.interval_us = _micros(interval)
         self._fleet = self._make_fleet(self.measurements or DEFAULT_MEASUREMENTS)
+
+    def identity(self) -> Identity:
+        """The settings that generate the stream (as JSON): equal settings, equal batches.
+
+        Resuming a checkpoint of other settings (another seed, more devices) would mix two
+        streams, so the runner compares them: by equality, :meth:`Source.compare`'s default.
+        """
+        faults = {
+            field.name: _json_value(getattr(self.faults, field.name))
+            for field in dataclasses.fields(self.faults)
+        }
+        return {
+            "devices": self.devices,
+            "rate_hz": self.rate_hz,
+            "measurements": list(self.measurements) if self.measurements else None,
+            **faults,
+            "seed": self.seed,
+            "start": _json_value(self.start),
+            "live": self.live,
+            "duration": _json_value(self.duration),
+            "count": self.count,
+            "interval_us": self.interval_us,
+        }
 
     def _make_fleet(self, measurements: Sequence[str]) -> Fleet:
         return Fleet(self.devices, self.rate_hz, measurements, self.seed, self.faults)
@@ -351,6 +375,15 @@ class _DatasetWriter:
             self.handle.close()
         if self.parquet is not None:
             self.parquet.close()
+
+
+def _json_value(value: object) -> object:
+    """A setting as JSON keeps it: durations in microseconds, times in ISO 8601."""
+    if isinstance(value, timedelta):
+        return _micros(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
 
 
 def _micros(value: timedelta) -> int:

@@ -1,20 +1,28 @@
 """The contract every source in ``SOURCES`` joins by being registered.
 
-For a small sample of each source type (for files: NDJSON, CSV and Parquet, with malformed
-payloads; for the simulator: a finite, as-fast-as-possible fleet with every fault):
+For a small sample of each source type (for files: NDJSON, plain and gzipped, CSV, plain
+and zstd-compressed, and Parquet, with malformed payloads; for the simulator: a finite,
+as-fast-as-possible fleet with every fault):
 
-- resuming after any batch's position reads exactly the payloads that follow it, readings
-  and dead letters alike, in the same order, so that what was read before and what is read
-  after add up to one uninterrupted read;
+- resuming after any batch's position reads exactly the payloads that follow it, readings,
+  dead letters and blank lines alike, in the same order, so that what was read before and
+  what is read after add up to one uninterrupted read;
 - positions never go backwards;
 - every payload of a batch is either a reading or a dead letter;
 - the settings build the registered class and round-trip through JSON and the YAML spec.
 
 A new source joins by being added to ``SOURCES``, and fails until it has a sample here.
+
+Files also keep the promise that every line is accounted for: over random NDJSON and CSV
+inputs (blank lines, broken and overlong lines, quoted newlines, random chunk sizes, plain
+or compressed), the batches' lines add up to the file's own count of lines (of CSV: records
+after the header), and resuming after any position reads exactly the rest.
 """
 
 from __future__ import annotations
 
+import gzip
+import tempfile
 from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -23,13 +31,17 @@ from pathlib import Path
 from typing import NoReturn
 
 import polars as pl
+import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from sensorstream.pipeline.spec import PipelineSpec, ReadingsSpec, SourceSettings
-from sensorstream.readings import DEAD_LETTER_SCHEMA, ReadingFormat
+from sensorstream.readings import DEAD_LETTER_SCHEMA, Limits, ReadingFormat
 from sensorstream.sources import (
     SOURCES,
+    FileSource,
     FileSourceSettings,
     SimulatorSourceSettings,
     Source,
@@ -37,6 +49,7 @@ from sensorstream.sources import (
     write_dataset,
 )
 from sensorstream.sources.base import Clock
+from sensorstream.testing import ManualClock
 
 # What write_dataset's malformed rows cannot show: not JSON at all, a reading without a
 # time, a blank line (no payload) and a last line without its newline.
@@ -70,8 +83,38 @@ def ndjson_file(folder: Path) -> SourceSettings:
     return FileSourceSettings(path=path, chunk_bytes=2_000)
 
 
+def gzipped_ndjson_file(folder: Path) -> SourceSettings:
+    plain = ndjson_file(folder)
+    assert isinstance(plain, FileSourceSettings)
+    path = folder / "readings.ndjson.gz"
+    path.write_bytes(gzip.compress(plain.path.read_bytes()))
+    return FileSourceSettings(path=path, chunk_bytes=2_000)
+
+
+# What write_dataset's CSV rows cannot show: a blank line, rows with a field too many and
+# too few, a quoted field holding a comma, a quote and a newline, and no final newline.
+EXTRA_RECORDS = (
+    "\n"
+    "dev-x,1700000000000,1.5,40.0,extra\n"
+    "dev-x,1700000000000\n"
+    '"dev, ""y""",1700000000001,2.5,"4\n0"\n'
+    "dev-z,1700000000002,3.5,41.0"
+)
+
+
 def csv_file(folder: Path) -> SourceSettings:
-    return FileSourceSettings(path=dataset(folder, "readings.csv"), chunk_rows=25)
+    path = dataset(folder, "readings.csv")
+    with path.open("a") as file:
+        file.write(EXTRA_RECORDS)
+    return FileSourceSettings(path=path, chunk_bytes=1_000)
+
+
+def zstd_csv_file(folder: Path) -> SourceSettings:
+    plain = csv_file(folder)
+    assert isinstance(plain, FileSourceSettings)
+    path = folder / "readings.csv.zst"
+    pa.output_stream(path, compression="zstd").write(plain.path.read_bytes())
+    return FileSourceSettings(path=path, chunk_bytes=1_000)
 
 
 def parquet_file(folder: Path) -> SourceSettings:
@@ -105,7 +148,9 @@ class Sample:
 SAMPLES: dict[str, tuple[Sample, ...]] = {
     "file": (
         Sample("ndjson", ndjson_file),
+        Sample("ndjson-gzip", gzipped_ndjson_file),
         Sample("csv", csv_file),
+        Sample("csv-zstd", zstd_csv_file),
         Sample("parquet", parquet_file),
     ),
     "simulator": (Sample("finite", simulated_fleet),),
@@ -188,8 +233,9 @@ def dead_letters_of(batches: Sequence[SourceBatch]) -> pl.DataFrame:
 def assert_same_payloads(
     actual: Sequence[SourceBatch], expected: Sequence[SourceBatch], fmt: ReadingFormat, where: str
 ) -> None:
-    """The same readings and dead letters in the same order; batches may be cut otherwise."""
+    """The same readings, dead letters and blank lines in order; batches may be cut otherwise."""
     assert sum(b.payloads for b in actual) == sum(b.payloads for b in expected), where
+    assert sum(b.blank for b in actual) == sum(b.blank for b in expected), where
     for what, got, want in (
         ("readings", readings_of(actual, fmt), readings_of(expected, fmt)),
         ("dead letters", dead_letters_of(actual), dead_letters_of(expected)),
@@ -273,3 +319,130 @@ def test_the_settings_round_trip_through_json_and_the_pipeline_yaml(
     assert settings.type == name
     assert type(settings).model_validate_json(settings.model_dump_json()) == settings
     assert spec_round_trip(spec).source == settings
+
+
+# -- files: every line is accounted for ---------------------------------------------------
+
+# Small limits, so that overlong lines are cheap to make: some lie inside a chunk, some
+# straddle a grid point and are streamed past.
+LIMITS = Limits(max_payload_bytes=150, max_raw_bytes=24)
+FILE_FORMAT = ReadingFormat(measurements={"temperature": "float"}, tags=("site",), limits=LIMITS)
+T0 = 1_700_000_000_000
+
+
+def json_line(kind: str, index: int) -> bytes:
+    reading = b'{"device_id":"d%d","ts":%d,"temperature":%d.5,"site":"s"}' % (
+        index % 3,
+        T0 + 1000 * index,
+        index,
+    )
+    lines = {
+        "reading": reading,
+        "blank": b"",
+        "spaces": b" \t ",
+        "carriage return": b"\r",
+        "not json": b'{"device_id":',
+        "no time": b'{"device_id":"x","temperature":1.5}',
+        "wrong type": reading.replace(b'"temperature":', b'"temperature":"hot","_":'),
+        "long": reading[:-1] + b',"pad":"' + b"x" * (100 + 37 * index) + b'"}',
+        "not utf-8": b'{"device_id":"\xff","ts":1700000000000,"temperature":1.0}',
+    }
+    return lines[kind]
+
+
+def csv_record(kind: str, index: int) -> bytes:
+    reading = b"d%d,%d,%d.5,s" % (index % 3, T0 + 1000 * index, index)
+    records = {
+        "reading": reading,
+        "quoted": b'"d,%d",%d,%d.5,"say ""hi""\nthere"' % (index, T0 + index, index),
+        "blank": b"",
+        "spaces": b"  ",
+        "carriage return": b"\r",
+        "extra field": reading + b",x",
+        "short": b"d%d,%d" % (index, T0),
+        "wrong type": b"d%d,%d,hot,s" % (index, T0),
+        "long": reading + b"x" * (140 + 37 * index),
+        "not utf-8": b"\xff\xfe,%d,1.5,s" % T0,
+        "broken quote": b'd%d,"1"7,1.5,s' % index,
+    }
+    return records[kind]
+
+
+@dataclass(frozen=True)
+class RandomFile:
+    """A random input file: its bytes as stored, its name, and how many lines it holds."""
+
+    name: str
+    stored: bytes
+    lines: int
+
+
+@st.composite
+def ndjson_files(draw: st.DrawFn) -> RandomFile:
+    kinds = st.sampled_from(
+        ["reading"] * 4
+        + ["blank", "spaces", "carriage return", "not json", "no time", "wrong type", "long"]
+        + ["not utf-8"]
+    )
+    lines = [json_line(kind, i) for i, kind in enumerate(draw(st.lists(kinds, max_size=30)))]
+    final = bool(lines) and draw(st.booleans())
+    body = b"\n".join(lines) + (b"\n" if final else b"")
+    count = body.count(b"\n") + (bool(body) and not body.endswith(b"\n"))
+    data = (b"\xef\xbb\xbf" if draw(st.booleans()) else b"") + body  # Excel's byte-order mark
+    return packed("lines.ndjson", data, count, compressed=draw(st.booleans()))
+
+
+@st.composite
+def csv_files(draw: st.DrawFn) -> RandomFile:
+    kinds = st.sampled_from(
+        ["reading"] * 4
+        + ["quoted", "blank", "spaces", "carriage return", "extra field", "short"]
+        + ["wrong type", "long", "not utf-8", "broken quote"]
+    )
+    records = [csv_record(kind, i) for i, kind in enumerate(draw(st.lists(kinds, max_size=30)))]
+    newline = draw(st.sampled_from([b"\n", b"\r\n"]))
+    final = bool(records) and draw(st.booleans())
+    data = b"device_id,ts,temperature,site" + newline + newline.join(records)
+    data += newline if final else b""
+    # Without a final newline, an empty last record is no record at all.
+    count = len(records) - (bool(records) and not final and records[-1] == b"")
+    return packed("records.csv", data, count, compressed=draw(st.booleans()))
+
+
+def packed(name: str, data: bytes, lines: int, *, compressed: bool) -> RandomFile:
+    if compressed:
+        return RandomFile(name + ".gz", gzip.compress(data), lines)
+    return RandomFile(name, data, lines)
+
+
+def assert_every_line_accounted_for(file: RandomFile, chunk_bytes: int, resume_at: int) -> None:
+    clock = ManualClock(datetime(2024, 6, 1, tzinfo=UTC))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / file.name
+        path.write_bytes(file.stored)
+        source = FileSource(path, chunk_bytes=chunk_bytes, prefetch=0)
+        everything = read(source, FILE_FORMAT, clock)
+        assert sum(b.lines for b in everything) == file.lines
+        for batch in everything:
+            assert batch.payloads == batch.readings.height + batch.dead_letters.height
+        if not everything:
+            return
+        for count in sorted({1, resume_at % len(everything) + 1, len(everything)}):
+            head = everything[:count]
+            rest = read(source, FILE_FORMAT, clock, positions_after(head))
+            where = f"resumed after batch {count} at {positions_after(head)}"
+            assert_same_payloads(rest, everything[count:], FILE_FORMAT, where)
+
+
+@given(file=ndjson_files(), chunk_bytes=st.integers(1, 400), resume_at=st.integers(0, 100))
+def test_every_ndjson_line_is_accounted_for_and_any_resume_reads_the_rest(
+    file: RandomFile, chunk_bytes: int, resume_at: int
+) -> None:
+    assert_every_line_accounted_for(file, chunk_bytes, resume_at)
+
+
+@given(file=csv_files(), chunk_bytes=st.integers(1, 400), resume_at=st.integers(0, 100))
+def test_every_csv_record_is_accounted_for_and_any_resume_reads_the_rest(
+    file: RandomFile, chunk_bytes: int, resume_at: int
+) -> None:
+    assert_every_line_accounted_for(file, chunk_bytes, resume_at)
