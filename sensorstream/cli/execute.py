@@ -117,7 +117,8 @@ def execute(
                 def advance(item: SourceBatch, counters: Counters) -> None:
                     bar.update(
                         task_id,
-                        completed=item.position,
+                        # A compressed file's progress is in its stored bytes.
+                        completed=item.done if item.done is not None else item.position,
                         total=item.total,
                         readings=counters.get("lines"),
                     )

@@ -1,17 +1,16 @@
 """What readings a file holds, guessed from its start, for ``replay`` without ``--pipeline``.
 
 The measurements are the numeric fields other than ``device_id`` and ``ts``: of the first
-line with content (NDJSON), of a sample of rows (CSV: numeric columns by Polars' schema
-inference over them), or of the schema (Parquet). A compressed file (``r.ndjson.gz``,
-``r.csv.zst``) is sampled through its decompressor, chosen by the last extension.
-
-The sample is read through PyArrow's input streams, which detect the compression by that
-extension; once the file source reads compressed inputs itself, the sample should be read
-through the same open function, so that both always agree on what a file is.
+line with content (NDJSON), of a sample of rows (CSV: the columns whose values in its first
+rows are all numbers; rows with the wrong number of fields are passed over, as the replay
+will dead-letter them), or of the schema (Parquet). The sample is read through the file
+source's own :func:`~sensorstream.sources.streams.open_input`, so a compressed file
+(``r.ndjson.gz``, or gzip under any name) is sampled exactly as it will be replayed.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 
@@ -20,21 +19,8 @@ import orjson
 from sensorstream.errors import SourceError
 
 NOT_MEASUREMENTS = ("device_id", "ts")
-COMPRESSIONS = (".gz", ".bz2", ".lz4", ".zst", ".zstd")
 _SAMPLE_BYTES = 1024 * 1024  # of decompressed text: enough for a long first line or 1,000 rows
 _SAMPLE_ROWS = 1_000
-
-
-def data_suffix(path: Path) -> str:
-    """The extension that names the format, under any compression: ``r.csv.gz`` -> ``.csv``.
-
-    >>> data_suffix(Path("readings.ndjson.gz"))
-    '.ndjson'
-    """
-    suffixes = [s.lower() for s in path.suffixes]
-    while suffixes and suffixes[-1] in COMPRESSIONS:
-        suffixes.pop()
-    return suffixes[-1] if suffixes else ""
 
 
 def infer_measurements(path: Path) -> dict[str, str]:
@@ -42,23 +28,23 @@ def infer_measurements(path: Path) -> dict[str, str]:
 
     Raises SourceError naming the file and ``--pipeline`` when it has none or cannot be read.
     """
-    from sensorstream.sources.file_formats import EXTENSIONS
+    from sensorstream.sources.file_formats import format_of
 
     if not path.is_file():
         reason = "it is a folder" if path.is_dir() else "no such file"
         msg = f"cannot read {path}: {reason}"
         raise SourceError(msg)
-    kind = EXTENSIONS.get(data_suffix(path))
+    kind = format_of(path)
     if kind == "parquet":
         columns = _parquet_numeric(path)
     elif kind == "csv":
         columns = _csv_numeric(path)
-    else:  # NDJSON, or an unknown extension that replay will reject with the allowed ones
+    else:
         columns = _ndjson_numeric(path)
     found = {name: "float" for name in columns if name not in NOT_MEASUREMENTS}
     if not found:
         where = {"parquet": "in its schema", "csv": "in its first rows"}.get(
-            kind or "", "on its first line"
+            kind, "on its first line"
         )
         msg = (
             f"{path}: no numeric measurements {where} (other than device_id and ts); "
@@ -96,18 +82,33 @@ def _ndjson_numeric(path: Path) -> list[str]:
 
 
 def _csv_numeric(path: Path) -> list[str]:
-    import polars as pl
-
     sample = _sample(path)
     if len(sample) >= _SAMPLE_BYTES:  # cut after the last whole row
         sample = sample[: sample.rfind(b"\n") + 1]
+    text = sample.decode("utf-8", "replace").removeprefix("\ufeff")
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows, None)
+    if not header:
+        msg = f"{path}: has no header row; pass --pipeline to describe the readings"
+        raise SourceError(msg)
+    seen: dict[str, bool] = {}  # column -> every value seen so far is a number
+    for number, row in enumerate(rows):
+        if number >= _SAMPLE_ROWS:
+            break
+        if len(row) != len(header):
+            continue  # a malformed row: the replay makes it a dead letter
+        for name, value in zip(header, row, strict=True):
+            if value.strip():
+                seen[name] = seen.get(name, True) and _is_number(value)
+    return [name for name in header if seen.get(name, False)]
+
+
+def _is_number(text: str) -> bool:
     try:
-        rows = pl.read_csv(
-            io.BytesIO(sample), n_rows=_SAMPLE_ROWS, infer_schema_length=_SAMPLE_ROWS
-        )
-    except pl.exceptions.PolarsError as error:
-        raise _cannot_read(path, error) from error
-    return [name for name, dtype in rows.schema.items() if dtype.is_numeric()]
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _parquet_numeric(path: Path) -> list[str]:
@@ -129,8 +130,10 @@ def _sample(path: Path) -> bytes:
     """The first :data:`_SAMPLE_BYTES` of the file's (decompressed) content."""
     import pyarrow as pa
 
+    from sensorstream.sources.streams import open_input
+
     try:
-        with pa.input_stream(str(path), compression="detect") as stream:
+        with open_input(path) as stream:
             return stream.read(_SAMPLE_BYTES)
     except (OSError, pa.ArrowException) as error:
         raise _cannot_read(path, error) from error

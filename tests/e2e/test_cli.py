@@ -131,6 +131,19 @@ def test_replay_infers_the_readings_of_csv_and_parquet_files_simulate_wrote(
     assert row(replayed.stdout, "accepted")[1] == "300"
 
 
+def test_replaying_a_csv_with_a_ragged_row_dead_letters_only_that_row(tmp_path: Path) -> None:
+    (tmp_path / "x.csv").write_text(
+        "device_id,ts,temperature\ndev-1,1700000000000,20.5\ndev-3,1700000003000,22.5,99\n"
+    )
+    replayed = sensorstream("replay", "x.csv", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    assert row(replayed.stdout, "accepted")[1] == "1"
+    queried = sensorstream(
+        "query", "SELECT reason_code, origin FROM dead_letters", "--format", "csv", cwd=tmp_path
+    )
+    assert queried.stdout.splitlines()[1:] == ["wrong_field_count,row 2 of x.csv"]
+
+
 def test_each_replayed_file_has_its_own_pipeline_and_checkpoint(tmp_path: Path) -> None:
     simulate(tmp_path, "r.ndjson")
     simulate(tmp_path, "r.csv")

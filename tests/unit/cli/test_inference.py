@@ -69,3 +69,17 @@ def test_a_first_line_that_is_not_json_asks_for_a_pipeline(tmp_path: Path) -> No
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=r"cannot read .*nope\.ndjson: no such file"):
         infer_measurements(tmp_path / "nope.ndjson")
+
+
+def test_csv_rows_with_the_wrong_number_of_fields_do_not_stop_the_guess(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text(
+        "device_id,ts,temperature\ndev-1,1700000000000,20.5\ndev-3,1700000003000,22.5,99\n"
+    )
+    assert infer_measurements(path) == {"temperature": "float"}
+
+
+def test_a_gzip_file_under_a_plain_name_is_sampled_as_it_will_be_replayed(tmp_path: Path) -> None:
+    path = tmp_path / "r.ndjson"
+    path.write_bytes(gzip.compress(b'{"device_id": "a", "ts": 1, "temperature": 1.5}\n'))
+    assert infer_measurements(path) == {"temperature": "float"}
