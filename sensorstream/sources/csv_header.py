@@ -1,9 +1,11 @@
 """The header of a CSV file: the column names every record is checked and parsed against.
 
-A header that cannot name the columns stops the replay with a SourceError naming the file
-(every row would be a dead letter otherwise): blank, longer than ``max_payload_bytes``, not
-UTF-8, broken quoting, an empty or repeated name, more than ``max_fields`` names. A UTF-8
-byte-order mark before it (Excel writes one) is skipped.
+The header is the file's first line: a column name cannot hold a newline, so a quote left
+open in it cannot swallow the records after it. A header that cannot name the columns stops
+the replay with a SourceError naming the file (every row would be a dead letter otherwise):
+blank, longer than ``max_payload_bytes``, not UTF-8, broken quoting, an empty or repeated
+name, more than ``max_fields`` names. A UTF-8 byte-order mark before it (Excel writes one)
+is skipped.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from pathlib import Path
 
 from sensorstream.errors import SourceError
 from sensorstream.readings import Limits
-from sensorstream.sources.grid import find_record_end
 from sensorstream.sources.streams import BOM, InputStream
 
 
@@ -37,7 +38,7 @@ def read_header(stream: InputStream, path: Path, limits: Limits) -> tuple[Header
     begin = len(BOM) if data.startswith(BOM) else 0
     if len(data) == begin:
         return None, b""
-    end, _ = find_record_end(data, begin, len(data), 0, quoted=True)
+    end = data.find(b"\n", begin)
     if end < 0:
         if len(data) - begin > limits.max_payload_bytes:
             msg = (
@@ -68,6 +69,12 @@ def header_columns(record: bytes, path: Path, limits: Limits) -> tuple[str, ...]
         msg = (
             f"{path} starts with a blank line: its first line must name the columns "
             "(device_id,ts,...)"
+        )
+        raise SourceError(msg)
+    if text.count('"') % 2:
+        msg = (
+            f"the header of {path} has a quote left open (an odd number of double quotes): "
+            'quote a name with a double quote in it as a whole, its quotes doubled ("size ""in""")'
         )
         raise SourceError(msg)
     try:

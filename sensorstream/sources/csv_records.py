@@ -2,14 +2,17 @@
 
 No record can stop a replay. Positions are byte offsets (in the decompressed bytes of a
 compressed file) just past a record, on the fixed grid of :mod:`~sensorstream.sources.grid`,
-cut only at record ends outside quotes (RFC 4180: a newline inside a quoted field is part of
-it). Within a chunk, NumPy over the positions of newlines, commas and quotes counts each
+cut at record ends as :mod:`~sensorstream.sources.csv_split` tells them: at newlines, except
+inside a well-formed quoted field (RFC 4180), so a stray quote costs only its own line.
+Within a chunk, NumPy over the positions of newlines, commas and quotes counts each
 record's fields; then
 
 - a record of nothing but white space is blank: counted, no payload;
+- a record longer than ``max_payload_bytes`` is a dead letter (``payload_too_large``);
+- a record with an odd number of double quotes (one that no later line closed into a
+  record) is a dead letter (``invalid_csv``): a quote left open;
 - a record with more or fewer fields than the header is a dead letter (``wrong_field_count``),
   not an abort (extra fields) or a row padded with nulls (missing ones);
-- a record longer than ``max_payload_bytes`` is a dead letter (``payload_too_large``);
 - the rest are parsed by Polars, every column as text, and decoded by
   :func:`~sensorstream.readings.decode_frame` with their original bytes for dead letters. If
   Polars refuses them (invalid UTF-8, a quote inside an unquoted field), they are parsed in
@@ -17,7 +20,8 @@ record's fields; then
 
 Rows are numbered from 1 after the header, blank ones included, so ``row 7 of x.csv`` is the
 seventh record after the header (its line, unless quoted fields above it hold newlines).
-The header is read and checked by :mod:`~sensorstream.sources.csv_header`.
+The header is read and checked by :mod:`~sensorstream.sources.csv_header`. A resumed read
+cuts the records before its offset again, with the same rule and grid, only to count them.
 """
 
 from __future__ import annotations
@@ -41,21 +45,21 @@ from sensorstream.readings import (
     decode_frame,
 )
 from sensorstream.sources.csv_header import read_header
-from sensorstream.sources.file_formats import RawChunk, oversized_dead_letter, too_large_message
-from sensorstream.sources.grid import (
-    QUOTE,
-    count_record_ends,
-    cut_stream,
-    record_ends,
-    skip_to,
+from sensorstream.sources.csv_split import (
+    COMMA,
+    CsvRecordSplitter,
+    field_counts,
+    parity_before,
+    quote_parity,
 )
+from sensorstream.sources.file_formats import RawChunk, oversized_dead_letter, too_large_message
+from sensorstream.sources.grid import cut_stream
 from sensorstream.sources.streams import PlainStream, open_input
 
 Indexes = npt.NDArray[np.intp]
 
 # What counts as white space in a blank record (a CRLF file's blank line is "\r").
 _SPACE = b" \t\r"
-_COMMA = 44
 # Records per piece when Polars refuses a chunk and it is parsed again in pieces.
 _RETRY_PIECE_RECORDS = 2048
 
@@ -98,17 +102,22 @@ class CsvChunk(RawChunk):
             None,
             self.done,
         )
-        rest = CsvChunk(
+        return head, self.starting_at(self.start + cut)
+
+    def starting_at(self, offset: int) -> CsvChunk:
+        """The records from ``offset`` on (a record start in the chunk, or its end)."""
+        cut = offset - self.start
+        skipped = int(np.searchsorted(self.ends, cut))  # the records ending before ``cut``
+        return CsvChunk(
             self.data[cut:],
-            self.start + cut,
+            offset,
             self.end,
-            self.first + count,
+            self.first + skipped,
             self.columns,
-            self.ends[count:] - cut,
+            self.ends[skipped:] - cut,
             self.oversized,
             self.done,
         )
-        return head, rest
 
     def decode(self, fmt: ReadingFormat, arrived_at: datetime, origin: str) -> Decoded:
         """Check each record, then decode the good ones as readings."""
@@ -157,20 +166,39 @@ class CsvChunk(RawChunk):
         lengths = stops - starts
         blank = _blank(self.data, starts, stops)
         too_large = ~blank & (lengths > limits.max_payload_bytes)
-        fields = _field_counts(self.data, starts, stops)
-        wrong = ~blank & ~too_large & (fields != len(self.columns))
+        buf = np.frombuffer(self.data, dtype=np.uint8)
+        parity = quote_parity(buf)
+        odd = parity_before(parity, stops) != parity_before(parity, starts)
+        left_open = ~blank & ~too_large & odd
+        fields = field_counts(buf, parity, starts, stops)
+        wrong = ~blank & ~too_large & ~left_open & (fields != len(self.columns))
         rejected: list[tuple[int, str, str]] = []
-        for index in np.flatnonzero(too_large | wrong).tolist():
+        for index in np.flatnonzero(too_large | left_open | wrong).tolist():
+            row = self.first + index
             if too_large[index]:
                 message = too_large_message(int(lengths[index]), limits)
                 rejected.append((index, "payload_too_large", message))
+            elif left_open[index]:
+                quotes = self.data.count(b'"', int(starts[index]), int(stops[index]))
+                message = _left_open_message(row, quotes, self.columns, limits)
+                rejected.append((index, "invalid_csv", message))
             else:
                 message = (
-                    f"row {self.first + index} has {int(fields[index])} fields, "
-                    f"the header has {len(self.columns)}"
+                    f"row {row} has {int(fields[index])} fields, the header has {len(self.columns)}"
                 )
                 rejected.append((index, "wrong_field_count", message))
-        return blank, rejected, np.flatnonzero(~(blank | too_large | wrong))
+        return blank, rejected, np.flatnonzero(~(blank | too_large | left_open | wrong))
+
+
+def _left_open_message(row: int, quotes: int, columns: tuple[str, ...], limits: Limits) -> str:
+    """Why a record with an odd number of quotes is a dead letter, and how to mend it."""
+    plural = "s" if quotes > 1 else ""
+    return (
+        f"row {row}: a quote is left open ({quotes} double quote{plural}, an odd number, and no "
+        f"line within {limits.max_payload_bytes:,} bytes (readings.limits.max_payload_bytes) "
+        f"closes it into a well-formed row of {len(columns)} fields); a field with a double "
+        'quote in it must be quoted as a whole, its quotes doubled ("12"" sensor")'
+    )
 
 
 def _bounds(data: bytes, ends: Indexes) -> tuple[Indexes, Indexes]:
@@ -194,18 +222,6 @@ def _blank(data: bytes, starts: Indexes, stops: Indexes) -> npt.NDArray[np.bool_
     return blank
 
 
-def _field_counts(data: bytes, starts: Indexes, stops: Indexes) -> Indexes:
-    """Each record's fields: its commas outside quotes, plus one."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    commas = buf == _COMMA
-    if data.find(b'"') >= 0:
-        inside = np.bitwise_xor.accumulate((buf == QUOTE).view(np.uint8))
-        commas &= inside == 0
-    at = np.flatnonzero(commas)
-    counts: Indexes = np.searchsorted(at, stops) - np.searchsorted(at, starts) + 1
-    return counts
-
-
 Parsed = tuple[pl.DataFrame, Indexes, pl.Series, list[tuple[int, str, str]]]
 
 
@@ -223,7 +239,7 @@ def _parse_when_all_fit(
         return None
     if int((stops - starts).max()) > limits.max_payload_bytes:
         return None
-    commas = np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == _COMMA)
+    commas = np.count_nonzero(np.frombuffer(data, dtype=np.uint8) == COMMA)
     if commas != len(starts) * (width - 1):
         return None
     return _parse_good(data, starts, stops, np.arange(len(starts), dtype=np.intp), columns)
@@ -314,51 +330,42 @@ def _empty(columns: tuple[str, ...]) -> pl.DataFrame:
     return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
 
 
-class _RecordCounter:
-    """Counts record ends block by block, carrying the quote parity from block to block."""
-
-    def __init__(self) -> None:
-        self.parity = 0
-
-    def __call__(self, data: bytes) -> int:
-        count, self.parity = count_record_ends(data, self.parity, quoted=True)
-        return count
-
-
 def read_csv_records(
     path: Path, start: int, chunk_bytes: int, limits: Limits
 ) -> Generator[CsvChunk, None, None]:
     """Chunks of about ``chunk_bytes`` of whole records from byte offset ``start`` on.
 
     Offset 0 (or anything up to the end of the header) reads from the first record. A
-    resumed read counts the records before ``start``, quote-aware, so row numbers stay
-    right; a compressed file is decompressed up to ``start`` for it.
+    resumed read cuts the records before ``start`` as an uninterrupted read does, only to
+    count them, so row numbers stay right and the cuts after ``start`` are the same; the
+    file is read (and decompressed, if compressed) up to ``start`` for it.
     """
     with open_input(path) as stream:
         header, buffered = read_header(stream, path, limits)
         if header is None:
             return
-        start = max(start, header.end)
-        buffered, rows = skip_to(stream, buffered, header.end, start, _RecordCounter())
         compressed = not isinstance(stream, PlainStream)
+        row = 1
         for piece in cut_stream(
             stream,
-            start=start,
+            start=header.end,
             buffered=buffered,
             chunk_bytes=chunk_bytes,
             max_record_bytes=limits.max_payload_bytes,
             max_raw_bytes=limits.max_raw_bytes,
-            quoted=True,
+            records=CsvRecordSplitter(len(header.columns), limits.max_payload_bytes),
         ):
             chunk = CsvChunk(
                 piece.data,
                 piece.start,
                 piece.end,
-                rows + 1,
+                row,
                 header.columns,
-                record_ends(piece.data, quoted=True),
+                piece.ends,
                 piece.oversized,
                 piece.stored_consumed if compressed else None,
             )
-            yield chunk
-            rows += chunk.records + (piece.oversized is not None)
+            row += chunk.records + (piece.oversized is not None)
+            if chunk.end <= start:  # before the resume offset: counted, not decoded
+                continue
+            yield chunk if chunk.start >= start else chunk.starting_at(start)

@@ -31,7 +31,7 @@ from sensorstream.readings import (
     decode_json_lines,
 )
 from sensorstream.readings.scanner import count_newlines
-from sensorstream.sources.grid import BLOCK, cut_stream, grid_point, skip_to, stream_past
+from sensorstream.sources.grid import BLOCK, LINES, cut_stream, grid_point, skip_to, stream_past
 from sensorstream.sources.streams import (
     BOM,
     PlainStream,
@@ -242,7 +242,7 @@ def read_lines(
             chunk_bytes=chunk_bytes,
             max_record_bytes=max_line_bytes,
             max_raw_bytes=max_raw_bytes,
-            quoted=False,
+            records=LINES,
         ):
             yield LinesChunk(
                 piece.data,
@@ -303,7 +303,6 @@ def _oversized_line(
     record, _, newline = stream_past(
         block[line_start:],
         lambda: handle.read(BLOCK),
-        quoted=False,
         max_raw_bytes=max_raw_bytes,
     )
     end = offset + line_start + record.length + newline

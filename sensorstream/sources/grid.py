@@ -1,19 +1,19 @@
 """Cutting a byte stream into chunks of whole records on a fixed grid, in bounded memory.
 
-A chunk starting at offset ``p`` ends at the first record end at or after byte
-``g - 1``, where ``g`` is the next multiple of ``chunk_bytes`` above ``p``. The cut depends
-only on ``p`` and the data, so a read resumed at any chunk end cuts exactly the chunks an
-uninterrupted read cuts after it, and float sums are added in the same order: results after
-a crash are identical to the bit.
+A chunk starting at offset ``p`` ends at the first record end at or after byte ``g - 1``,
+where ``g`` is the next multiple of ``chunk_bytes`` above ``p``. The cut depends only on ``p``
+and the data, so a read resumed at any chunk end cuts exactly the chunks an uninterrupted
+read cuts after it, and float sums are added in the same order: results after a crash are
+identical to the bit.
 
-A record ends at a newline; with ``quoted`` (CSV, RFC 4180), only at a newline outside
-double quotes, told by the parity of the quotes before it (an escaped quote ``""`` counts
-twice, so it never changes the parity). A quote inside an unquoted field (``ab"c``) is not
-RFC 4180: it opens a quoted stretch up to the next quote, as in any RFC 4180 reader, and the
-record it starts becomes a dead letter (wrong field count, or too long).
+A record ends at a newline; which newlines end records is a :class:`RecordSplitter`'s rule:
+every one for NDJSON (:data:`LINES`), CSV's in :mod:`~sensorstream.sources.csv_split`. A rule
+tells each record's end from the bytes up to ``max_record_bytes + 1`` past its start, so a
+chunk's records are the same whichever record start a read began at.
 
 When the record that straddles ``g - 1`` runs on past ``g + max_record_bytes``, it is never
-held whole: the reader streams through the rest of it, hashing it, and hands it on as a
+held whole: it is one line (no rule joins lines into a record that long), and the reader
+streams through the rest of it to its newline, hashing it, and hands it on as a
 :class:`~sensorstream.readings.Truncated` (its first bytes, its length, its SHA-256) after
 the chunk's other records. So memory stays about ``chunk_bytes + max_record_bytes``.
 """
@@ -21,6 +21,7 @@ the chunk's other records. So memory stays about ``chunk_bytes + max_record_byte
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
@@ -30,24 +31,31 @@ import numpy.typing as npt
 from sensorstream.readings import Truncated
 from sensorstream.sources.streams import InputStream, TruncatedInput
 
-NEWLINE, QUOTE = 10, 34
-# Bytes read at a time while streaming past a long record or counting records before a
+Indexes = npt.NDArray[np.intp]
+
+NEWLINE = 10
+# Bytes read at a time while streaming past a long record or counting lines before a
 # resume offset: large reads, no work per record in Python.
 BLOCK = 1024 * 1024
+# How far past a grid point a chunk's records are split first: the record there mostly ends
+# well before, and the ``max_record_bytes`` after the grid point are split only if not.
+_NEAR = 64 * 1024
 
 
 @dataclass
 class Piece:
     """Whole records from offset ``start`` to ``end``, the last maybe too long to hold.
 
-    ``data`` holds the records; ``oversized``, if any, is the record after them (ending at
-    ``end``), streamed past. ``stored_consumed`` is how much of the stored file was
-    consumed (compressed bytes, when they differ from ``end``), for progress.
+    ``data`` holds the records, ``ends`` the indexes of their record-ending newlines;
+    ``oversized``, if any, is the record after them (ending at ``end``), streamed past.
+    ``stored_consumed`` is how much of the stored file was consumed (compressed bytes, when
+    they differ from ``end``), for progress.
     """
 
     data: bytes
     start: int
     end: int
+    ends: Indexes
     oversized: Truncated | None = None
     stored_consumed: int | None = None
 
@@ -61,76 +69,58 @@ def grid_point(offset: int, chunk_bytes: int) -> int:
     return (offset // chunk_bytes + 1) * chunk_bytes
 
 
-def find_record_end(
-    data: bytes, begin: int, stop: int, parity: int, *, quoted: bool
-) -> tuple[int, int]:
-    r"""The index of the first record-ending newline in ``data[begin:stop]``, or -1.
+class RecordSplitter(ABC):
+    """Where the records of a byte stream end: at newlines, but which ones is the format's rule.
 
-    ``parity`` is the parity of the quotes before ``begin`` (counted from a record start).
-    Returns the index and the quote parity just before it (0), or -1 and the parity at
-    ``stop``, so that a search can go on in the next block.
-
-    >>> find_record_end(b'a,"x\ny"\nb', 0, 10, 0, quoted=True)
-    (7, 0)
+    A rule must be told from a record start by the bytes up to ``max_record_bytes + 1`` past
+    each record's start, so that records cut from any record start are the records an
+    uninterrupted read cuts; and it must never join lines into a record longer than
+    ``max_record_bytes``, so that a record too long to hold is one line, streamed past to
+    its newline.
     """
-    if not quoted:
-        return data.find(b"\n", begin, stop), 0
-    cursor = begin
-    while True:  # one round per newline inside quotes: rare, and bounded by ``stop``
-        newline = data.find(b"\n", cursor, stop)
-        if newline < 0:
-            return -1, parity ^ (data.count(b'"', cursor, stop) & 1)
-        parity ^= data.count(b'"', cursor, newline) & 1
-        if not parity:
-            return newline, 0
-        cursor = newline + 1
+
+    @abstractmethod
+    def ends(self, data: bytes, stop: int, *, final: bool) -> Indexes:
+        """The indexes of the record-ending newlines in ``data[:stop]``, which starts a record.
+
+        Only records that those bytes tell completely: the ones from a record whose end
+        depends on bytes past ``stop`` on are left out, unless ``final`` says the input ends
+        at ``stop``. So the ends up to any ``stop`` are the first of the ends up to a later one.
+        """
 
 
-def record_ends(data: bytes, *, quoted: bool) -> npt.NDArray[np.intp]:
-    r"""The indexes of the record-ending newlines of ``data`` (which starts a record).
+class LineSplitter(RecordSplitter):
+    r"""Records that are lines: every newline ends one (NDJSON).
 
-    >>> record_ends(b'a\n"b\nc"\nd', quoted=True).tolist()
-    [1, 7]
+    >>> LINES.ends(b'{"a":1}\n{"a":2}\n', 16, final=True).tolist()
+    [7, 15]
     """
-    buf = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(buf == NEWLINE)
-    if not quoted or data.find(b'"') < 0:
+
+    def ends(self, data: bytes, stop: int, *, final: bool) -> Indexes:
+        """Every newline."""
+        buf = np.frombuffer(data, dtype=np.uint8, count=stop)
+        newlines: Indexes = np.flatnonzero(buf == NEWLINE)
         return newlines
-    quotes = np.flatnonzero(buf == QUOTE)
-    outside: npt.NDArray[np.intp] = newlines[(np.searchsorted(quotes, newlines) & 1) == 0]
-    return outside
 
 
-def count_record_ends(data: bytes, parity: int, *, quoted: bool) -> tuple[int, int]:
-    r"""Record-ending newlines in a block that starts at quote ``parity``; and the parity after.
-
-    >>> count_record_ends(b'x"\n"\n', 0, quoted=True)
-    (1, 0)
-    """
-    buf = np.frombuffer(data, dtype=np.uint8)
-    newlines = np.flatnonzero(buf == NEWLINE)
-    if not quoted:
-        return len(newlines), 0
-    quotes = np.flatnonzero(buf == QUOTE)
-    before = np.searchsorted(quotes, newlines) + parity
-    return int(np.count_nonzero((before & 1) == 0)), (parity + len(quotes)) & 1
+LINES = LineSplitter()
 
 
 def stream_past(
-    first: bytes, read_more: Callable[[], bytes], *, quoted: bool, max_raw_bytes: int
+    first: bytes, read_more: Callable[[], bytes], *, max_raw_bytes: int
 ) -> tuple[Truncated, bytes, bool]:
-    """Stream through a record too long to hold, from its first bytes ``first`` on.
+    """Stream through a line too long to hold, from its first bytes ``first`` on.
 
-    Returns the record as a :class:`Truncated` (its first ``max_raw_bytes``, its length and
+    Returns the line as a :class:`Truncated` (its first ``max_raw_bytes``, its length and
     SHA-256, the newline excluded), the bytes read past its end, and whether a newline ended
     it (else the input did). ``read_more`` gives the next block, ``b""`` at the end.
     """
     digest = hashlib.sha256()
     head = bytearray()
-    length, parity = 0, 0
+    length = 0
     block = first
     while True:
-        end, parity = find_record_end(block, 0, len(block), parity, quoted=quoted)
+        end = block.find(b"\n")
         body = block if end < 0 else block[:end]
         digest.update(body)
         length += len(body)
@@ -141,14 +131,6 @@ def stream_past(
         block = read_more()
         if not block:
             return Truncated(bytes(head), length, digest.hexdigest()), b"", False
-
-
-def last_record_end(data: bytes, stop: int, *, quoted: bool) -> int:
-    """The index just past the last record end in ``data[:stop]``, or 0 if it has none."""
-    if not quoted:
-        return data.rfind(b"\n", 0, stop) + 1
-    ends = record_ends(data[:stop], quoted=True)
-    return int(ends[-1]) + 1 if len(ends) else 0
 
 
 class _Filler:
@@ -191,13 +173,14 @@ def cut_stream(
     chunk_bytes: int,
     max_record_bytes: int,
     max_raw_bytes: int,
-    quoted: bool,
+    records: RecordSplitter,
 ) -> Generator[Piece, None, None]:
     """Pieces of whole records from offset ``start`` of a sequential stream, on the grid.
 
-    ``buffered`` holds bytes from ``start`` on already read from ``stream``. The tail after
-    each cut is carried into the next piece. A stream cut off early (a truncated gzip file)
-    yields every complete record before the cut, then raises :class:`TruncatedInput`.
+    ``start`` is a record start; ``buffered`` holds bytes from it on already read from
+    ``stream``. The tail after each cut is carried into the next piece. A stream cut off
+    early (a truncated gzip file) yields every record before the cut whose end it tells, then
+    raises :class:`TruncatedInput`.
     """
     filler = _Filler(stream, buffered)
     offset = start
@@ -209,36 +192,59 @@ def cut_stream(
         buffer = filler.buffer
         if not buffer:
             break
-        end = -1
-        if begin < len(buffer):
-            parity = buffer.count(b'"', 0, begin) & 1 if quoted else 0
-            end, _ = find_record_end(buffer, begin, window, parity, quoted=quoted)
-        if end < 0 and len(buffer) > window:  # the straddling record is too long to hold
-            record_start = last_record_end(buffer, begin, quoted=quoted)
+        ends = _ends_past(
+            records, buffer, begin, window, final=filler.ended and filler.cut_off is None
+        )
+        after = int(np.searchsorted(ends, begin))  # the first record end at or after ``begin``
+        found = after < len(ends) and int(ends[after]) < window
+        if not found and len(buffer) > window:  # the straddling record is too long to hold
+            record_start = int(ends[after - 1]) + 1 if after else 0
             data, first = buffer[:record_start], buffer[record_start:]
             filler.buffer = buffer = b""
             record, rest, newline = stream_past(
-                first, lambda: filler.read(BLOCK), quoted=quoted, max_raw_bytes=max_raw_bytes
+                first, lambda: filler.read(BLOCK), max_raw_bytes=max_raw_bytes
             )
+            data_ends = ends[:after]
             if filler.cut_off is not None:  # cut off inside the record: it is incomplete
                 if data:
-                    yield Piece(data, offset, offset + len(data), None, stream.stored_consumed)
+                    yield Piece(
+                        data, offset, offset + len(data), data_ends, None, stream.stored_consumed
+                    )
                 raise filler.cut_off
             end_offset = offset + record_start + record.length + newline
             filler.buffer = rest
-            yield Piece(data, offset, end_offset, record, stream.stored_consumed)
+            yield Piece(data, offset, end_offset, data_ends, record, stream.stored_consumed)
             offset = end_offset
             continue
-        cut = end + 1 if end >= 0 else len(buffer)
-        if end < 0 and filler.cut_off is not None:
-            cut = last_record_end(buffer, len(buffer), quoted=quoted)  # drop the cut record
+        if found:
+            cut, ends = int(ends[after]) + 1, ends[: after + 1]
+        elif filler.cut_off is None:
+            cut = len(buffer)  # the input's end ends the last record
+        else:  # drop the record the cut leaves incomplete
+            cut = int(ends[-1]) + 1 if len(ends) else 0
             if not cut:
                 break
         filler.buffer = buffer[cut:]
-        yield Piece(buffer[:cut], offset, offset + cut, None, stream.stored_consumed)
+        yield Piece(buffer[:cut], offset, offset + cut, ends, None, stream.stored_consumed)
         offset += cut
     if filler.cut_off is not None:
         raise filler.cut_off
+
+
+def _ends_past(
+    records: RecordSplitter, buffer: bytes, begin: int, window: int, *, final: bool
+) -> Indexes:
+    """The record ends of ``buffer``, up to the first at or after ``begin`` before ``window``.
+
+    The record holding byte ``begin`` mostly ends within a few lines: then only the bytes up
+    to a line end a little past ``begin`` are split, not all ``max_record_bytes`` after it.
+    """
+    near = buffer.find(b"\n", min(begin + _NEAR, window), window)
+    if 0 <= near < len(buffer) - 1:
+        ends = records.ends(buffer, near + 1, final=False)
+        if len(ends) and int(ends[-1]) >= begin:
+            return ends
+    return records.ends(buffer, len(buffer), final=final)
 
 
 def skip_to(
@@ -247,8 +253,8 @@ def skip_to(
     """Read a stream on to offset ``start``, applying ``count`` to every byte before it.
 
     ``buffered`` holds the bytes from offset ``at`` already read. Returns the bytes read
-    past ``start`` and the sum of ``count`` over ``[at, start)`` (the lines or records
-    before a resume offset: a compressed stream has to be decompressed up to it anyway).
+    past ``start`` and the sum of ``count`` over ``[at, start)`` (the lines before a resume
+    offset: a compressed stream has to be decompressed up to it anyway).
     """
     if start <= at + len(buffered):
         cut = max(0, start - at)

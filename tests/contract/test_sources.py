@@ -14,9 +14,11 @@ as-fast-as-possible fleet with every fault):
 A new source joins by being added to ``SOURCES``, and fails until it has a sample here.
 
 Files also keep the promise that every line is accounted for: over random NDJSON and CSV
-inputs (blank lines, broken and overlong lines, quoted newlines, random chunk sizes, plain
-or compressed), the batches' lines add up to the file's own count of lines (of CSV: records
-after the header), and resuming after any position reads exactly the rest.
+inputs (blank lines, broken and overlong lines, quoted newlines, stray quotes and quoted
+fields left open, random chunk sizes, plain or compressed), the batches' lines add up to the
+file's own count of lines (of CSV: records after the header, a quoted field's newlines
+ending none, a stray quote's line its own record), and resuming after any position reads
+exactly the rest. And a bad CSV row, a stray quote in it or not, costs only itself.
 """
 
 from __future__ import annotations
@@ -364,8 +366,17 @@ def csv_record(kind: str, index: int) -> bytes:
         "long": reading + b"x" * (140 + 37 * index),
         "not utf-8": b"\xff\xfe,%d,1.5,s" % T0,
         "broken quote": b'd%d,"1"7,1.5,s' % index,
+        "stray quote": b'%d" pipe,%d,%d.5,s' % (index, T0 + index, index),
+        "quote left open": b'd%d,"oops,%d.5,s' % (index, index),
     }
     return records[kind]
+
+
+# The kinds of CSV records that are dead letters, each a single line.
+BAD_RECORDS = frozenset(
+    {"extra field", "short", "wrong type", "long", "not utf-8", "broken quote"}
+    | {"stray quote", "quote left open"}
+)
 
 
 @dataclass(frozen=True)
@@ -397,7 +408,7 @@ def csv_files(draw: st.DrawFn) -> RandomFile:
     kinds = st.sampled_from(
         ["reading"] * 4
         + ["quoted", "blank", "spaces", "carriage return", "extra field", "short"]
-        + ["wrong type", "long", "not utf-8", "broken quote"]
+        + ["wrong type", "long", "not utf-8", "broken quote", "stray quote", "quote left open"]
     )
     records = [csv_record(kind, i) for i, kind in enumerate(draw(st.lists(kinds, max_size=30)))]
     newline = draw(st.sampled_from([b"\n", b"\r\n"]))
@@ -446,3 +457,32 @@ def test_every_csv_record_is_accounted_for_and_any_resume_reads_the_rest(
     file: RandomFile, chunk_bytes: int, resume_at: int
 ) -> None:
     assert_every_line_accounted_for(file, chunk_bytes, resume_at)
+
+
+@given(
+    kinds=st.lists(
+        st.sampled_from(["reading", "reading", "quoted", "blank", *sorted(BAD_RECORDS)]),
+        max_size=30,
+    ),
+    newline=st.sampled_from([b"\n", b"\r\n"]),
+    chunk_bytes=st.integers(1, 400),
+)
+def test_a_bad_csv_row_costs_only_itself_stray_quotes_and_all(
+    kinds: list[str], newline: bytes, chunk_bytes: int
+) -> None:
+    records = [csv_record(kind, i) for i, kind in enumerate(kinds)]
+    data = b"device_id,ts,temperature,site" + newline + newline.join(records) + newline
+    clock = ManualClock(datetime(2024, 6, 1, tzinfo=UTC))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "rows.csv"
+        path.write_bytes(data)
+        batches = read(FileSource(path, chunk_bytes=chunk_bytes, prefetch=0), FILE_FORMAT, clock)
+    # A batch's dead letters come as its checks find them, not in row order.
+    dead = dead_letters_of(batches).sort(pl.col("origin").str.extract(r"row (\d+)").cast(pl.Int64))
+    bad = [i for i, kind in enumerate(kinds) if kind in BAD_RECORDS]
+    assert dead["origin"].to_list() == [f"row {i + 1} of rows.csv" for i in bad]
+    for letter, index in zip(dead.iter_rows(named=True), bad, strict=True):
+        line = records[index] + newline[:-1]  # a CRLF file's record keeps its "\r"
+        assert (letter["raw"], letter["raw_length"]) == (line[: LIMITS.max_raw_bytes], len(line))
+    good = [i for i, kind in enumerate(kinds) if kind in ("reading", "quoted")]
+    assert readings_of(batches, FILE_FORMAT).height == len(good)

@@ -1,4 +1,4 @@
-"""Replaying awkward files end to end: a bad CSV row, a compressed input, a kill -9 midway."""
+"""Replaying awkward files end to end: bad CSV rows, a compressed input, a kill -9 midway."""
 
 from __future__ import annotations
 
@@ -112,6 +112,20 @@ def test_a_200k_row_csv_with_a_bad_row_at_150000_is_read_to_the_end(tmp_path: Pa
     assert dead.rows() == [("wrong_field_count", "row 150000 of big.csv")]
 
 
+def killed_midway_then_finished(spec: Path) -> tuple[bool, subprocess.CompletedProcess[str]]:
+    """Run a pipeline, kill it with -9 soon after its first checkpoint, then run it again."""
+    process = subprocess.Popen(command(spec), stdout=subprocess.DEVNULL)
+    current = spec.parent / "checkpoints" / "CURRENT"
+    while process.poll() is None and not current.exists():
+        time.sleep(0.01)
+    time.sleep(0.2)
+    killed = process.poll() is None
+    if killed:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    return killed, run(spec)
+
+
 def results(spec: Path) -> pl.DataFrame:
     frame = query(spec, "SELECT * FROM results_inputs_per_device")
     volatile = [c for c in frame.columns if c in ("revision", "updated_at")]
@@ -133,16 +147,7 @@ def test_a_gzip_file_named_ndjson_replays_exactly_as_the_plain_file_after_kill_9
     crashed = pipeline(
         tmp_path / "crashed", packed, chunk_bytes=64 * 1024, measurements=measurements
     )
-    process = subprocess.Popen(command(crashed), stdout=subprocess.DEVNULL)
-    current = crashed.parent / "checkpoints" / "CURRENT"
-    while process.poll() is None and not current.exists():
-        time.sleep(0.01)
-    time.sleep(0.2)
-    killed = process.poll() is None
-    if killed:
-        os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    finished = run(crashed)
+    killed, finished = killed_midway_then_finished(crashed)
 
     assert finished.returncode == 0, finished.stderr
     assert killed, "the replay finished before it could be killed; make it longer"
@@ -150,3 +155,33 @@ def test_a_gzip_file_named_ndjson_replays_exactly_as_the_plain_file_after_kill_9
     assert results(crashed).equals(results(clean))
     count = "SELECT count(*) AS n FROM readings"
     assert query(crashed, count)["n"].item() == query(clean, count)["n"].item()
+
+
+def test_a_stray_quote_in_row_2_costs_one_row_and_a_kill_9_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    rows = [f"dev-{i % 50},{1_700_000_002_000 + 10 * i},{i % 40}.5\n" for i in range(300_000)]
+    data = tmp_path / "stray.csv"
+    data.write_text(
+        "device_id,ts,temperature\n"
+        "dev-1,1700000000000,20.5\n"
+        '12" sensor,1700000001000,21\n' + "".join(rows)
+    )
+    clean = pipeline(tmp_path / "clean", data, chunk_bytes=64 * 1024)
+    ran = run(clean)
+    assert ran.returncode == 0, ran.stderr
+    [accounted] = [line for line in ran.stdout.splitlines() if "accounted for" in line]
+    assert "yes" in accounted
+    assert query(clean, "SELECT count(*) AS n FROM readings")["n"].item() == 300_001
+    dead = query(clean, "SELECT reason_code, origin, raw FROM dead_letters")
+    assert dead.rows() == [("invalid_csv", "row 2 of stray.csv", b'12" sensor,1700000001000,21')]
+
+    crashed = pipeline(tmp_path / "crashed", data, chunk_bytes=64 * 1024)
+    killed, finished = killed_midway_then_finished(crashed)
+
+    assert finished.returncode == 0, finished.stderr
+    assert killed, "the replay finished before it could be killed; make it longer"
+    assert "resumed from checkpoint" in finished.stdout
+    assert results(crashed).equals(results(clean))
+    dead_after = query(crashed, "SELECT reason_code, origin, raw FROM dead_letters")
+    assert dead_after.rows() == dead.rows()

@@ -150,6 +150,84 @@ def test_a_row_longer_than_the_limit_is_a_dead_letter(tmp_path: Path) -> None:
         assert readings_of(batches).height == 30 - len(dead)
 
 
+def stray_quote_file(tmp_path: Path, good_rows: int) -> Path:
+    """A file whose only quote is a stray one in row 2, with ``good_rows`` good rows after it."""
+    rows = [
+        "dev-1,1700000000000,20.5",
+        '12" sensor,1700000001000,21',
+        *(f"dev-{i % 7},{T0 + 2000 + i},{i % 30}.5" for i in range(good_rows)),
+    ]
+    return csv_file(tmp_path, "device_id,ts,temperature\n" + "\n".join(rows) + "\n")
+
+
+@pytest.mark.parametrize("chunk_bytes", [4096, 16 * 1024 * 1024])
+def test_a_stray_quote_costs_only_its_own_row_and_the_100000_rows_after_it_are_read(
+    tmp_path: Path, chunk_bytes: int
+) -> None:
+    path = stray_quote_file(tmp_path, 100_000)
+    batches = read(FileSource(path, chunk_bytes=chunk_bytes))
+    [dead] = dead_of(batches)
+    assert (dead["reason_code"], dead["origin"]) == ("invalid_csv", "row 2 of x.csv")
+    assert dead["raw"] == b'12" sensor,1700000001000,21'
+    assert str(dead["reason"]).startswith("row 2: a quote is left open (1 double quote, an odd")
+    readings = readings_of(batches)
+    assert readings.height == 100_001
+    assert readings["device_id"][-1] == f"dev-{99_999 % 7}"
+    assert sum(b.lines for b in batches) == 100_002
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 40, 97, 1 << 20])
+@pytest.mark.parametrize("max_payload_bytes", [100, Limits.max_payload_bytes])
+def test_resuming_after_every_position_past_a_stray_quote_reads_exactly_the_rest(
+    tmp_path: Path, chunk_bytes: int, max_payload_bytes: int
+) -> None:
+    fmt = ReadingFormat(
+        measurements={"temperature": "float"},
+        tags=("site",),
+        limits=Limits(max_payload_bytes=max_payload_bytes, max_raw_bytes=64),
+    )
+    source = FileSource(stray_quote_file(tmp_path, 30), chunk_bytes=chunk_bytes)
+    everything = read(source, fmt=fmt)
+    assert [d["origin"] for d in dead_of(everything)] == ["row 2 of x.csv"]
+    assert readings_of(everything).height == 31
+    for index, batch in enumerate(everything):
+        rest = read(source, {0: batch.position}, fmt)
+        expected = everything[index + 1 :]
+        assert [b.position for b in rest] == [b.position for b in expected]
+        assert_frame_equal(readings_of(rest), readings_of(expected))
+        assert dead_of(rest) == dead_of(expected)
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 50, 1 << 20])
+def test_a_quoted_field_left_open_costs_only_its_own_row_among_rows_that_quote_right(
+    tmp_path: Path, chunk_bytes: int
+) -> None:
+    path = csv_file(
+        tmp_path,
+        "device_id,ts,temperature,site\n"
+        f'"dev, 1",{T0},1.5,"the ""north"" roof"\n'
+        f'dev-2,{T0 + 1},2.5,"two\nlines, with a comma"\n'
+        f'dev-3,"oops,3.5,south\n'
+        f'"dev ""4""",{T0 + 3},4.5,"three\nmore\nlines"\n'
+        f'dev-5,{T0 + 4},5.5,"say ""hi"""\n'
+        f'dev-6,{T0 + 5},6.5,"last\n""one"""\n',
+    )
+    batches = read(FileSource(path, chunk_bytes=chunk_bytes))
+    readings = readings_of(batches)
+    assert readings["device_id"].to_list() == ["dev, 1", "dev-2", 'dev "4"', "dev-5", "dev-6"]
+    assert readings["site"].to_list() == [
+        'the "north" roof',
+        "two\nlines, with a comma",
+        "three\nmore\nlines",
+        'say "hi"',
+        'last\n"one"',
+    ]
+    [dead] = dead_of(batches)
+    assert (dead["reason_code"], dead["origin"]) == ("invalid_csv", "row 3 of x.csv")
+    assert dead["raw"] == b'dev-3,"oops,3.5,south'
+    assert sum(b.lines for b in batches) == 6
+
+
 @pytest.mark.parametrize("chunk_bytes", [1, 30, 97, 1 << 20])
 def test_resuming_after_every_position_reads_exactly_the_rest(
     tmp_path: Path, chunk_bytes: int
@@ -216,6 +294,7 @@ def test_a_gzipped_csv_reads_as_the_plain_one(tmp_path: Path) -> None:
     [
         ("device_id,ts,ts\n", r"names 'ts' twice \(columns 2 and 3\)"),
         ("device_id,,temperature\n", "column 2 of the header of .*x.csv has no name"),
+        ('device_id,"ts,temperature\n', "the header of .*x.csv has a quote left open"),
         ("\ndevice_id,ts\n", "starts with a blank line"),
         (",".join(f"c{i}" for i in range(1001)) + "\n", r"1,001 columns, more than 1,000"),
     ],
