@@ -6,7 +6,6 @@ import gzip
 import zlib
 from collections.abc import Mapping
 from contextlib import closing
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -20,24 +19,17 @@ from sensorstream.readings import ReadingFormat
 from sensorstream.sources import FileSource, SourceBatch, write_dataset
 from sensorstream.sources.file_formats import read_lines
 from sensorstream.sources.streams import compression_of, open_input
+from tests.unit.sources.helpers import clock, read_all, readings_in
 
 FORMAT = ReadingFormat(measurements={"temperature": "float", "humidity": "float"})
-NOW = datetime(2024, 6, 1, tzinfo=UTC)
-
-
-def clock() -> datetime:
-    return NOW
 
 
 def read(source: FileSource, resume_after: Mapping[int, int] | None = None) -> list[SourceBatch]:
-    with closing(source.read(FORMAT, resume_after or {}, clock)) as items:
-        return [item for item in items if item is not None]
+    return read_all(source, FORMAT, resume_after)
 
 
 def readings_of(batches: list[SourceBatch]) -> pl.DataFrame:
-    return pl.concat(
-        [pl.DataFrame(schema=FORMAT.canonical_schema()), *(b.readings for b in batches)]
-    )
+    return readings_in(batches, FORMAT)
 
 
 def dead_letters_of(batches: list[SourceBatch]) -> pl.DataFrame:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Mapping
-from contextlib import closing
-from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -15,14 +13,10 @@ from polars.testing import assert_frame_equal
 from sensorstream.errors import SourceError
 from sensorstream.readings import Limits, ReadingFormat
 from sensorstream.sources import FileSource, SourceBatch
+from tests.unit.sources.helpers import read_all, readings_in
 
 FORMAT = ReadingFormat(measurements={"temperature": "float"}, tags=("site",))
-NOW = datetime(2024, 6, 1, tzinfo=UTC)
 T0 = 1_700_000_000_000
-
-
-def clock() -> datetime:
-    return NOW
 
 
 def read(
@@ -30,14 +24,11 @@ def read(
     resume_after: Mapping[int, int] | None = None,
     fmt: ReadingFormat = FORMAT,
 ) -> list[SourceBatch]:
-    with closing(source.read(fmt, resume_after or {}, clock)) as items:
-        return [item for item in items if item is not None]
+    return read_all(source, fmt, resume_after)
 
 
 def readings_of(batches: list[SourceBatch]) -> pl.DataFrame:
-    return pl.concat(
-        [pl.DataFrame(schema=FORMAT.canonical_schema()), *(b.readings for b in batches)]
-    )
+    return readings_in(batches, FORMAT)
 
 
 def dead_of(batches: list[SourceBatch]) -> list[dict[str, object]]:

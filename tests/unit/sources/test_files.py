@@ -19,19 +19,14 @@ from sensorstream.readings import ReadingFormat
 from sensorstream.sources import FileSource, FileSourceSettings, SourceBatch, write_dataset
 from sensorstream.sources.file_formats import read_lines
 from sensorstream.sources.files import Pace, next_piece_size
+from tests.unit.sources.helpers import clock, read_all
 
 FORMAT = ReadingFormat(measurements={"temperature": "float", "humidity": "float"})
-NOW = datetime(2024, 6, 1, tzinfo=UTC)
 T0_MS = 1_700_000_000_000
 
 
-def clock() -> datetime:
-    return NOW
-
-
 def read(source: FileSource, resume_after: Mapping[int, int] | None = None) -> list[SourceBatch]:
-    with closing(source.read(FORMAT, resume_after or {}, clock)) as items:
-        return [item for item in items if item is not None]
+    return read_all(source, FORMAT, resume_after)
 
 
 def readings_of(batches: list[SourceBatch]) -> pl.DataFrame:
