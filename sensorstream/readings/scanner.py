@@ -210,10 +210,14 @@ def repeated_key_lines(chunk: bytes, names: list[str]) -> list[int] | None:
 
     Exact in one direction: a line repeating a name in one object is always listed; a listed
     line may still be fine (a key with an escape, very deep nesting), so check each exactly.
-    None when the kernels are not loaded yet, or for more than 64 names.
+    None when the kernels are not loaded (this never starts loading them), or for more
+    than 64 names.
     """
-    kernels = _kernels_if_ready()
-    if kernels is None or len(names) > 64 or not chunk:
+    loading = _loading  # never started from here: a small input must not load Numba
+    if loading is None or not loading.done() or loading.exception() is not None:
+        return None
+    kernels = loading.result()
+    if len(names) > 64 or not chunk:
         return None
     encoded = [name.encode() for name in names]
     keys = np.frombuffer(b"".join(encoded), dtype=np.uint8)

@@ -7,6 +7,8 @@ different frame, and it must not decline the plain flat readings it exists for.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import polars as pl
@@ -274,3 +276,19 @@ def test_every_line_repeating_a_key_is_flagged_for_the_exact_check(objects: list
     assert flagged is not None
     repeating = [i for i, line in enumerate(objects) if duplicated_field(line.encode(), fmt)]
     assert set(repeating) <= set(flagged)
+
+
+def test_decoding_small_chunks_never_starts_loading_numba() -> None:
+    # Numba costs most of a second to load: a short run (a live batch, a small file, a
+    # duplicate-key check on Polars' path) must not pay for it.
+    script = (
+        "import sys\n"
+        "from datetime import UTC, datetime\n"
+        "from sensorstream.readings import ReadingFormat, decode_json_lines\n"
+        "fmt = ReadingFormat(measurements={'t': 'float', 'loc': 'geo'})\n"
+        'chunk = b\'{"device_id": "a", "ts": 1700000000, "t": 1, "t": 2}\\n\' * 50\n'
+        "decode_json_lines(chunk, fmt, arrived_at=datetime(2024, 1, 1, tzinfo=UTC))\n"
+        "print('numba' in sys.modules)\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert ran.stdout.strip() == "False"
