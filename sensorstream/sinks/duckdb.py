@@ -1,4 +1,4 @@
-"""The DuckDB sink: readings, dead letters, late readings and window results in one file.
+"""The DuckDB sink: readings, dead letters, late readings, window results and counters in one file.
 
 Every table carries the pipeline's name, so several pipelines can share a file::
 
@@ -28,9 +28,6 @@ pipeline writes it; a locked file fails fast with an error that says so.
 
 from __future__ import annotations
 
-import hashlib
-import re
-import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,20 +43,27 @@ from sensorstream.engine.windows.base import OP, START
 from sensorstream.errors import SinkError
 from sensorstream.readings import DEAD_LETTER_SCHEMA
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch
+from sensorstream.sinks.duckdb_tables import (
+    COUNTER_COLUMNS,
+    COUNTERS,
+    DEAD_LETTERS,
+    LATE_FOR,
+    LATE_READINGS,
+    ORIGIN_COLUMNS,
+    READINGS,
+    UPDATED_AT,
+    VIEW,
+    ResultsTable,
+    column_types,
+    ensure_results_table,
+    ensure_table,
+    existing_columns,
+    expose,
+    quote,
+    record_pipeline,
+)
 
 Clock = Callable[[], datetime]
-
-PIPELINES = "pipelines"
-PIPELINE_STEPS = "pipeline_steps"
-READINGS = "readings"
-DEAD_LETTERS = "dead_letters"
-LATE_READINGS = "late_readings"
-COUNTERS = "counters"
-LATE_FOR = "late_for"
-UPDATED_AT = "updated_at"
-# Where each stored row came from: what restore() truncates by.
-ORIGIN_COLUMNS = {"pipeline": "VARCHAR", "partition": "INTEGER", "position": "BIGINT"}
-_VIEW = "__sensorstream_frame"  # the name an Arrow frame is scanned under while written
 _CONNECTION_SETTINGS = (
     "SET TimeZone = 'UTC'",
     # Inserts may then use every thread; stored row order means nothing to the sink.
@@ -70,40 +74,8 @@ _CONNECTION_SETTINGS = (
 )
 
 
-def quote(identifier: str) -> str:
-    """An SQL identifier in double quotes, safe for any name (spaces, quotes, keywords)."""
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def results_table_name(pipeline: str, step: str) -> str:
-    """The readable table name for a step's results, before any clash is resolved.
-
-    >>> results_table_name("Cold Chain", "Ø temp/1m")
-    'results_cold_chain_temp_1m'
-    >>> results_table_name("Kühlkette", "p99")
-    'results_kuhlkette_p99'
-    """
-    return f"results_{_plain(pipeline)}_{_plain(step)}"
-
-
-def _plain(name: str) -> str:
-    # DuckDB names are case-insensitive, so lowercase keeps two spellings from colliding.
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "_", ascii_name.lower()).strip("_") or "unnamed"
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass
-class _ResultsTable:
-    name: str
-    key: tuple[str, ...]
-    columns: set[str] | None = None  # lowercased, once the table is known to exist
-    # The latest window_start stored, None if none: results of later windows replace
-    # nothing, so the usual case (windows closing in time order) needs no DELETE at all.
-    latest_start: datetime | None = None
 
 
 @dataclass
@@ -144,7 +116,7 @@ class DuckDBSink(Sink):
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._pipeline = ""
         self._reading_columns: list[str] = []
-        self._tables: dict[str, _ResultsTable] = {}
+        self._tables: dict[str, ResultsTable] = {}
         self._pending = _Pending()
 
     # -- the sink contract -----------------------------------------------------------------
@@ -163,17 +135,19 @@ class DuckDBSink(Sink):
         try:
             with self._transaction(f"preparing tables for pipeline {pipeline.name!r}") as con:
                 reading_schema = pl.DataFrame(schema=dict(pipeline.reading_schema))
-                reading_types = _column_types(con, reading_schema)
-                dead_types = _column_types(con, pl.DataFrame(schema=DEAD_LETTER_SCHEMA))
+                reading_types = column_types(con, reading_schema)
+                dead_types = column_types(con, pl.DataFrame(schema=DEAD_LETTER_SCHEMA))
+                tables: dict[str, Mapping[str, str]] = {}
                 if self.store_readings:
-                    self._ensure_table(con, READINGS, {**ORIGIN_COLUMNS, **reading_types})
-                self._ensure_table(con, DEAD_LETTERS, {**ORIGIN_COLUMNS, **dead_types})
-                late_types = {**ORIGIN_COLUMNS, LATE_FOR: "VARCHAR", **reading_types}
-                self._ensure_table(con, LATE_READINGS, late_types)
-                counter_types = {"pipeline": "VARCHAR", "partition": "INTEGER"}
-                counter_types |= {"counter": "VARCHAR", "value": "BIGINT"}
-                self._ensure_table(con, COUNTERS, counter_types)
-                self._record_pipeline(con, pipeline)
+                    tables[READINGS] = {**ORIGIN_COLUMNS, **reading_types}
+                tables[DEAD_LETTERS] = {**ORIGIN_COLUMNS, **dead_types}
+                tables[LATE_READINGS] = {**ORIGIN_COLUMNS, LATE_FOR: "VARCHAR", **reading_types}
+                tables[COUNTERS] = COUNTER_COLUMNS
+                for table, columns in tables.items():
+                    ensure_table(con, table, columns, path=self.path, pipeline=pipeline.name)
+                self._tables = record_pipeline(
+                    con, pipeline, stores_readings=self.store_readings, path=self.path
+                )
         except BaseException:
             connection.close()  # a sink that failed to open holds no lock
             self._connection = None
@@ -193,20 +167,20 @@ class DuckDBSink(Sink):
             schema={"partition": pl.Int32(), "position": pl.Int64()},
         )
         with self._transaction("forgetting output after the checkpoint") as con:
-            _expose(con, kept)
+            expose(con, kept)
             for table in (READINGS, DEAD_LETTERS, LATE_READINGS):
-                if _existing_columns(con, table) is None:
+                if existing_columns(con, table) is None:
                     continue
                 con.execute(
                     f"DELETE FROM {quote(table)} AS stored WHERE stored.pipeline = ? AND NOT "
-                    f"EXISTS (SELECT 1 FROM {_VIEW} AS kept WHERE kept.partition = "
+                    f"EXISTS (SELECT 1 FROM {VIEW} AS kept WHERE kept.partition = "
                     "stored.partition AND stored.position <= kept.position)",
                     [self._pipeline],
                 )
             if not positions:  # a fresh start: results too are about to be recomputed
                 con.execute(f"DELETE FROM {COUNTERS} WHERE pipeline = ?", [self._pipeline])
                 for results in self._tables.values():
-                    if _existing_columns(con, results.name) is not None:
+                    if existing_columns(con, results.name) is not None:
                         con.execute(f"DELETE FROM {quote(results.name)}")
 
     def write(self, batch: SinkBatch) -> None:
@@ -277,16 +251,16 @@ class DuckDBSink(Sink):
     ) -> None:
         if not frames:
             return
-        _expose(con, pl.concat(frames, how="diagonal_relaxed", rechunk=False))
+        expose(con, pl.concat(frames, how="diagonal_relaxed", rechunk=False))
         con.execute(
-            f"INSERT INTO {quote(table)} BY NAME SELECT ? AS pipeline, * FROM {_VIEW}",
+            f"INSERT INTO {quote(table)} BY NAME SELECT ? AS pipeline, * FROM {VIEW}",
             [self._pipeline],
         )
 
     def _upsert(
         self,
         con: duckdb.DuckDBPyConnection,
-        table: _ResultsTable,
+        table: ResultsTable,
         frames: Sequence[pl.DataFrame],
         updated_at: datetime,
     ) -> None:
@@ -303,10 +277,10 @@ class DuckDBSink(Sink):
             )
             raise SinkError(msg)
         latest = results.unique(subset=[*table.key, START], keep="last", maintain_order=False)
-        self._ensure_results_table(con, table, latest.drop(OP))
+        ensure_results_table(con, table, latest.drop(OP))
         first, last = latest.select(pl.col(START).min(), pl.col(START).max().alias("last")).row(0)
         columns = ", ".join(quote(c) for c in latest.columns if c != OP)
-        _expose(con, latest)
+        expose(con, latest)
         if table.latest_start is not None and first <= table.latest_start:
             same_window = " AND ".join(
                 f"stored.{quote(column)} IS NOT DISTINCT FROM new.{quote(column)}"
@@ -314,13 +288,13 @@ class DuckDBSink(Sink):
             )
             # The range lets DuckDB skip row groups by their min/max before the join.
             con.execute(
-                f"DELETE FROM {quote(table.name)} AS stored USING {_VIEW} AS new "
+                f"DELETE FROM {quote(table.name)} AS stored USING {VIEW} AS new "
                 f"WHERE stored.{START} BETWEEN ? AND ? AND {same_window}",
                 [first, last],
             )
         con.execute(
             f"INSERT INTO {quote(table.name)} BY NAME SELECT {columns}, ? AS {UPDATED_AT} "
-            f"FROM {_VIEW} WHERE {quote(OP)} = 'upsert'",
+            f"FROM {VIEW} WHERE {quote(OP)} = 'upsert'",
             [updated_at],
         )
         if table.latest_start is None or last > table.latest_start:
@@ -345,111 +319,11 @@ class DuckDBSink(Sink):
             f"DELETE FROM {COUNTERS} WHERE pipeline = ? AND list_contains(?, partition)",
             [self._pipeline, list(counters)],
         )
-        _expose(con, frame)
+        expose(con, frame)
         con.execute(
-            f"INSERT INTO {COUNTERS} BY NAME SELECT ? AS pipeline, * FROM {_VIEW}",
+            f"INSERT INTO {COUNTERS} BY NAME SELECT ? AS pipeline, * FROM {VIEW}",
             [self._pipeline],
         )
-
-    # -- tables ----------------------------------------------------------------------------
-    def _record_pipeline(self, con: duckdb.DuckDBPyConnection, pipeline: PipelineInfo) -> None:
-        """Record the pipeline and give each step its results table."""
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {PIPELINES} (pipeline VARCHAR PRIMARY KEY, "
-            "reading_columns VARCHAR[], stores_readings BOOLEAN)"
-        )
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {PIPELINE_STEPS} (pipeline VARCHAR, step VARCHAR, "
-            "results_table VARCHAR, key_columns VARCHAR[], outputs VARCHAR[], active BOOLEAN, "
-            "PRIMARY KEY (pipeline, step))"
-        )
-        con.execute(
-            f"INSERT OR REPLACE INTO {PIPELINES} VALUES (?, ?, ?)",
-            [pipeline.name, list(pipeline.reading_schema), self.store_readings],
-        )
-        rows = con.execute(
-            f"SELECT step, results_table, key_columns FROM {PIPELINE_STEPS} WHERE pipeline = ?",
-            [pipeline.name],
-        ).fetchall()
-        known = {str(step): (str(table), tuple(key)) for step, table, key in rows}
-        claimed = con.execute(f"SELECT results_table FROM {PIPELINE_STEPS}").fetchall()
-        taken = {name.lower() for name in _table_names(con)}
-        taken |= {str(row[0]).lower() for row in claimed}
-        self._tables = {}
-        for step in pipeline.steps:
-            if step.name in known:
-                name, key = known[step.name]
-                if key != step.key:
-                    msg = (
-                        f"step {step.name!r} of pipeline {pipeline.name!r} keyed its results by "
-                        f"{list(key)} in {self.path}, and now by {list(step.key)}; drop table "
-                        f"{name} there, rename the step, or use another file"
-                    )
-                    raise SinkError(msg)
-            else:
-                name = results_table_name(pipeline.name, step.name)
-                if name.lower() in taken:
-                    digest = hashlib.sha1(f"{pipeline.name}\0{step.name}".encode()).hexdigest()
-                    name = f"{name}_{digest[:8]}"
-                taken.add(name.lower())
-            self._tables[step.name] = _ResultsTable(name, step.key)
-            con.execute(
-                f"INSERT OR REPLACE INTO {PIPELINE_STEPS} VALUES (?, ?, ?, ?, ?, true)",
-                [pipeline.name, step.name, name, list(step.key), list(step.outputs)],
-            )
-        con.execute(
-            f"UPDATE {PIPELINE_STEPS} SET active = false "
-            "WHERE pipeline = ? AND NOT list_contains(?, step)",
-            [pipeline.name, [step.name for step in pipeline.steps]],
-        )
-
-    def _ensure_table(
-        self, con: duckdb.DuckDBPyConnection, table: str, wanted: Mapping[str, str]
-    ) -> None:
-        """Create the table, or add the columns it lacks; a column's type must not change."""
-        existing = _existing_columns(con, table)
-        if existing is None:
-            definitions = ", ".join(f"{quote(name)} {kind}" for name, kind in wanted.items())
-            con.execute(f"CREATE TABLE {quote(table)} ({definitions})")
-            return
-        for name, kind in wanted.items():
-            stored = existing.get(name.lower())
-            if stored is None:
-                con.execute(f"ALTER TABLE {quote(table)} ADD COLUMN {quote(name)} {kind}")
-            elif (stored, kind) == ("VARCHAR", "BLOB"):
-                # Files written before dead letters kept raw bytes: text becomes its UTF-8.
-                con.execute(
-                    f"ALTER TABLE {quote(table)} ALTER {quote(name)} SET DATA TYPE BLOB "
-                    f"USING encode({quote(name)})"
-                )
-            elif stored != kind:
-                msg = (
-                    f"column {name!r} of table {table} in {self.path} is {stored}, but pipeline "
-                    f"{self._pipeline!r} writes {kind}; rename the column or use another file"
-                )
-                raise SinkError(msg)
-
-    def _ensure_results_table(
-        self, con: duckdb.DuckDBPyConnection, table: _ResultsTable, results: pl.DataFrame
-    ) -> None:
-        """Create the results table on its first rows; add output columns a new version adds."""
-        if table.columns is not None and {c.lower() for c in results.columns} <= table.columns:
-            return
-        types = _column_types(con, results)
-        existing = _existing_columns(con, table.name)
-        if existing is None:
-            definitions = {**types, UPDATED_AT: "TIMESTAMPTZ"}
-            columns = ", ".join(f"{quote(name)} {kind}" for name, kind in definitions.items())
-            con.execute(f"CREATE TABLE {quote(table.name)} ({columns})")
-            table.columns = {name.lower() for name in definitions}
-            table.latest_start = None
-            return
-        rows = con.execute(f"SELECT max({START}) FROM {quote(table.name)}").fetchall()
-        table.latest_start = rows[0][0]
-        for name, kind in types.items():
-            if name.lower() not in existing:
-                con.execute(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(name)} {kind}")
-        table.columns = set(existing) | {name.lower() for name in types}
 
     # -- plumbing --------------------------------------------------------------------------
     def _require_open(self) -> duckdb.DuckDBPyConnection:
@@ -473,38 +347,6 @@ class DuckDBSink(Sink):
                 msg = f"{doing} in {self.path} failed: {error}"
                 raise SinkError(msg) from error
             raise
-
-
-def _expose(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> None:
-    """Let SQL read ``frame`` as ``_VIEW`` without copying it (string views stay views).
-
-    The next call replaces it; unregistering each time would cost as much as registering.
-    """
-    con.register(_VIEW, frame.to_arrow(compat_level=pl.CompatLevel.newest()))
-
-
-def _column_types(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> dict[str, str]:
-    """The DuckDB type of each column of a frame, as DuckDB itself maps Arrow types."""
-    _expose(con, frame.head(0))
-    rows = con.execute(f"DESCRIBE SELECT * FROM {_VIEW}").fetchall()
-    return {str(row[0]): str(row[1]) for row in rows}
-
-
-def _table_names(con: duckdb.DuckDBPyConnection) -> list[str]:
-    rows = con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
-    ).fetchall()
-    return [str(row[0]) for row in rows]
-
-
-def _existing_columns(con: duckdb.DuckDBPyConnection, table: str) -> dict[str, str] | None:
-    """Lowercased column name -> type of a table, or None when there is no such table."""
-    rows = con.execute(
-        "SELECT column_name, data_type FROM duckdb_columns() "
-        "WHERE database_name = current_database() AND table_name = ?",
-        [table],
-    ).fetchall()
-    return {str(name).lower(): str(kind) for name, kind in rows} or None
 
 
 def _cannot_open(path: Path, error: BaseException) -> str:

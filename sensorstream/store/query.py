@@ -20,7 +20,7 @@ import polars as pl
 from sensorstream.engine.windows.base import END, START
 from sensorstream.errors import StoreError
 from sensorstream.readings import DEAD_LETTER_SCHEMA, DEVICE, TS, TS_TYPE
-from sensorstream.sinks.duckdb import (
+from sensorstream.sinks.duckdb_tables import (
     COUNTERS,
     DEAD_LETTERS,
     LATE_FOR,

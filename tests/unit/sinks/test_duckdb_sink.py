@@ -14,7 +14,7 @@ from sensorstream.errors import SinkError
 from sensorstream.readings import TS_TYPE, ReadingFormat, dead_letters
 from sensorstream.sinks import SINKS, ConsoleSink, DuckDBSink, DuckDBSinkSettings
 from sensorstream.sinks.base import PipelineInfo, SinkBatch, StepInfo
-from sensorstream.sinks.duckdb import results_table_name
+from sensorstream.sinks.duckdb_tables import results_table_name
 from sensorstream.store import Store
 from sensorstream.testing import duckdb_held_elsewhere
 
