@@ -173,6 +173,29 @@ def test_replaying_a_finished_file_again_says_it_is_already_complete(tmp_path: P
     assert row(fresh.stdout, "accepted")[1] == "300"
 
 
+def test_a_file_replaced_by_another_is_not_resumed_into(tmp_path: Path) -> None:
+    simulate(tmp_path, "r.ndjson")
+    assert sensorstream("replay", "r.ndjson", cwd=tmp_path).returncode == 0
+    (tmp_path / "r.ndjson").unlink()
+    simulate(tmp_path, "r.ndjson", readings=200, devices=3)  # another file, the same name
+    again = sensorstream("replay", "r.ndjson", cwd=tmp_path)
+    assert again.returncode == 2
+    assert "r.ndjson changed since the checkpoint" in again.stderr
+    assert "--fresh" in again.stderr
+    fresh = sensorstream("replay", "r.ndjson", "--fresh", cwd=tmp_path)
+    assert row(fresh.stdout, "lines in")[1] == "200"
+
+
+def test_a_file_appended_to_after_its_replay_completed_is_refused(tmp_path: Path) -> None:
+    simulate(tmp_path, "r.ndjson")
+    assert sensorstream("replay", "r.ndjson", cwd=tmp_path).returncode == 0
+    with (tmp_path / "r.ndjson").open("a") as appended:
+        appended.write('{"device_id": "dev-x", "ts": 1700000900000, "temperature": 1.0}\n')
+    again = sensorstream("replay", "r.ndjson", cwd=tmp_path)
+    assert again.returncode == 2
+    assert "would all be late" in again.stderr
+
+
 # -- the summary: late readings per step, dead letters, exit codes --------------------------
 
 TWO_STEPS = """\
