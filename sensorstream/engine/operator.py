@@ -1,9 +1,14 @@
-"""The operator contract: a batch of readings in, result batches out, state that can move.
+"""The operator contract: a batch in, rows out, processing time explicit, state that can move.
 
-An operator runs inside one partition's task and sees that partition's readings only, in
-arrival order, each row carrying the watermark that held just before it arrived
-(``__watermark``, microseconds). Results are upserts keyed by the operator's key columns and
-``window_start``; a row whose ``_op`` is ``"delete"`` retracts an earlier result.
+An operator runs inside one partition's task and sees what its input step emitted for that
+partition only, in arrival order, each row carrying the watermark that held just before it
+(``__watermark``, microseconds). It is told when the watermark moves without new rows
+(:meth:`Operator.on_watermark`) and when processing time moves (:meth:`Operator.on_tick`:
+the engine has no clock, so a processing-time rule learns the time here). Its whole state,
+frames and metadata, is what :meth:`Operator.snapshot` returns and :meth:`Operator.restore`
+takes back: nothing else survives a checkpoint.
+
+What the rows it emits mean is its step's output kind (:mod:`~sensorstream.engine.outputs`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ from typing import Any
 
 import polars as pl
 
-WATERMARK = "__watermark"
+from sensorstream.engine.outputs import WATERMARK
+
+__all__ = ["WATERMARK", "JSONValue", "Operator", "OperatorOutput", "OperatorState"]
+
 JSONValue = Any  # anything json.dumps accepts
 
 
@@ -28,10 +36,15 @@ class OperatorState:
 
 @dataclass
 class OperatorOutput:
-    """What one call produced: results to upsert, and which input rows were too late."""
+    """What one call produced: rows of the step's output kind, and which input rows were late.
 
-    results: pl.DataFrame | None = None
-    late: pl.Series | None = None  # Boolean, aligned with the input batch
+    ``late`` is a Boolean series aligned with the input batch: the rows that came too late
+    for this step to take (a time-sensitive step over a stream reports it; others leave it
+    None).
+    """
+
+    rows: pl.DataFrame | None = None
+    late: pl.Series | None = None
 
 
 class Operator(ABC):
@@ -44,12 +57,17 @@ class Operator(ABC):
         """Fold a batch in; ``watermark_after`` is the partition's watermark after the batch."""
 
     def on_watermark(self, watermark: int) -> OperatorOutput:
-        """React to the watermark moving without new readings (idleness, end of input)."""
+        """React to the watermark moving without new rows (idleness, end of input)."""
         del watermark
         return OperatorOutput()
 
+    def on_tick(self, now_us: int) -> OperatorOutput:
+        """React to processing time moving (after each source batch and while idle)."""
+        del now_us
+        return OperatorOutput()
+
     def snapshot(self) -> OperatorState:
-        """The operator's state, enough to continue exactly where it stopped."""
+        """The operator's whole state, enough to continue exactly where it stopped."""
         return OperatorState()
 
     def restore(self, state: OperatorState) -> None:

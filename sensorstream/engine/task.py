@@ -1,87 +1,47 @@
-"""One partition's processing: deduplicate, track the watermark, run the window steps.
+"""One partition's processing: deduplicate, track the watermark, run the step graph.
 
 Each input partition has its own task with its own state, so a partition's state (with
 its source position, kept by the runtime) can be checkpointed, restored, or moved to
 another worker as a unit. Every reading that enters is classified exactly once:
-``duplicate``, ``late`` (too late for every window step) or ``accepted``.
+``duplicate``, ``late`` (too late for every time-sensitive step that reads readings) or
+``accepted``.
+
+Steps run in the graph's order, each on what its input emitted in the same round (a
+source batch, a watermark move, a tick). What a step emits reaches the steps reading it
+before the watermark moves on for them: a window result closed by this batch carries the
+watermark that held before the batch, so an hourly roll-up still takes the last minute.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 
 import polars as pl
 
 from sensorstream.engine.dedup import Deduplicator
-from sensorstream.engine.operator import WATERMARK, OperatorState
+from sensorstream.engine.operator import Operator, OperatorState
+from sensorstream.engine.outputs import END, ROW, WATERMARK, OutputKind
+from sensorstream.engine.plan import Dedup, EnginePlan, EventTime
+from sensorstream.engine.steps import READINGS, Step
+from sensorstream.engine.time import micros
 from sensorstream.engine.watermarks import WatermarkTracker
-from sensorstream.engine.windows import WindowOperator, WindowStep
-from sensorstream.engine.windows.base import micros
-from sensorstream.errors import ConfigError
-from sensorstream.readings import DEVICE, MESSAGE_ID, TS
+from sensorstream.readings import DEVICE, MESSAGE_ID, TS, TS_TYPE
 
-
-@dataclass(frozen=True)
-class EventTime:
-    """How event time is judged: disorder tolerated, lateness accepted, idleness allowed."""
-
-    out_of_orderness: timedelta = timedelta(seconds=5)
-    allowed_lateness: timedelta = timedelta(0)
-    idle_timeout: timedelta | None = timedelta(seconds=30)
-
-    def __post_init__(self) -> None:
-        if self.out_of_orderness < timedelta(0) or self.allowed_lateness < timedelta(0):
-            msg = "out_of_orderness and allowed_lateness must not be negative"
-            raise ConfigError(msg)
-
-
-@dataclass(frozen=True)
-class Dedup:
-    """Which repeats to drop: ``exact`` (same device, time and values) or ``message_id``."""
-
-    enabled: bool = True
-    by: str = "exact"
-    horizon: timedelta | None = None  # default: out_of_orderness + lateness + longest window
-
-
-@dataclass(frozen=True)
-class EnginePlan:
-    """Everything the engine needs to know about a pipeline, free of any I/O."""
-
-    measurements: tuple[str, ...]
-    steps: tuple[WindowStep, ...] = ()
-    event_time: EventTime = EventTime()
-    dedup: Dedup = Dedup()
-
-    def dedup_horizon(self) -> timedelta:
-        """How far back repeats are recognised."""
-        if self.dedup.horizon is not None:
-            return self.dedup.horizon
-        spans = [_span(step.window) for step in self.steps] or [timedelta(0)]
-        return self.event_time.out_of_orderness + self.event_time.allowed_lateness + max(spans)
-
-
-def _span(window: object) -> timedelta:
-    for attribute in ("size", "gap"):
-        value = getattr(window, attribute, None)
-        if isinstance(value, timedelta):
-            return value
-    msg = f"unknown window declaration {window!r}"
-    raise ConfigError(msg)
+__all__ = ["Dedup", "EnginePlan", "EventTime", "PartitionTask", "TaskOutput"]
 
 
 @dataclass
 class TaskOutput:
-    """What one batch (or one watermark move) produced."""
+    """What one batch (or one watermark move, or one tick) produced."""
 
     accepted: pl.DataFrame | None = None
     duplicates: int = 0
     late: pl.DataFrame | None = None  # late readings, with the steps they were too late for
     late_count: int = 0  # readings too late for every step (not accepted)
-    late_by_step: dict[str, int] = field(default_factory=dict)  # too late for each step
-    results: dict[str, pl.DataFrame] = field(default_factory=dict)
+    late_by_step: dict[str, int] = field(default_factory=dict)  # rows too late for each step
+    results: dict[str, pl.DataFrame] = field(default_factory=dict)  # results steps' upserts
+    events: dict[str, pl.DataFrame] = field(default_factory=dict)  # rule steps' events
 
 
 class PartitionTask:
@@ -98,9 +58,22 @@ class PartitionTask:
                 [MESSAGE_ID] if plan.dedup.by == "message_id" else [DEVICE, TS, *plan.measurements]
             )
             self.dedup = Deduplicator(keys, micros(plan.dedup_horizon()))
-        self.operators: list[WindowOperator] = [
-            step.window.build(step, policy.allowed_lateness) for step in plan.steps
-        ]
+        graph = plan.graph
+        self.order: tuple[Step, ...] = graph.order
+        self.kinds = {name: shape.kind for name, shape in graph.outputs.items()}
+        self.operators: dict[str, Operator] = {
+            step.name: step.build(graph.inputs[step.name], policy) for step in graph.order
+        }
+        # Steps whose input rows are readings (directly or through derive steps): the ones
+        # whose lateness classifies readings.
+        self.reading_steps = self._fed_by_readings()
+
+    def _fed_by_readings(self) -> set[str]:
+        fed = {READINGS}
+        for step in self.order:
+            if step.input in fed and self.kinds[step.input] is OutputKind.STREAM:
+                fed.add(step.name)
+        return fed - {READINGS}
 
     @property
     def watermark(self) -> int:
@@ -109,6 +82,7 @@ class PartitionTask:
 
     def process(self, readings: pl.DataFrame, now_us: int) -> TaskOutput:
         """Classify and fold one batch of valid readings (in arrival order)."""
+        before = self.watermarks.watermark
         annotated = self.watermarks.annotate(readings, now_us)
         watermark = self.watermarks.watermark
         duplicates = 0
@@ -118,63 +92,148 @@ class PartitionTask:
             if duplicates:
                 annotated = annotated.filter(~duplicate)
             self.dedup.evict(watermark)
+        annotated = annotated.with_row_index(ROW)
         output = TaskOutput(duplicates=duplicates)
-        late_for: list[pl.Series] = []
-        for operator in self.operators:
-            result = operator.process(annotated, watermark)
-            if result.results is not None and result.results.height:
-                output.results[operator.name] = result.results
-            if result.late is not None:
-                late_for.append(result.late.alias(operator.name))
-        clean = annotated.drop(WATERMARK)
+        late_for = self._round(annotated, before, watermark, now_us, output)
+        clean = annotated.drop(WATERMARK, ROW)
         if late_for and any(mask.any() for mask in late_for):
-            flags = pl.DataFrame(late_for)
-            all_late = flags.select(pl.all_horizontal(pl.all())).to_series()
-            any_late = flags.select(pl.any_horizontal(pl.all())).to_series()
-            names = [mask.name for mask in late_for]
-            steps = flags.select(
-                pl.concat_list([pl.when(pl.col(n)).then(pl.lit(n)).otherwise(None) for n in names])
-                .list.drop_nulls()
-                .list.join(",")
-                .alias("late_for")
-            ).to_series()
-            output.late = clean.with_columns(steps).filter(any_late)
-            output.late_count = int(all_late.sum())
-            output.late_by_step = {mask.name: int(mask.sum()) for mask in late_for if mask.any()}
-            output.accepted = clean.filter(~all_late)
+            self._classify_late(clean, late_for, output)
         else:
             output.accepted = clean
         return output
 
+    def _classify_late(
+        self, clean: pl.DataFrame, late_for: list[pl.Series], output: TaskOutput
+    ) -> None:
+        flags = pl.DataFrame(late_for)
+        all_late = flags.select(pl.all_horizontal(pl.all())).to_series()
+        any_late = flags.select(pl.any_horizontal(pl.all())).to_series()
+        names = [mask.name for mask in late_for]
+        steps = flags.select(
+            pl.concat_list([pl.when(pl.col(n)).then(pl.lit(n)).otherwise(None) for n in names])
+            .list.drop_nulls()
+            .list.join(",")
+            .alias("late_for")
+        ).to_series()
+        output.late = clean.with_columns(steps).filter(any_late)
+        output.late_count = int(all_late.sum())
+        output.accepted = clean.filter(~all_late)
+
+    def _round(
+        self,
+        readings: pl.DataFrame | None,
+        before: int,
+        watermark: int,
+        now_us: int | None,
+        output: TaskOutput,
+    ) -> list[pl.Series]:
+        """Run every step once, each on what its input emitted; return the readings' late masks.
+
+        ``readings`` (with their watermarks and row numbers) is None when only the
+        watermark or the clock moved.
+        """
+        emitted: dict[str, pl.DataFrame | None] = {READINGS: readings}
+        late_for: list[pl.Series] = []
+        moved = watermark > before
+        for step in self.order:
+            operator = self.operators[step.name]
+            rows = self._input_rows(step, emitted, before)
+            parts: list[pl.DataFrame] = []
+            if rows is not None and rows.height:
+                result = operator.process(rows, watermark)
+                if result.late is not None and result.late.any():
+                    output.late_by_step[step.name] = int(result.late.sum())
+                if (
+                    result.late is not None
+                    and step.name in self.reading_steps
+                    and readings is not None
+                ):
+                    late_for.append(self._per_reading(result.late, rows, readings).alias(step.name))
+            elif moved:
+                result = operator.on_watermark(watermark)
+            else:
+                result = None
+            if result is not None and result.rows is not None and result.rows.height:
+                parts.append(result.rows)
+            if now_us is not None:
+                ticked = operator.on_tick(now_us)
+                if ticked.rows is not None and ticked.rows.height:
+                    parts.append(ticked.rows)
+            produced = (
+                pl.concat(parts, how="diagonal_relaxed")
+                if len(parts) > 1
+                else (parts[0] if parts else None)
+            )
+            emitted[step.name] = produced
+            if produced is not None:
+                kind = self.kinds[step.name]
+                if kind is OutputKind.RESULTS:
+                    output.results[step.name] = produced
+                elif kind is OutputKind.EVENTS:
+                    output.events[step.name] = produced
+        return late_for
+
+    def _input_rows(
+        self, step: Step, emitted: dict[str, pl.DataFrame | None], before: int
+    ) -> pl.DataFrame | None:
+        """What ``step`` reads this round, as observations with their watermarks."""
+        rows = emitted.get(step.input)
+        if rows is None or self.kinds[step.input] is not OutputKind.RESULTS:
+            return rows
+        # A result is an observation at its window's last instant, seen before the watermark
+        # that closed it moves on.
+        ts = (pl.col(END).cast(pl.Int64) - 1).cast(TS_TYPE) if END in rows.columns else None
+        return rows.with_columns(
+            pl.lit(None, TS_TYPE).alias(TS) if ts is None else ts.alias(TS),
+            pl.lit(before, pl.Int64).alias(WATERMARK),
+        )
+
+    @staticmethod
+    def _per_reading(late: pl.Series, rows: pl.DataFrame, readings: pl.DataFrame) -> pl.Series:
+        """A step's late mask over its input rows, as a mask over the batch's readings."""
+        if rows.height == readings.height and rows is readings:
+            return late
+        late_rows = rows.filter(late)[ROW]
+        return readings[ROW].is_in(late_rows.implode())
+
     def tick(self, now_us: int) -> TaskOutput:
-        """Let processing time advance an idle partition's watermark."""
-        if not self.watermarks.tick(now_us):
-            return TaskOutput()
-        return self._on_watermark()
+        """Processing time moves: an idle partition's watermark may follow it."""
+        before = self.watermarks.watermark
+        moved = self.watermarks.tick(now_us)
+        output = TaskOutput()
+        self._round(None, before, self.watermarks.watermark, now_us, output)
+        if moved:
+            self._evict_dedup()
+        return output
 
     def finish(self) -> TaskOutput:
         """End of input: close every window."""
+        before = self.watermarks.watermark
         self.watermarks.close()
-        return self._on_watermark()
-
-    def _on_watermark(self) -> TaskOutput:
         output = TaskOutput()
-        for operator in self.operators:
-            result = operator.on_watermark(self.watermarks.watermark)
-            if result.results is not None and result.results.height:
-                output.results[operator.name] = result.results
-        if self.dedup is not None:
-            self.dedup.evict(self.watermarks.watermark)
+        self._round(None, before, self.watermarks.watermark, None, output)
+        self._evict_dedup()
         return output
 
+    def _evict_dedup(self) -> None:
+        if self.dedup is not None:
+            self.dedup.evict(self.watermarks.watermark)
+
     def snapshot(self) -> OperatorState:
-        """The whole partition state as frames and JSON metadata."""
-        state = OperatorState(meta={"watermarks": self.watermarks.snapshot()})
+        """The whole partition state: frames under each step's name, and its metadata."""
+        meta: dict[str, object] = {"watermarks": self.watermarks.snapshot()}
+        state = OperatorState(meta=meta)
         if self.dedup is not None:
             state.frames["dedup"] = self.dedup.snapshot()
-        for operator in self.operators:
-            for name, frame in operator.snapshot().frames.items():
-                state.frames[f"{operator.name}/{name}"] = frame
+        steps: dict[str, object] = {}
+        for name, operator in self.operators.items():
+            taken = operator.snapshot()
+            for frame_name, frame in taken.frames.items():
+                state.frames[f"{name}/{frame_name}"] = frame
+            if taken.meta:
+                steps[name] = taken.meta
+        if steps:
+            meta["steps"] = steps
         return state
 
     def restore(self, state: OperatorState) -> None:
@@ -182,11 +241,12 @@ class PartitionTask:
         self.watermarks.restore(state.meta["watermarks"])
         if self.dedup is not None and "dedup" in state.frames:
             self.dedup.restore(state.frames["dedup"])
-        for operator in self.operators:
-            prefix = f"{operator.name}/"
+        metas = state.meta.get("steps", {})
+        for name, operator in self.operators.items():
+            prefix = f"{name}/"
             frames = {
                 key[len(prefix) :]: frame
                 for key, frame in state.frames.items()
                 if key.startswith(prefix)
             }
-            operator.restore(OperatorState(frames=frames))
+            operator.restore(OperatorState(frames=frames, meta=dict(metas.get(name, {}))))

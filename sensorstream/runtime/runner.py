@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sensorstream.engine.outputs import OutputKind, outputs_of
 from sensorstream.engine.task import PartitionTask, TaskOutput
-from sensorstream.engine.windows.base import micros
+from sensorstream.engine.time import micros
 from sensorstream.errors import CheckpointError
 from sensorstream.pipeline.spec import PipelineSpec
 from sensorstream.runtime.checkpoints import Checkpoint, CheckpointStore
@@ -76,9 +77,11 @@ class Runner:
 
     def info(self) -> PipelineInfo:
         """What the sinks are told about this pipeline."""
+        graph = self.plan.graph
         steps = tuple(
-            StepInfo(step.name, step.key, tuple(a.name for a in step.aggregates))
-            for step in self.plan.steps
+            StepInfo(step.name, step.key, outputs_of(graph.outputs[step.name]))
+            for step in graph.order
+            if graph.outputs[step.name].kind is OutputKind.RESULTS
         )
         return PipelineInfo(self.spec.name, steps, self.format.canonical_schema())
 

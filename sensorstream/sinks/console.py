@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sensorstream.display import safe_text, visible_bytes
-from sensorstream.engine.windows.base import END, OP, START
+from sensorstream.engine.outputs import END, OP, START
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch
 
 _RAW_WIDTH = 80  # characters of a dead letter's raw payload worth showing

@@ -39,7 +39,7 @@ import duckdb
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from sensorstream.engine.windows.base import OP, START
+from sensorstream.engine.outputs import OP, START
 from sensorstream.errors import SinkError
 from sensorstream.readings import DEAD_LETTER_SCHEMA
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch

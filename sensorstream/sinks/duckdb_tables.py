@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from sensorstream.engine.windows.base import START
+from sensorstream.engine.outputs import START
 from sensorstream.errors import SinkError
 from sensorstream.sinks.base import PipelineInfo
 

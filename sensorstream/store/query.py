@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from sensorstream.engine.windows.base import END, START
+from sensorstream.engine.outputs import END, START
 from sensorstream.errors import StoreError
 from sensorstream.readings import DEAD_LETTER_SCHEMA, DEVICE, TS, TS_TYPE
 from sensorstream.sinks.duckdb_tables import (

@@ -125,7 +125,8 @@ class TaskRun:
     def results(self) -> dict[str, pl.DataFrame]:
         """Each step's final results: its changes applied in order (see :func:`apply_changes`)."""
         return {
-            step.name: apply_changes(self.changes(step.name), step.key) for step in self.plan.steps
+            step.name: apply_changes(self.changes(step.name), step.key)
+            for step in self.plan.windows
         }
 
 

@@ -86,7 +86,8 @@ PLAN = EnginePlan(
 INFO = PipelineInfo(
     PIPELINE,
     tuple(
-        StepInfo(step.name, step.key, tuple(a.name for a in step.aggregates)) for step in PLAN.steps
+        StepInfo(step.name, step.key, tuple(a.name for a in step.aggregates))
+        for step in PLAN.windows
     ),
     FORMAT.canonical_schema(),
 )

@@ -176,7 +176,7 @@ def assert_same_output(
         where
     )
     assert actual.results.keys() == expected.results.keys(), where
-    for step in plan.steps:
+    for step in plan.windows:
         if step.name in expected.results:
             assert_identical(
                 in_identity_order(actual.results[step.name], step, where),
@@ -225,7 +225,7 @@ def test_cutting_the_stream_into_other_batches_changes_no_result(
     other = run_task(plan, frames_of(other_way))
 
     assert (other.duplicates, other.late_count) == (run.duplicates, run.late_count)
-    for step in plan.steps:
+    for step in plan.windows:
         assert_close_results(other.results()[step.name], run.results()[step.name])
 
 
@@ -315,4 +315,4 @@ def test_the_declaration_round_trips_through_the_pipeline_yaml(
 
     assert loaded == spec
     assert loaded.to_plan() == EnginePlan(MEASUREMENTS, (step,), event_time)
-    assert loaded.to_plan().steps[0].window == window
+    assert loaded.to_plan().windows[0].window == window

@@ -137,7 +137,7 @@ def run_case(case: Path, tmp_path: Path, *, one_line_per_batch: bool) -> list[Re
     assert summary.balanced, f"payloads are not all accounted for: {summary.counters}"
     records = [counters_record(summary.counters)]
     with Store(store_path) as store:
-        for step in runner.plan.steps:
+        for step in runner.plan.windows:
             results = store.results(spec.name, step.name, limit=None)
             records += [result_record(step, row) for row in results.iter_rows(named=True)]
         late = store.late_readings(spec.name, limit=None)
@@ -162,7 +162,7 @@ def percentile_outputs(spec: PipelineSpec) -> set[tuple[str, str]]:
     """(step, output) of every percentile aggregate: estimates, compared within the accuracy."""
     return {
         (step.name, aggregate.name)
-        for step in spec.to_plan().steps
+        for step in spec.to_plan().windows
         for aggregate in step.aggregates
         if aggregate.quantile is not None
     }

@@ -267,7 +267,7 @@ class ReferenceTask:
 
     def __post_init__(self) -> None:
         lateness = micros(self.plan.event_time.allowed_lateness)
-        self.steps = [StepModel(step, lateness) for step in self.plan.steps]
+        self.steps = [StepModel(step, lateness) for step in self.plan.windows]
 
     @property
     def out_of_orderness(self) -> int:
@@ -280,7 +280,7 @@ class ReferenceTask:
         if self.plan.dedup.horizon is not None:
             return micros(self.plan.dedup.horizon)
         spans = [0]
-        for step in self.plan.steps:
+        for step in self.plan.windows:
             window = step.window
             spans.append(
                 micros(window.gap) if isinstance(window, SessionWindow) else micros(window.size)

@@ -278,7 +278,7 @@ def assert_same_runs(actual: TaskRun, expected: TaskRun) -> None:
     assert late_rows(actual) == late_rows(expected)
     assert accepted_rows(actual.accepted) == accepted_rows(expected.accepted)
     got, want = actual.results(), expected.results()
-    for step in actual.plan.steps:
+    for step in actual.plan.windows:
         assert_same_windows(
             as_windows(got[step.name], step.key),
             as_windows(want[step.name], step.key),
@@ -312,7 +312,7 @@ def assert_matches_reference(plan: EnginePlan, feed: Sequence[FeedItem]) -> None
     ]
     assert engine_watermarks == reference.watermarks
     results = run.results()
-    for step in plan.steps:
+    for step in plan.windows:
         assert_same_windows(
             as_windows(results[step.name], step.key),
             model.results()[step.name],

@@ -25,17 +25,13 @@ from sensorstream.engine.aggregates import (
     sketch_partials,
 )
 from sensorstream.engine.operator import Operator, OperatorOutput, OperatorState
+from sensorstream.engine.outputs import END, OP, START, UPSERT
+from sensorstream.engine.time import micros
 from sensorstream.readings import TS_TYPE
 
 EmitMode = Literal["on_close", "updates"]
-START, END = "window_start", "window_end"
+# Bookkeeping columns of the window state (not of its results).
 REVISION, DIRTY, FINAL = "__revision", "__dirty", "__final_emitted"
-OP = "_op"
-
-
-def micros(delta: timedelta) -> int:
-    """A timedelta in whole microseconds."""
-    return delta // timedelta(microseconds=1)
 
 
 class WindowOperator(Operator):
@@ -142,7 +138,7 @@ class WindowOperator(Operator):
             *self.plan.finish_exprs(),
             pl.col(REVISION).alias("revision"),
             pl.col("__closed").alias("final"),
-            pl.lit("upsert").alias(OP),
+            pl.lit(UPSERT).alias(OP),
         )
         outputs = list(self.plan.percentile_outputs())
         if outputs and self.sketch is not None:
@@ -167,7 +163,7 @@ class WindowOperator(Operator):
 
     def on_watermark(self, watermark: int) -> OperatorOutput:
         """Emit and evict after the watermark moved without readings."""
-        return OperatorOutput(results=self._emit_and_evict(watermark))
+        return OperatorOutput(rows=self._emit_and_evict(watermark))
 
     # -- snapshots ----------------------------------------------------------------------
     def snapshot(self) -> OperatorState:

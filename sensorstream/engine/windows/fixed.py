@@ -16,7 +16,9 @@ import polars as pl
 
 from sensorstream.engine.aggregates import Aggregate
 from sensorstream.engine.operator import WATERMARK, OperatorOutput
-from sensorstream.engine.windows.base import END, START, EmitMode, WindowOperator, micros
+from sensorstream.engine.outputs import END, START
+from sensorstream.engine.time import micros
+from sensorstream.engine.windows.base import EmitMode, WindowOperator
 
 
 class FixedWindowOperator(WindowOperator):
@@ -65,4 +67,4 @@ class FixedWindowOperator(WindowOperator):
                 (pl.col(START) + self.size).alias(END)
             )
             self.state = self._merge(self._concat_state(self._fresh(partials)), group)
-        return OperatorOutput(results=self._emit_and_evict(watermark_after), late=late_mask)
+        return OperatorOutput(rows=self._emit_and_evict(watermark_after), late=late_mask)

@@ -19,22 +19,14 @@ import polars as pl
 from sensorstream.engine import percentiles
 from sensorstream.engine.aggregates import Aggregate
 from sensorstream.engine.operator import WATERMARK, OperatorOutput
-from sensorstream.engine.windows.base import (
-    DIRTY,
-    END,
-    FINAL,
-    OP,
-    REVISION,
-    START,
-    EmitMode,
-    WindowOperator,
-    micros,
-)
+from sensorstream.engine.outputs import DELETE, END, OP, START
+from sensorstream.engine.time import micros
+from sensorstream.engine.windows.base import DIRTY, FINAL, REVISION, EmitMode, WindowOperator
 from sensorstream.errors import ConfigError
+from sensorstream.readings import TS_TYPE
 
 if TYPE_CHECKING:
     from sensorstream.engine.windows import WindowStep
-from sensorstream.readings import TS_TYPE
 
 _SESSION = "__session"
 
@@ -100,7 +92,7 @@ class SessionOperator(WindowOperator):
         results = pl.concat(frames, how="diagonal_relaxed") if frames else None
         if results is not None and len(changes) > 2:  # cut: a window may have changed twice
             results = results.unique([*self.key, START], keep="last", maintain_order=True)
-        return OperatorOutput(results=results, late=marked["late"])
+        return OperatorOutput(rows=results, late=marked["late"])
 
     def _first_reading_after_eviction(self, accepted: pl.DataFrame) -> int | None:
         """The first reading that may touch a session evicted earlier in this batch, if any.
@@ -168,7 +160,7 @@ class SessionOperator(WindowOperator):
             merged.select(*self.key, pl.col("__retract").alias(START))
             .explode(START)
             .drop_nulls(START)
-            .with_columns(pl.col(START).cast(TS_TYPE), pl.lit("delete").alias(OP))
+            .with_columns(pl.col(START).cast(TS_TYPE), pl.lit(DELETE).alias(OP))
         )
         if self.plan.percentile_measurements:
             mapping = (

@@ -8,7 +8,13 @@ from hypothesis import given, settings
 
 from sensorstream.engine.aggregates import Aggregate
 from sensorstream.engine.task import EnginePlan, EventTime, PartitionTask
-from sensorstream.engine.windows import HoppingWindow, SessionWindow, TumblingWindow, WindowStep
+from sensorstream.engine.windows import (
+    HoppingWindow,
+    SessionWindow,
+    TumblingWindow,
+    WindowOperator,
+    WindowStep,
+)
 from sensorstream.errors import ConfigError
 from sensorstream.testing import TaskRun, Tick, reading_streams, readings_frame, run_task
 from tests.unit.engine.helpers import batch, plan, rows, s, us
@@ -124,7 +130,13 @@ def test_finish_closes_every_window() -> None:
     output = task.finish()
     assert rows(output.results["fast"], "count") == [("d2", 50, 60, 1)]
     assert rows(output.results["slow"], "count") == [("d1", 1, 61, 1), ("d2", 50, 110, 1)]
-    assert all(operator.state is None or operator.state.height == 0 for operator in task.operators)
+    operators = list(task.operators.values())
+    assert all(isinstance(operator, WindowOperator) for operator in operators)
+    assert all(
+        operator.state is None or operator.state.height == 0
+        for operator in operators
+        if isinstance(operator, WindowOperator)
+    )
 
 
 @pytest.mark.parametrize("cut", range(len(STREAM) + 1))

@@ -5,7 +5,7 @@ import pytest
 
 from sensorstream.engine.aggregates import Aggregate
 from sensorstream.engine.task import PartitionTask
-from sensorstream.engine.windows import SessionWindow
+from sensorstream.engine.windows import SessionWindow, WindowOperator
 from sensorstream.errors import ConfigError
 from sensorstream.testing import run_task
 from tests.unit.engine.helpers import batch, plan, rows, s
@@ -99,7 +99,8 @@ def test_reading_after_its_session_was_evicted_starts_a_fresh_session() -> None:
 def test_state_is_evicted_after_lateness() -> None:
     task = PartitionTask(plan(FIVE_SECONDS, allowed_lateness=5))
     task.process(batch(("d1", 0, 1.0), ("d2", 8, 1.0)), now_us=0)
-    [operator] = task.operators
+    [operator] = task.operators.values()
+    assert isinstance(operator, WindowOperator)
     assert operator.state is not None
     assert operator.state.height == 2
     task.process(batch(("d2", 10, 1.0)), now_us=0)

@@ -6,7 +6,7 @@ import pytest
 
 from sensorstream.engine.aggregates import Aggregate
 from sensorstream.engine.task import PartitionTask
-from sensorstream.engine.windows import TumblingWindow
+from sensorstream.engine.windows import TumblingWindow, WindowOperator
 from sensorstream.errors import ConfigError
 from sensorstream.testing import run_task
 from tests.unit.engine.helpers import batch, plan, rows, s
@@ -54,7 +54,8 @@ def test_reading_after_the_lateness_is_late_and_counted() -> None:
 def test_state_is_evicted_after_lateness() -> None:
     task = PartitionTask(plan(TEN_SECONDS, allowed_lateness=5))
     task.process(batch(("d1", 1, 1.0), ("d2", 14, 1.0)), now_us=0)
-    [operator] = task.operators
+    [operator] = task.operators.values()
+    assert isinstance(operator, WindowOperator)
     assert operator.state is not None
     assert operator.state.height == 2
     task.process(batch(("d2", 15, 1.0)), now_us=0)

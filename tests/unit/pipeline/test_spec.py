@@ -31,7 +31,7 @@ def test_a_valid_yaml_pipeline_becomes_an_engine_plan() -> None:
     spec = parse_spec(GOOD)
     plan = spec.to_plan()
     assert plan.event_time.allowed_lateness == timedelta(minutes=1)
-    step = plan.steps[0]
+    step = plan.windows[0]
     assert step.window == TumblingWindow(size=timedelta(minutes=1))
     assert [a.name for a in step.aggregates] == ["count", "temperature_mean", "h99"]
 
@@ -72,7 +72,7 @@ def test_python_builder_and_yaml_give_the_same_spec() -> None:
 )
 def test_every_window_type_is_declared_in_yaml(window: str, expected: object) -> None:
     text = GOOD.replace("{type: tumbling, size: 1m}", window)
-    assert parse_spec(text).to_plan().steps[0].window == expected
+    assert parse_spec(text).to_plan().windows[0].window == expected
 
 
 @pytest.mark.parametrize(

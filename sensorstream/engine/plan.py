@@ -1,0 +1,109 @@
+"""What the engine runs: the reading columns, the steps, the event-time and dedup policies.
+
+:data:`STEP_KINDS` is the one registry of step declarations; the pipeline's YAML names a
+step's kind by the key it declares (``window:``, ``derive:``, ``rule:``), and the contract
+suite runs every registered kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import cached_property
+
+import polars as pl
+
+from sensorstream.engine.derive import DeriveStep
+from sensorstream.engine.graph import Graph
+from sensorstream.engine.outputs import OutputKind, Shape
+from sensorstream.engine.steps import Step, StepError
+from sensorstream.engine.windows import WindowStep
+from sensorstream.errors import ConfigError
+from sensorstream.readings import DEVICE, TS, TS_TYPE
+
+STEP_KINDS: dict[str, type[Step]] = {"window": WindowStep, "derive": DeriveStep}
+# Readings reach a partition by device: a step keyed by something else needs repartitioning.
+PARTITION_KEY = (DEVICE,)
+
+
+@dataclass(frozen=True)
+class EventTime:
+    """How event time is judged: disorder tolerated, lateness accepted, idleness allowed."""
+
+    out_of_orderness: timedelta = timedelta(seconds=5)
+    allowed_lateness: timedelta = timedelta(0)
+    idle_timeout: timedelta | None = timedelta(seconds=30)
+
+    def __post_init__(self) -> None:
+        if self.out_of_orderness < timedelta(0) or self.allowed_lateness < timedelta(0):
+            msg = "out_of_orderness and allowed_lateness must not be negative"
+            raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class Dedup:
+    """Which repeats to drop: ``exact`` (same device, time and values) or ``message_id``."""
+
+    enabled: bool = True
+    by: str = "exact"
+    horizon: timedelta | None = None  # default: out_of_orderness + lateness + longest span
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """Everything the engine needs to know about a pipeline, free of any I/O.
+
+    ``columns`` is the readings' canonical schema; without it (engine tests) step
+    declarations are not checked against the readings' columns.
+    """
+
+    measurements: tuple[str, ...]
+    steps: tuple[Step, ...] = ()
+    event_time: EventTime = EventTime()
+    dedup: Dedup = Dedup()
+    columns: Mapping[str, pl.DataType] | None = field(default=None, compare=False)
+
+    @cached_property
+    def graph(self) -> Graph:
+        """The steps checked and ordered (StepError for one that does not fit)."""
+        columns = None
+        if self.columns is not None:
+            columns = {name: dtype for name, dtype in self.columns.items()}
+            columns.setdefault(DEVICE, pl.String())
+            columns.setdefault(TS, TS_TYPE)
+        return Graph.of(self.steps, Shape(OutputKind.STREAM, columns, PARTITION_KEY))
+
+    @property
+    def windows(self) -> tuple[WindowStep, ...]:
+        """The window steps, in declaration order."""
+        return tuple(step for step in self.steps if isinstance(step, WindowStep))
+
+    def dedup_horizon(self) -> timedelta:
+        """How far back repeats are recognised."""
+        if self.dedup.horizon is not None:
+            return self.dedup.horizon
+        spans = [step.span for step in self.steps] or [timedelta(0)]
+        return self.event_time.out_of_orderness + self.event_time.allowed_lateness + max(spans)
+
+    def check_partitioning(self, partitions: int) -> None:
+        """Refuse a step that could not be exact when the input comes in several partitions.
+
+        Readings are partitioned by device; a step whose groups could span partitions (keyed
+        by a district, or by nothing) would need its input repartitioned by its key first.
+        """
+        if partitions <= 1:
+            return
+        for step in self.graph.order:
+            if not step.key and not isinstance(step, DeriveStep):
+                why = "it groups everything together, which spans partitions"
+            elif step.key and not set(PARTITION_KEY) <= set(step.key):
+                why = f"it groups by {list(step.key)}, and groups may span partitions"
+            else:
+                continue
+            msg = (
+                f"the input comes in {partitions} partitions (by {', '.join(PARTITION_KEY)}) "
+                f"and {why}: key it by {', '.join(PARTITION_KEY)} too, or read one partition "
+                "(repartitioning by other keys comes with the scale-out)"
+            )
+            raise StepError(step.name, "key", msg)
