@@ -66,6 +66,14 @@ class Aggregate:
         return self.function if self.measurement is None else f"{self.measurement}_{self.function}"
 
     @property
+    def text(self) -> str:
+        """The aggregate as a pipeline writes it: ``mean(temperature)``, ``count as n``."""
+        written = (
+            self.function if self.measurement is None else f"{self.function}({self.measurement})"
+        )
+        return f"{written} as {self.alias}" if self.alias else written
+
+    @property
     def quantile(self) -> float | None:
         """The quantile in 0..1 for a percentile aggregate, else None."""
         match = _PERCENTILE.match(self.function)

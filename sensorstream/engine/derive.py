@@ -88,7 +88,9 @@ class DeriveStep(Step):
         if where is not None:
             named.append(("where", where))
         for where_named, expr in named:
-            problem = source.missing(expr.meta.root_names(), what=f"{where_named} = {expr}")
+            problem = source.missing(
+                expr.meta.root_names(), what=f"the expression of {where_named}", source=self.input
+            )
             if problem is not None:
                 raise StepError(self.name, where_named, problem)
         if source.columns is None:

@@ -65,12 +65,20 @@ class Shape:
     columns: dict[str, pl.DataType] | None = None
     key: tuple[str, ...] = ()
 
-    def missing(self, names: list[str] | tuple[str, ...], *, what: str) -> str | None:
-        """Why ``what`` cannot read these columns (the first one missing), or None if it can."""
+    def missing(self, names: list[str] | tuple[str, ...], *, what: str, source: str) -> str | None:
+        """Why ``what`` cannot read these columns of ``source`` (the first one missing), or None.
+
+        >>> Shape(OutputKind.STREAM, {"ts": pl.Datetime()}).missing(
+        ...     ["t"], what="its key", source="readings"
+        ... )
+        "its key reads 't', which readings do not have (they have: ts)"
+        """
         if self.columns is None:
             return None
         absent = [name for name in names if name not in self.columns]
         if not absent:
             return None
         known = ", ".join(sorted(c for c in self.columns if not c.startswith("__")))
-        return f"{what} reads {absent[0]!r}, which its input does not have (it has {known})"
+        they = "readings do" if source == "readings" else f"step {source!r} does"
+        has = "they have" if source == "readings" else "it has"
+        return f"{what} reads {absent[0]!r}, which {they} not have ({has}: {known})"

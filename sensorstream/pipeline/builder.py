@@ -30,9 +30,8 @@ from sensorstream.pipeline.spec import (
     ReadingsSpec,
     SinkSettings,
     SourceSettings,
-    StepSpec,
-    WindowSpec,
 )
+from sensorstream.pipeline.steps import DeriveStepSpec, StepSpec, WindowSpec, WindowStepSpec
 from sensorstream.readings import MeasurementType
 
 
@@ -68,17 +67,34 @@ class Pipeline:
         *,
         key: Sequence[str] = ("device_id",),
         emit: str = "on_close",
+        input: str = "readings",
     ) -> Pipeline:
-        """Add a windowed aggregation, e.g. ``["count", "mean(temperature)", "p99(latency)"]``."""
-        step = StepSpec.model_validate(
+        """Add a windowed aggregation, e.g. ``["count", "mean(temperature)", "p99(latency)"]``.
+
+        ``input`` is ``readings``, a derive step, or another window step to roll up.
+        """
+        step = WindowStepSpec.model_validate(
             {
                 "name": name,
+                "input": input,
                 "window": _window_spec(window),
                 "key": list(key),
                 "aggregates": list(aggregates),
                 "emit": emit,
             }
         )
+        return replace(self, steps=(*self.steps, step))
+
+    def derive(
+        self,
+        name: str,
+        columns: dict[str, str] | None = None,
+        *,
+        where: str | None = None,
+        input: str = "readings",
+    ) -> Pipeline:
+        """Add new columns (SQL expressions) and/or a row filter, e.g. ``where="t > 0"``."""
+        step = DeriveStepSpec(name=name, input=input, derive=dict(columns or {}), where=where)
         return replace(self, steps=(*self.steps, step))
 
     def sink(self, settings: SinkSettings) -> Pipeline:
@@ -127,7 +143,7 @@ class Pipeline:
             sinks=list(self.sinks),
             checkpoint=self.checkpoint_spec,
         )
-        spec.check_columns()
+        spec.check_steps()
         return spec
 
     def to_yaml(self) -> str:

@@ -9,25 +9,25 @@ Validation errors name the field's path and, for YAML files, its line::
 from __future__ import annotations
 
 import hashlib
-import re
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
 
-from sensorstream.engine.aggregates import Aggregate
-from sensorstream.engine.task import Dedup, EnginePlan, EventTime
-from sensorstream.engine.windows import (
-    HoppingWindow,
-    SessionWindow,
-    TumblingWindow,
-    Window,
-    WindowStep,
-)
-from sensorstream.errors import ConfigError, SensorstreamError
+from sensorstream.engine.plan import Dedup, EnginePlan, EventTime
+from sensorstream.engine.steps import StepError
+from sensorstream.errors import ConfigError
 from sensorstream.pipeline.durations import Duration
+from sensorstream.pipeline.steps import (
+    DeriveStepSpec,
+    StepSpec,
+    WindowSpec,
+    WindowStepSpec,
+    engine_steps,
+    parse_aggregate,
+    step_location,
+)
 from sensorstream.readings import Limits, MeasurementType, ReadingFormat, TimeUnit
 from sensorstream.sinks import ConsoleSinkSettings, DuckDBSinkSettings
 from sensorstream.sources import FileSourceSettings, SimulatorSourceSettings
@@ -38,7 +38,17 @@ SourceSettings = Annotated[
 SinkSettings = Annotated[DuckDBSinkSettings | ConsoleSinkSettings, Field(discriminator="type")]
 # Where a value sits in the YAML: ("steps", 0, "window", "size").
 Location = tuple[str | int, ...]
-_AGGREGATE = re.compile(r"^\s*(\w+(?:\.\d+)?)\s*(?:\(\s*([\w.-]*)\s*\))?\s*(?:as\s+(\w+))?\s*$")
+
+__all__ = [
+    "DeriveStepSpec",
+    "PipelineSpec",
+    "StepSpec",
+    "WindowSpec",
+    "WindowStepSpec",
+    "load_spec",
+    "parse_aggregate",
+    "parse_spec",
+]
 
 
 class _Model(BaseModel):
@@ -112,99 +122,6 @@ class DedupSpec(_Model):
     horizon: Duration | None = None
 
 
-class WindowSpec(_Model):
-    """A window declaration as YAML writes it.
-
-    ``{type: tumbling, size: 1m}``, ``{type: hopping, size: 5m, slide: 1m}``,
-    ``{type: session, gap: 30s}``.
-    """
-
-    type: Literal["tumbling", "hopping", "session"]
-    size: Duration | None = None
-    slide: Duration | None = None
-    gap: Duration | None = None
-    offset: Duration | None = None
-
-    def to_window(self) -> Window:
-        """The engine-side window declaration."""
-        try:
-            return self._build()
-        except SensorstreamError as error:
-            raise ValueError(str(error)) from None
-
-    def _build(self) -> Window:
-        offset = self.offset or timedelta(0)
-        if self.type == "tumbling":
-            return TumblingWindow(size=_required(self.size, "size", self.type), offset=offset)
-        if self.type == "hopping":
-            return HoppingWindow(
-                size=_required(self.size, "size", self.type),
-                slide=_required(self.slide, "slide", self.type),
-                offset=offset,
-            )
-        return SessionWindow(gap=_required(self.gap, "gap", self.type))
-
-
-def _required(value: Any, name: str, kind: str) -> Any:
-    if value is None:
-        msg = f"a {kind} window needs {name!r}"
-        raise ConfigError(msg)
-    return value
-
-
-def parse_aggregate(text: str) -> Aggregate:
-    """``"mean(temperature)"``, ``"p99(latency) as p99"`` or ``"count"`` as an aggregate.
-
-    >>> parse_aggregate("max(temperature) as peak").name
-    'peak'
-    """
-    match = _AGGREGATE.match(text)
-    if not match:
-        msg = f"cannot read aggregate {text!r}: write function(measurement), e.g. mean(temperature)"
-        raise ConfigError(msg)
-    function, measurement, alias = match.groups()
-    return Aggregate(function, measurement or None, alias)
-
-
-class StepSpec(_Model):
-    """One windowed aggregation."""
-
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    window: WindowSpec
-    key: list[str] = ["device_id"]
-    aggregates: list[str]
-    emit: Literal["on_close", "updates"] = "on_close"
-
-    @field_validator("aggregates")
-    @classmethod
-    def _aggregates_parse(cls, value: list[str]) -> list[str]:
-        if not value:
-            msg = "a step needs at least one aggregate, e.g. [count, mean(temperature)]"
-            raise ValueError(msg)
-        for text in value:
-            try:
-                parse_aggregate(text)
-            except ConfigError as error:
-                raise ValueError(str(error)) from None
-        return value
-
-    @field_validator("window")
-    @classmethod
-    def _window_builds(cls, value: WindowSpec) -> WindowSpec:
-        value.to_window()
-        return value
-
-    def to_step(self) -> WindowStep:
-        """The engine-side step."""
-        return WindowStep(
-            name=self.name,
-            window=self.window.to_window(),
-            key=tuple(self.key),
-            aggregates=tuple(parse_aggregate(a) for a in self.aggregates),
-            emit=self.emit,
-        )
-
-
 class CheckpointSpec(_Model):
     """Where and how often state is checkpointed (processing time)."""
 
@@ -234,50 +151,25 @@ class PipelineSpec(_Model):
             raise ValueError(msg)
         return steps
 
-    def check_columns(self) -> None:
-        """Every key and aggregate names a column a reading has."""
-        problem = self._column_problem()
-        if problem is not None:
-            location, text = problem
-            msg = f"{_field_path(location)}: {text}"
-            raise ConfigError(msg)
-
-    def _column_problem(self) -> tuple[Location, str] | None:
-        """The first key or aggregate naming a column readings lack: where it is, and why."""
-        columns = {"device_id", *self.readings.measurements, *self.readings.tags}
-        for i, step in enumerate(self.steps):
-            for j, key in enumerate(step.key):
-                if key not in columns:
-                    allowed = ", ".join(sorted(columns))
-                    why = f"{key!r} is not a reading column; allowed: {allowed}"
-                    return ("steps", i, "key", j), why
-            for j, text in enumerate(step.aggregates):
-                aggregate = parse_aggregate(text)
-                if (
-                    aggregate.measurement
-                    and aggregate.measurement not in self.readings.measurements
-                ):
-                    declared = ", ".join(self.readings.measurements)
-                    why = (
-                        f"{text!r} reads {aggregate.measurement!r}, "
-                        f"which is not a declared measurement ({declared})"
-                    )
-                    return ("steps", i, "aggregates", j), why
-        return None
+    def check_steps(self) -> None:
+        """The steps fit together and read columns their inputs have (StepError if not)."""
+        self.to_plan()
 
     def to_plan(self) -> EnginePlan:
-        """The engine-side plan."""
-        self.check_columns()
-        return EnginePlan(
+        """The engine-side plan, its step graph checked."""
+        plan = EnginePlan(
             measurements=tuple(self.readings.measurements),
-            steps=tuple(step.to_step() for step in self.steps),
+            steps=engine_steps(self.steps),
             event_time=EventTime(
                 out_of_orderness=self.event_time.out_of_orderness,
                 allowed_lateness=self.event_time.allowed_lateness,
                 idle_timeout=self.event_time.idle_timeout,
             ),
             dedup=Dedup(enabled=self.dedup.enabled, by=self.dedup.by, horizon=self.dedup.horizon),
+            columns=self.readings.to_format().canonical_schema(),
         )
+        _ = plan.graph
+        return plan
 
     def fingerprint(self) -> str:
         """A hash of what state depends on; a checkpoint only restores into the same one."""
@@ -314,10 +206,11 @@ def parse_spec(text: str, origin: str = "pipeline") -> PipelineSpec:
         spec = PipelineSpec.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_explain(error, lines, origin)) from None
-    problem = spec._column_problem()
-    if problem is not None:
-        location, text = problem
-        raise ConfigError(_located(origin, location, lines, text))
+    try:
+        spec.to_plan()
+    except StepError as error:
+        location = step_location(spec.steps, error)
+        raise ConfigError(_located(origin, location, lines, error.message)) from None
     return spec
 
 

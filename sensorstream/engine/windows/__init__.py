@@ -55,13 +55,15 @@ class WindowStep(Step):
         if source.kind is OutputKind.RESULTS and isinstance(self.window, SessionWindow):
             why = "a session window reads readings only; roll results up with tumbling or hopping"
             raise StepError(self.name, "window", why)
-        problem = source.missing(self.key, what="its key")
-        if problem is not None:
-            raise StepError(self.name, "key", problem)
+        for index, column in enumerate(self.key):
+            problem = source.missing([column], what="its key", source=self.input)
+            if problem is not None:
+                raise StepError(self.name, f"key[{index}]", problem)
         for index, aggregate in enumerate(self.aggregates):
             if aggregate.measurement is None:
                 continue
-            problem = source.missing([aggregate.measurement], what=f"aggregate {aggregate.name!r}")
+            what = repr(aggregate.text)
+            problem = source.missing([aggregate.measurement], what=what, source=self.input)
             if problem is not None:
                 raise StepError(self.name, f"aggregates[{index}]", problem)
         columns: dict[str, pl.DataType] = {}

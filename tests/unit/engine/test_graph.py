@@ -66,7 +66,7 @@ def test_two_steps_of_one_name_and_a_step_called_readings_are_refused() -> None:
 
 def test_a_key_or_measurement_the_input_lacks_names_its_field() -> None:
     error = failure(window("a", key=("floor",)))
-    assert (error.field, "'floor'" in error.message) == ("key", True)
+    assert (error.field, "'floor'" in error.message) == ("key[0]", True)
     error = failure(window("a", aggregates=(Aggregate("count"), Aggregate("max", "pressure"))))
     assert error.field == "aggregates[1]"
 

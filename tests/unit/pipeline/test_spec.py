@@ -83,11 +83,11 @@ def test_every_window_type_is_declared_in_yaml(window: str, expected: object) ->
         (("mean(temperature)", "median(temperature)"), "unknown aggregate 'median'"),
         (
             ("mean(temperature)", "mean(pressure)"),
-            "line 9, steps[0].aggregates[1]: 'mean(pressure)' reads 'pressure', which is not",
+            "line 9, steps[0].aggregates[1]: 'mean(pressure)' reads 'pressure', which readings",
         ),
         (
             ("    aggregates:", "    key: [site]\n    aggregates:"),
-            "line 9, steps[0].key[0]: 'site' is not a reading column; allowed: device_id,",
+            "line 9, steps[0].key[0]: its key reads 'site', which readings do not have",
         ),
         (("devices: 3", "devices: 3, colour: red"), "line 2, source.colour: unknown field"),
         (
