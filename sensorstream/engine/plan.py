@@ -17,12 +17,13 @@ import polars as pl
 from sensorstream.engine.derive import DeriveStep
 from sensorstream.engine.graph import Graph
 from sensorstream.engine.outputs import OutputKind, Shape
+from sensorstream.engine.rules import RuleStep
 from sensorstream.engine.steps import Step, StepError
 from sensorstream.engine.windows import WindowStep
 from sensorstream.errors import ConfigError
 from sensorstream.readings import DEVICE, TS, TS_TYPE
 
-STEP_KINDS: dict[str, type[Step]] = {"window": WindowStep, "derive": DeriveStep}
+STEP_KINDS: dict[str, type[Step]] = {"window": WindowStep, "derive": DeriveStep, "rule": RuleStep}
 # Readings reach a partition by device: a step keyed by something else needs repartitioning.
 PARTITION_KEY = (DEVICE,)
 
@@ -95,10 +96,11 @@ class EnginePlan:
         if partitions <= 1:
             return
         for step in self.graph.order:
-            if not step.key and not isinstance(step, DeriveStep):
+            key = step.grouping(self.graph.inputs[step.name])
+            if not key and not isinstance(step, DeriveStep):
                 why = "it groups everything together, which spans partitions"
-            elif step.key and not set(PARTITION_KEY) <= set(step.key):
-                why = f"it groups by {list(step.key)}, and groups may span partitions"
+            elif key and not set(PARTITION_KEY) <= set(key):
+                why = f"it groups by {list(key)}, and groups may span partitions"
             else:
                 continue
             msg = (

@@ -48,6 +48,11 @@ class Step(ABC):
     input: str
     key: tuple[str, ...]  # what it groups by; () if it keeps no state per group
 
+    def grouping(self, source: Shape) -> tuple[str, ...]:
+        """What it groups by when it reads ``source`` (its ``key``, unless it says otherwise)."""
+        del source
+        return self.key
+
     @property
     def span(self) -> timedelta:
         """How much event time one of its groups spans (a window's size), for dedup's horizon."""

@@ -1,0 +1,88 @@
+"""Rules: conditions judged in event time, and the alerts they open, change and resolve.
+
+A :class:`RuleStep` reads readings, a derive step or a window's results, judges each
+observation of each key with its condition (:mod:`.conditions`), and turns the levels into
+alert transitions (:mod:`.lifecycle`), which are events with deterministic ids. How it
+meets late data: :mod:`.operator`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from sensorstream.engine.operator import Operator
+from sensorstream.engine.outputs import START, OutputKind, Shape
+from sensorstream.engine.rules.conditions import CONDITIONS, AllOf, Condition, Expression, Threshold
+from sensorstream.engine.rules.lifecycle import TRANSITION_SCHEMA, AlertPolicy, Flapping
+from sensorstream.engine.rules.operator import Judge, RuleOperator
+from sensorstream.engine.steps import Step, StepError
+from sensorstream.engine.time import micros
+
+if TYPE_CHECKING:
+    from sensorstream.engine.plan import EventTime
+
+__all__ = [
+    "CONDITIONS",
+    "AlertPolicy",
+    "AllOf",
+    "Condition",
+    "Expression",
+    "Flapping",
+    "RuleStep",
+    "Threshold",
+]
+
+
+@dataclass(frozen=True)
+class RuleStep(Step):
+    """A rule: which condition, over which input, per which key, and how alerts behave.
+
+    ``key`` None groups by the input's own key (a device for readings, a window step's key
+    for its results); ``()`` judges everything together (a fleet-wide rule).
+    """
+
+    name: str
+    input: str
+    condition: Condition
+    key: tuple[str, ...] = ()
+    policy: AlertPolicy = field(default_factory=AlertPolicy)
+    judge: Judge = "on_close"
+    by_input_key: bool = True  # key: the input's key (overrides ``key``)
+
+    def grouping(self, source: Shape) -> tuple[str, ...]:
+        """What this rule groups by when it reads ``source``."""
+        return source.key if self.by_input_key else self.key
+
+    def output_shape(self, source: Shape) -> Shape:
+        """Alert transitions: the common columns and the rule's key columns."""
+        if source.kind is OutputKind.EVENTS:
+            raise StepError(self.name, "input", "a rule reads readings or results, not alerts")
+        key = self.grouping(source)
+        for index, column in enumerate(key):
+            problem = source.missing([column], what="its key", source=self.input)
+            if problem is not None:
+                raise StepError(self.name, f"key[{index}]", problem)
+        problem = source.missing(self.condition.reads(), what="its condition", source=self.input)
+        if problem is not None:
+            raise StepError(self.name, "rule", problem)
+        known = source.columns or {}
+        columns: dict[str, pl.DataType] = dict(TRANSITION_SCHEMA)
+        columns |= {name: known.get(name, pl.String()) for name in key}
+        return Shape(OutputKind.EVENTS, columns, key)
+
+    def build(self, source: Shape, event_time: EventTime) -> Operator:
+        """The operator for one partition."""
+        key = self.grouping(source)
+        return RuleOperator(
+            self.name,
+            condition=self.condition,
+            key=key,
+            policy=self.policy,
+            over_results=source.kind is OutputKind.RESULTS,
+            identity=[*source.key, START],
+            allowed_lateness_us=micros(event_time.allowed_lateness),
+            judge=self.judge,
+        )

@@ -1,0 +1,413 @@
+"""The alert lifecycle: from each observation's level to state changes, ids and flapping.
+
+A rule's condition gives every observation of a key a **level**: 0 is ok, 1..n a severity
+(``notice``, ``warning``, ``critical``, ...). The lifecycle turns the sequence of levels of
+each key into an alert's states:
+
+::
+
+        level > 0            N consecutive and held for T
+    ok ──────────▶ pending ───────────────────────────────▶ firing
+     ▲                │                                        │
+     └── resolved ◀───┴──────────── level back to 0 ◀──────────┘
+
+with ``consecutive: N`` (default 1) and ``for: T`` (default 0: firing at once). Severity
+changes while pending or firing are transitions too. Nothing else is emitted: a key that
+stays firing over a thousand readings emits one transition, not a thousand.
+
+An alert's id is a hash of the rule, the key and the event time its episode began (its first
+breaching observation), so the same input gives the same alerts and ids, with or without a
+crash in the middle; a transition's id adds its number within the alert.
+
+**Flapping.** An alert that changes state more than ``flapping.changes`` times within
+``flapping.within`` of event time goes to ``flapping``: one transition, and then no other
+until it has been ``flapping.settle`` without a change, when it takes the state it has then
+(``resolved`` if ok, else ``firing``). The episodes in between are not reported one by one.
+
+The first part (levels to per-observation states) is columnar; only the rare changes reach
+the second part, a loop over change rows that assigns ids and numbers, and handles flapping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import polars as pl
+
+from sensorstream.engine.time import micros
+from sensorstream.errors import ConfigError
+
+OK, PENDING, FIRING, RESOLVED, FLAPPING = "ok", "pending", "firing", "resolved", "flapping"
+# Per-observation state codes of the columnar part.
+_OK, _PENDING, _FIRING = 0, 1, 2
+_NAMES = {_OK: OK, _PENDING: PENDING, _FIRING: FIRING}
+
+LEVEL = "__level"
+# Carried per key from one release to the next (columnar part).
+RUN_START, RUN_COUNT, STATE, SEVERITY = "__run_start", "__run_count", "__state", "__severity"
+# Carried per key for the loop over changes.
+ALERT, SEQUENCE, EPISODE = "__alert", "__sequence", "__episode"
+CHANGES, FLAPPING_SINCE, SHOWN = "__changes", "__flapping_since", "__shown"
+LIFECYCLE_CARRY: dict[str, pl.DataType] = {
+    RUN_START: pl.Int64(),
+    RUN_COUNT: pl.Int64(),
+    STATE: pl.Int8(),
+    SEVERITY: pl.Int8(),
+    ALERT: pl.String(),
+    SEQUENCE: pl.Int64(),
+    EPISODE: pl.Int64(),
+    CHANGES: pl.List(pl.Int64()),
+    FLAPPING_SINCE: pl.Int64(),
+    SHOWN: pl.String(),
+}
+
+TRANSITION_SCHEMA: dict[str, pl.DataType] = {
+    "transition_id": pl.String(),
+    "alert_id": pl.String(),
+    "rule": pl.String(),
+    "key": pl.String(),
+    "state": pl.String(),
+    "previous_state": pl.String(),
+    "severity": pl.String(),
+    "event_time": pl.Datetime("us", "UTC"),
+    "started_at": pl.Datetime("us", "UTC"),
+    "value": pl.Float64(),
+    "reason": pl.String(),
+    "sequence": pl.Int64(),
+    "kind": pl.String(),  # "transition" or "correction"
+}
+
+
+@dataclass(frozen=True)
+class Flapping:
+    """When an alert is flapping: more than ``changes`` state changes within ``within``."""
+
+    changes: int = 6
+    within: timedelta = timedelta(minutes=10)
+    settle: timedelta = timedelta(minutes=10)
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.changes < 2 or self.within <= timedelta(0) or self.settle <= timedelta(0):
+            msg = "flapping needs changes >= 2 and a positive within and settle"
+            raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    """How breaches become alerts: consecutive observations and duration before firing."""
+
+    consecutive: int = 1
+    hold: timedelta = timedelta(0)  # YAML ``for``
+    flapping: Flapping = field(default_factory=Flapping)
+
+    def __post_init__(self) -> None:
+        if self.consecutive < 1 or self.hold < timedelta(0):
+            msg = "consecutive must be at least 1 and for must not be negative"
+            raise ConfigError(msg)
+
+
+def observation_states(
+    frame: pl.DataFrame, key: Sequence[str], policy: AlertPolicy
+) -> pl.DataFrame:
+    """Each observation's state code and severity, from its level and the key's carried run.
+
+    ``frame`` is sorted by key, then carried row first, then event time; a carried row
+    (``__carry``) holds the run and state the key ended the last release with.
+    """
+    by = list(key)
+
+    def over(expr: pl.Expr) -> pl.Expr:
+        return expr.over(by) if by else expr
+
+    carried = pl.col("__carry")
+    ts = pl.col("ts").cast(pl.Int64)
+    breach = pl.col(LEVEL) > 0
+    previous_breach = over(breach.shift(1)).fill_null(False)
+    opens = breach & ~previous_breach & ~carried
+    # Run start: a carried row brings its own; a breach after a non-breach opens a run.
+    anchor = (
+        pl.when(carried)
+        .then(pl.col(RUN_START))
+        .when(opens)
+        .then(ts)
+        .when(~breach)
+        .then(pl.lit(-1, pl.Int64))
+        .otherwise(None)
+    )
+    run_start = over(anchor.forward_fill())
+    run_start = pl.when(run_start == -1).then(None).otherwise(run_start)
+    run_id = over((opens | ~breach | carried).cast(pl.Int64).cum_sum())
+    counted = pl.when(carried).then(pl.col(RUN_COUNT).fill_null(0)).otherwise(breach.cast(pl.Int64))
+    run_count = pl.when(breach).then(counted.cum_sum().over([*by, "__run"])).otherwise(0)
+    frame = frame.with_columns(run_id.alias("__run"))
+    frame = frame.with_columns(run_start.alias(RUN_START), run_count.alias(RUN_COUNT))
+    held = (ts - pl.col(RUN_START)) >= micros(policy.hold)
+    firing = breach & (pl.col(RUN_COUNT) >= policy.consecutive) & held
+    state = (
+        pl.when(carried)
+        .then(pl.col(STATE))
+        .when(firing)
+        .then(pl.lit(_FIRING, pl.Int8))
+        .when(breach)
+        .then(pl.lit(_PENDING, pl.Int8))
+        .otherwise(pl.lit(_OK, pl.Int8))
+    )
+    severity = (
+        pl.when(carried)
+        .then(pl.col(SEVERITY))
+        .otherwise(pl.when(breach).then(pl.col(LEVEL)).otherwise(0).cast(pl.Int8))
+    )
+    return frame.with_columns(state.alias(STATE), severity.alias(SEVERITY)).drop("__run")
+
+
+def changes_only(frame: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
+    """The observations whose state or severity differ from the key's previous observation."""
+    by = list(key)
+
+    def previous(name: str) -> pl.Expr:
+        shifted = pl.col(name).shift(1)
+        return (shifted.over(by) if by else shifted).fill_null(0)
+
+    changed = (pl.col(STATE) != previous(STATE)) | (pl.col(SEVERITY) != previous(SEVERITY))
+    return frame.filter(changed & ~pl.col("__carry"))
+
+
+def alert_id(rule: str, key_text: str, started_us: int) -> str:
+    """The deterministic id of an alert episode.
+
+    >>> alert_id("hot", '{"device_id": "a"}', 60_000_000)
+    '0a92485606a17c9d8239893e'
+    """
+    digest = hashlib.sha256(f"{rule}\0{key_text}\0{started_us}".encode())
+    return digest.hexdigest()[:24]
+
+
+def key_text(values: dict[str, Any]) -> str:
+    """A key's values as compact JSON with sorted names: how transitions name their key."""
+    return json.dumps(values, sort_keys=True, default=str, separators=(", ", ": "))
+
+
+@dataclass
+class KeyAlert:
+    """What the loop over changes keeps of one key between releases (carried as columns)."""
+
+    alert: str | None = None  # the open alert's id, None when the key is ok
+    sequence: int = 0  # transitions of the open alert so far
+    episode: int | None = None  # event time the open alert began
+    changes: list[int] = field(default_factory=list)  # times of recent state changes
+    flapping_since: int | None = None
+    shown: str = OK  # the state last reported
+
+    @staticmethod
+    def of(row: dict[str, Any]) -> KeyAlert:
+        """From a carried row (its lifecycle columns, possibly null)."""
+        return KeyAlert(
+            alert=row.get(ALERT),
+            sequence=int(row.get(SEQUENCE) or 0),
+            episode=row.get(EPISODE),
+            changes=list(row.get(CHANGES) or []),
+            flapping_since=row.get(FLAPPING_SINCE),
+            shown=row.get(SHOWN) or OK,
+        )
+
+    def columns(self) -> dict[str, Any]:
+        """As carried columns."""
+        return {
+            ALERT: self.alert,
+            SEQUENCE: self.sequence,
+            EPISODE: self.episode,
+            CHANGES: self.changes,
+            FLAPPING_SINCE: self.flapping_since,
+            SHOWN: self.shown,
+        }
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a key stands after an observation: state, severity, and its breach run."""
+
+    state: int
+    severity: int
+    run_start: int | None = None
+    run_count: int = 0
+
+
+@dataclass(frozen=True)
+class Change:
+    """One observation where a key's state or severity changed, and the position it gave."""
+
+    key: dict[str, Any]
+    at: int  # event time, us
+    position: Position
+    value: float | None
+    reason: str
+
+
+class Reporter:
+    """Turns a key's changes into transitions: ids, numbers, and flapping suppression."""
+
+    def __init__(self, rule: str, policy: AlertPolicy, severities: Sequence[str]) -> None:
+        self.rule, self.policy, self.severities = rule, policy, tuple(severities)
+        self.within = micros(policy.flapping.within)
+        self.settle = micros(policy.flapping.settle)
+        self.hold = micros(policy.hold)
+
+    def severity_name(self, level: int) -> str | None:
+        """The name of a level; None for 0 (ok)."""
+        return self.severities[level - 1] if level > 0 else None
+
+    def report(self, alert: KeyAlert, change: Change, before: Position) -> list[dict[str, Any]]:
+        """The transitions a change gives (none while flapping), updating ``alert``.
+
+        What happened between the key's last observation and this one comes first
+        (:meth:`catch_up`): a pending run that held long enough fired at the instant it had,
+        a flapping key settled.
+        """
+        records, before = self.catch_up(alert, change.key, change.at, before)
+        after = change.position
+        if (after.state, after.severity) == (before.state, before.severity):
+            return records
+        records += self._transition(
+            alert, change.key, change.at, before, after, change.value, change.reason
+        )
+        return records
+
+    def catch_up(
+        self, alert: KeyAlert, key: dict[str, Any], now: int, before: Position
+    ) -> tuple[list[dict[str, Any]], Position]:
+        """What happened by event time ``now`` with no observation, in event-time order.
+
+        Two things happen with time alone: a pending run that has held for ``for`` (and had
+        its ``consecutive`` observations) fires at its start plus ``for``; a flapping key
+        quiet for ``settle`` since its last change settles. Whichever is due first happens
+        first (a firing while flapping is a change, which puts settling off). The watermark's
+        clock and the next observation both call this, so the instants never depend on
+        which came first. Returns the transitions and the position after them.
+        """
+        records: list[dict[str, Any]] = []
+        while True:
+            fire_at = self._fire_time(before)
+            settle_at = self._settle_time(alert)
+            due = [t for t in (fire_at, settle_at) if t is not None and t <= now]
+            if not due:
+                return records, before
+            if fire_at is not None and fire_at == min(due):
+                after = Position(_FIRING, before.severity, before.run_start, before.run_count)
+                reason = f"breaching for {self.policy.hold}"
+                records += self._transition(alert, key, fire_at, before, after, None, reason)
+                before = after
+            elif settle_at is not None:
+                records.append(self._settle(alert, key, settle_at, before))
+
+    def _fire_time(self, before: Position) -> int | None:
+        """When a pending run fires by holding long enough, if it does by time alone."""
+        if (
+            before.state != _PENDING
+            or self.hold <= 0
+            or before.run_start is None
+            or before.run_count < self.policy.consecutive
+        ):
+            return None
+        return before.run_start + self.hold
+
+    def _settle_time(self, alert: KeyAlert) -> int | None:
+        """When a flapping key settles if nothing changes, if it is flapping."""
+        if alert.flapping_since is None or not alert.changes:
+            return None
+        return alert.changes[-1] + self.settle
+
+    def _settle(
+        self, alert: KeyAlert, key: dict[str, Any], at: int, current: Position
+    ) -> dict[str, Any]:
+        alert.flapping_since = None
+        alert.changes = []
+        name = _NAMES[current.state] if current.state != _OK else RESOLVED
+        reason = f"no state change for {self.policy.flapping.settle}: settled"
+        record = self._record(alert, key, at, name, current.severity, None, reason)
+        if current.state == _OK:
+            alert.alert, alert.episode = None, None
+        return record
+
+    def _transition(
+        self,
+        alert: KeyAlert,
+        key: dict[str, Any],
+        at: int,
+        before: Position,
+        after: Position,
+        value: float | None,
+        reason: str,
+    ) -> list[dict[str, Any]]:
+        """Bookkeeping of one state or severity change, and its transition unless flapping."""
+        if after.state != before.state:
+            alert.changes = [t for t in alert.changes if t > at - self.within]
+            alert.changes.append(at)
+        if before.state == _OK and after.state != _OK and alert.flapping_since is None:
+            started = after.run_start if after.run_start is not None else at
+            alert.alert = alert_id(self.rule, key_text(key), started)
+            alert.episode, alert.sequence = started, 0
+        if alert.flapping_since is not None:
+            return []  # quiet until it settles
+        flapping = self.policy.flapping
+        if (
+            flapping.enabled
+            and after.state != before.state
+            and len(alert.changes) > flapping.changes
+        ):
+            alert.flapping_since = at
+            why = (
+                f"{len(alert.changes)} state changes within {flapping.within}: flapping; "
+                "quiet until it settles"
+            )
+            return [self._record(alert, key, at, FLAPPING, after.severity, value, why)]
+        if after.state == _OK and alert.alert is None:
+            return []
+        name = _NAMES[after.state] if after.state != _OK else RESOLVED
+        record = self._record(alert, key, at, name, after.severity, value, reason)
+        if after.state == _OK:
+            alert.alert, alert.episode = None, None
+        return [record]
+
+    def _record(
+        self,
+        alert: KeyAlert,
+        key: dict[str, Any],
+        at: int,
+        state: str,
+        severity: int,
+        value: float | None,
+        reason: str,
+    ) -> dict[str, Any]:
+        if alert.alert is None:  # not reached: an alert is open whenever a change is reported
+            alert.alert, alert.episode = alert_id(self.rule, key_text(key), at), at
+        record = {
+            "transition_id": f"{alert.alert}-{alert.sequence}",
+            "alert_id": alert.alert,
+            "rule": self.rule,
+            "key": key_text(key),
+            "state": state,
+            "previous_state": alert.shown,
+            "severity": self.severity_name(severity),
+            "event_time": at,
+            "started_at": alert.episode,
+            "value": value,
+            "reason": reason,
+            "sequence": alert.sequence,
+            "kind": "transition",
+        }
+        alert.sequence += 1
+        alert.shown = OK if state == RESOLVED else state
+        return record
+
+
+def transitions_frame(records: list[dict[str, Any]]) -> pl.DataFrame:
+    """Transition records as a frame (times given as microseconds since the epoch)."""
+    times = {"event_time": pl.Int64(), "started_at": pl.Int64()}
+    frame = pl.DataFrame(records, schema={**TRANSITION_SCHEMA, **times}, orient="row")
+    return frame.with_columns(pl.col(name).cast(TRANSITION_SCHEMA[name]) for name in times)
