@@ -116,6 +116,8 @@ def summary_table(summary: RunSummary, steps: Sequence[str], title: str = "run s
         for step in [*steps, *(s for s in late_by_step if s not in steps)]:
             row(f"late for {step}", late_by_step.get(step, 0))
     row("results out", counters.get("results"))
+    if counters.get("alert_transitions"):
+        row("alert transitions", counters.get("alert_transitions"))
     if not summary.already_complete:
         row("readings/s (this run)", f"{summary.readings_per_second:,.0f}")
         row("wall time", f"{summary.seconds:.2f} s")

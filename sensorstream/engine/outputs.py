@@ -27,6 +27,23 @@ REVISION, FINAL, OP = "revision", "final", "_op"
 UPSERT, DELETE = "upsert", "delete"
 RESULT_BOOKKEEPING = (REVISION, FINAL, OP)
 
+# Events: a rule's alert transitions (see sensorstream.engine.rules.lifecycle).
+TRANSITION_SCHEMA: dict[str, pl.DataType] = {
+    "transition_id": pl.String(),
+    "alert_id": pl.String(),
+    "rule": pl.String(),
+    "key": pl.String(),
+    "state": pl.String(),
+    "previous_state": pl.String(),
+    "severity": pl.String(),
+    "event_time": pl.Datetime("us", "UTC"),
+    "started_at": pl.Datetime("us", "UTC"),
+    "value": pl.Float64(),
+    "reason": pl.String(),
+    "sequence": pl.Int64(),
+    "kind": pl.String(),  # "transition" or "correction"
+}
+
 # Rows in flight inside a partition task: the watermark that held before each row, and
 # which reading of the batch a row came from (to tell which readings were late for which step).
 WATERMARK = "__watermark"

@@ -39,6 +39,7 @@ from sensorstream.engine.windows import (
 )
 from sensorstream.errors import ConfigError, SensorstreamError
 from sensorstream.pipeline.durations import Duration
+from sensorstream.pipeline.rules import RuleStepSpec
 
 _AGGREGATE = re.compile(r"^\s*(\w+(?:\.\d+)?)\s*(?:\(\s*([\w.-]*)\s*\))?\s*(?:as\s+(\w+))?\s*$")
 _STEP_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -172,11 +173,15 @@ class DeriveStepSpec(_Model):
 def _kind(value: Any) -> str | None:
     """Which kind of step a YAML mapping declares, by the key it holds."""
     if isinstance(value, BaseModel):
-        return {WindowStepSpec: _WINDOW, DeriveStepSpec: _DERIVE}.get(type(value))
+        return {WindowStepSpec: _WINDOW, DeriveStepSpec: _DERIVE, RuleStepSpec: _RULE}.get(
+            type(value)
+        )
     if not isinstance(value, dict):
         return None
     if "window" in value:
         return _WINDOW
+    if "rule" in value:
+        return _RULE
     if "derive" in value or "where" in value:
         return _DERIVE
     return None
@@ -184,15 +189,17 @@ def _kind(value: Any) -> str | None:
 
 # Tags no YAML key can be, so that error locations drop them (steps[0].aggregates, not
 # steps[0].window.aggregates).
-_WINDOW, _DERIVE = "window step", "derive step"
+_WINDOW, _DERIVE, _RULE = "window step", "derive step", "rule step"
 StepSpec = Annotated[
-    Annotated[WindowStepSpec, Tag(_WINDOW)] | Annotated[DeriveStepSpec, Tag(_DERIVE)],
+    Annotated[WindowStepSpec, Tag(_WINDOW)]
+    | Annotated[DeriveStepSpec, Tag(_DERIVE)]
+    | Annotated[RuleStepSpec, Tag(_RULE)],
     Discriminator(
         _kind,
         custom_error_type="step_kind",
         custom_error_message=(
-            "a step declares what it does: window (with aggregates), derive (new columns) "
-            "or where (a filter)"
+            "a step declares what it does: window (with aggregates), derive (new columns), "
+            "where (a filter) or rule (a condition to alert on)"
         ),
     ),
 ]

@@ -79,9 +79,11 @@ class Runner:
         """What the sinks are told about this pipeline."""
         graph = self.plan.graph
         steps = tuple(
-            StepInfo(step.name, step.key, outputs_of(graph.outputs[step.name]))
+            StepInfo(step.name, shape.key, outputs_of(shape))
+            if shape.kind is OutputKind.RESULTS
+            else StepInfo(step.name, shape.key, (), kind="alerts")
             for step in graph.order
-            if graph.outputs[step.name].kind is OutputKind.RESULTS
+            if (shape := graph.outputs[step.name]).kind is not OutputKind.STREAM
         )
         return PipelineInfo(self.spec.name, steps, self.format.canonical_schema())
 
@@ -200,7 +202,9 @@ class Runner:
     def _write(
         self, partition: int, position: int, output: TaskOutput, item: SourceBatch | None = None
     ) -> None:
-        self.counters[partition].add("results", sum(f.height for f in output.results.values()))
+        counts = self.counters[partition]
+        counts.add("results", sum(frame.height for frame in output.results.values()))
+        counts.add("alert_transitions", sum(frame.height for frame in output.events.values()))
         batch = SinkBatch(
             partition=partition,
             position=position,
@@ -210,6 +214,7 @@ class Runner:
             else None,
             late=output.late,
             results=output.results,
+            alerts=output.events,
             counters=self.counters[partition].copy(),
         )
         for sink in self.sinks:
@@ -218,7 +223,7 @@ class Runner:
     def _tick(self, now: int) -> None:
         for partition, task in self.tasks.items():
             output = task.tick(now)
-            if output.results:
+            if output.results or output.events:
                 self._write(partition, self.positions.get(partition, -1), output)
 
     def _finish(self) -> None:

@@ -5,7 +5,7 @@ positions (the sink drops anything it wrote for later positions: those batches a
 be replayed), ``write`` for every batch, ``flush`` before each checkpoint (everything
 written so far must be durable once it returns) and ``close`` at the end. Window results
 are upserts keyed by the step's key columns and ``window_start``; ``_op == "delete"``
-rows retract a result.
+rows retract a result. Alert transitions are events keyed by ``transition_id``.
 """
 
 from __future__ import annotations
@@ -13,17 +13,19 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import polars as pl
 
 
 @dataclass(frozen=True)
 class StepInfo:
-    """What a sink needs to know about one window step's results."""
+    """What a sink needs to know about one step's output: results (upserts) or alerts."""
 
     name: str
     key: tuple[str, ...]
     outputs: tuple[str, ...]
+    kind: Literal["results", "alerts"] = "results"
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class SinkBatch:
     dead_letters: pl.DataFrame | None = None
     late: pl.DataFrame | None = None  # late readings with a ``late_for`` column
     results: dict[str, pl.DataFrame] = field(default_factory=dict)  # step name -> results
+    # Rule step name -> alert transitions (events: append-only, each with a deterministic
+    # ``transition_id``; a replay after a crash may hand a sink one again: store it once).
+    alerts: dict[str, pl.DataFrame] = field(default_factory=dict)
     # The partition's counters after this batch (lines, accepted, late:<step>, ...): a sink
     # that stores them keeps the latest per partition.
     counters: Mapping[str, int] | None = None

@@ -53,6 +53,9 @@ class ConsoleSink(Sink):
         for step, results in batch.results.items():
             if results.height:
                 self.console.print(self._table(step, results))
+        for transitions in batch.alerts.values():
+            for line in alert_lines(transitions, self.max_rows):
+                self.console.print(line, no_wrap=True, overflow="ellipsis")
         if batch.dead_letters is not None and batch.dead_letters.height:
             self._print_dead_letters(batch.dead_letters)
 
@@ -111,6 +114,35 @@ class ConsoleSink(Sink):
         if dead_letters.height > self.max_rows:
             more = dead_letters.height - self.max_rows
             self.console.print(Text(f"⚠ … {more:,} more dead letters", style="yellow"))
+
+
+_ALERT_STYLES = {
+    "firing": "bold red",
+    "pending": "yellow",
+    "resolved": "green",
+    "flapping": "magenta",
+    "correction": "cyan",
+}
+
+
+def alert_lines(transitions: pl.DataFrame, max_rows: int) -> list[Text]:
+    """One line per transition: ``🔔 hot firing critical {"room": "r1"} 12:00:00 why``."""
+    lines: list[Text] = []
+    ordered = transitions.sort("event_time", "sequence")
+    for row in ordered.head(max_rows).iter_rows(named=True):
+        state = str(row["state"])
+        line = Text("🔔 " if state in ("firing", "flapping") else "   ")
+        line.append_text(safe_text(row["rule"], "bold"))
+        line.append(f" {state}", style=_ALERT_STYLES.get(state, ""))
+        if row["severity"]:
+            line.append_text(safe_text(f" {row['severity']}"))
+        line.append_text(safe_text(f" {row['key']}"))
+        line.append(f" {_time(row['event_time'])}", style="cyan")
+        line.append_text(safe_text(f"  {row['reason']}", "dim"))
+        lines.append(line)
+    if transitions.height > max_rows:
+        lines.append(Text(f"   … {transitions.height - max_rows:,} more transitions", style="dim"))
+    return lines
 
 
 def _statuses(results: pl.DataFrame) -> list[str]:

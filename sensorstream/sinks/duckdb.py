@@ -10,6 +10,10 @@ Every table carries the pipeline's name, so several pipelines can share a file::
     late_readings    pipeline, partition, position, late_for, then the reading columns
     counters         pipeline, partition, counter, value: the run's counters as of the
                      last flush (lines, accepted, late:<step>, dead_letters:<code>, ...)
+    alert_transitions
+                     pipeline, partition, position, transition_id, alert_id, rule, key (JSON),
+                     state, previous_state, severity, event_time, started_at, value, reason,
+                     sequence, kind, emitted_at: one row per transition id
     results_<pipeline>_<step>
                      key columns, window_start, window_end, outputs, revision, final,
                      updated_at: one row per key and window
@@ -39,14 +43,16 @@ import duckdb
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from sensorstream.engine.outputs import OP, START
+from sensorstream.engine.outputs import OP, START, TRANSITION_SCHEMA
 from sensorstream.errors import SinkError
 from sensorstream.readings import DEAD_LETTER_SCHEMA
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch
 from sensorstream.sinks.duckdb_tables import (
+    ALERT_TRANSITIONS,
     COUNTER_COLUMNS,
     COUNTERS,
     DEAD_LETTERS,
+    EMITTED_AT,
     LATE_FOR,
     LATE_READINGS,
     ORIGIN_COLUMNS,
@@ -86,6 +92,7 @@ class _Pending:
     dead_letters: list[pl.DataFrame] = field(default_factory=list)
     late: list[pl.DataFrame] = field(default_factory=list)
     results: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
+    alerts: list[pl.DataFrame] = field(default_factory=list)
     counters: dict[int, Mapping[str, int]] = field(default_factory=dict)  # latest per partition
     rows: int = 0
 
@@ -143,6 +150,12 @@ class DuckDBSink(Sink):
                 tables[DEAD_LETTERS] = {**ORIGIN_COLUMNS, **dead_types}
                 tables[LATE_READINGS] = {**ORIGIN_COLUMNS, LATE_FOR: "VARCHAR", **reading_types}
                 tables[COUNTERS] = COUNTER_COLUMNS
+                transition_types = column_types(con, pl.DataFrame(schema=TRANSITION_SCHEMA))
+                tables[ALERT_TRANSITIONS] = {
+                    **ORIGIN_COLUMNS,
+                    **transition_types,
+                    EMITTED_AT: "TIMESTAMP WITH TIME ZONE",
+                }
                 for table, columns in tables.items():
                     ensure_table(con, table, columns, path=self.path, pipeline=pipeline.name)
                 self._tables = record_pipeline(
@@ -168,7 +181,7 @@ class DuckDBSink(Sink):
         )
         with self._transaction("forgetting output after the checkpoint") as con:
             expose(con, kept)
-            for table in (READINGS, DEAD_LETTERS, LATE_READINGS):
+            for table in (READINGS, DEAD_LETTERS, LATE_READINGS, ALERT_TRANSITIONS):
                 if existing_columns(con, table) is None:
                     continue
                 con.execute(
@@ -211,6 +224,10 @@ class DuckDBSink(Sink):
                 raise SinkError(msg)
             if results.height:
                 pending.add(pending.results.setdefault(step, []), results)
+        for transitions in batch.alerts.values():
+            if transitions.height:
+                columns = [c for c in TRANSITION_SCHEMA if c in transitions.columns]
+                pending.add(pending.alerts, transitions.select(columns).with_columns(origin))
         if batch.counters is not None:
             pending.counters[batch.partition] = batch.counters
         if pending.rows >= self.flush_rows:
@@ -244,6 +261,7 @@ class DuckDBSink(Sink):
             updated_at = self._clock()
             for step, frames in pending.results.items():
                 self._upsert(con, self._tables[step], frames, updated_at)
+            self._store_alerts(con, pending.alerts, updated_at)
             self._replace_counters(con, pending.counters)
 
     def _append(
@@ -299,6 +317,27 @@ class DuckDBSink(Sink):
         )
         if table.latest_start is None or last > table.latest_start:
             table.latest_start = last
+
+    def _store_alerts(
+        self, con: duckdb.DuckDBPyConnection, frames: Sequence[pl.DataFrame], emitted_at: datetime
+    ) -> None:
+        """Store transitions once each: one replayed after a crash replaces itself."""
+        if not frames:
+            return
+        transitions = pl.concat(frames, how="diagonal_relaxed").unique(
+            "transition_id", keep="last", maintain_order=True
+        )
+        expose(con, transitions)
+        con.execute(
+            f"DELETE FROM {ALERT_TRANSITIONS} AS stored USING {VIEW} AS new "
+            "WHERE stored.pipeline = ? AND stored.transition_id = new.transition_id",
+            [self._pipeline],
+        )
+        con.execute(
+            f"INSERT INTO {ALERT_TRANSITIONS} BY NAME SELECT ? AS pipeline, *, "
+            f"? AS {EMITTED_AT} FROM {VIEW}",
+            [self._pipeline, emitted_at],
+        )
 
     def _replace_counters(
         self, con: duckdb.DuckDBPyConnection, counters: Mapping[int, Mapping[str, int]]

@@ -29,6 +29,8 @@ READINGS = "readings"
 DEAD_LETTERS = "dead_letters"
 LATE_READINGS = "late_readings"
 COUNTERS = "counters"
+ALERT_TRANSITIONS = "alert_transitions"
+EMITTED_AT = "emitted_at"
 LATE_FOR = "late_for"
 UPDATED_AT = "updated_at"
 # Where each stored row came from: what restore() truncates by.
@@ -100,6 +102,8 @@ def record_pipeline(
     taken |= {str(row[0]).lower() for row in claimed}
     tables: dict[str, ResultsTable] = {}
     for step in pipeline.steps:
+        if step.kind != "results":
+            continue  # a rule's alerts go to the one alert_transitions table
         if step.name in known:
             name, key = known[step.name]
             if key != step.key:
@@ -123,7 +127,7 @@ def record_pipeline(
     con.execute(
         f"UPDATE {PIPELINE_STEPS} SET active = false "
         "WHERE pipeline = ? AND NOT list_contains(?, step)",
-        [pipeline.name, [step.name for step in pipeline.steps]],
+        [pipeline.name, [step.name for step in pipeline.steps if step.kind == "results"]],
     )
     return tables
 

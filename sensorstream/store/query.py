@@ -31,6 +31,7 @@ from sensorstream.sinks.duckdb_tables import (
     UPDATED_AT,
     quote,
 )
+from sensorstream.store.alerts import AlertQueries
 
 KeyValue = str | int | float | bool | None
 SqlParameters = Sequence[object] | Mapping[str, object] | None
@@ -76,7 +77,7 @@ class StoreCounts:
     results: dict[str, int]  # step name -> result rows
 
 
-class Store:
+class Store(AlertQueries):
     """A read-only view of a DuckDB file written by the DuckDB sink.
 
     DuckDB lets no other process open a file while a pipeline writes it, so this fails
@@ -134,6 +135,9 @@ class Store:
             f"p.stores_readings FROM {PIPELINES} AS p LEFT JOIN {PIPELINE_STEPS} AS s "
             "ON s.pipeline = p.pipeline AND s.active ORDER BY p.pipeline, s.step"
         )
+
+    def _check_pipeline(self, name: str) -> None:
+        self.pipeline(name)
 
     def pipeline(self, name: str) -> StoredPipeline:
         """What the sink recorded about one pipeline; the error lists the ones there are."""

@@ -108,6 +108,7 @@ class ListSink(Sink):
         self.dead_letters: list[tuple[int, int, pl.DataFrame]] = []
         self.late: list[tuple[int, int, pl.DataFrame]] = []
         self.results: dict[str, dict[tuple[object, ...], dict[str, object]]] = {}
+        self.alerts: dict[str, dict[str, dict[str, object]]] = {}  # rule -> transition id -> row
         self.flushes = 0
 
     def open(self, pipeline: PipelineInfo) -> None:
@@ -129,6 +130,10 @@ class ListSink(Sink):
         ):
             if frame is not None and frame.height:
                 store.append((batch.partition, batch.position, frame))
+        for rule, frame in batch.alerts.items():
+            transitions = self.alerts.setdefault(rule, {})
+            for row in frame.iter_rows(named=True):
+                transitions[row["transition_id"]] = row  # a replayed transition replaces itself
         keys = {step.name: step.key for step in self.info.steps}
         for step, frame in batch.results.items():
             table = self.results.setdefault(step, {})
@@ -142,6 +147,13 @@ class ListSink(Sink):
     def flush(self) -> None:
         """Count flushes (nothing to make durable in memory)."""
         self.flushes += 1
+
+    def transitions(self, rule: str) -> pl.DataFrame:
+        """A rule's transitions, once each, in event-time order."""
+        rows = list(self.alerts.get(rule, {}).values())
+        if not rows:
+            return pl.DataFrame()
+        return pl.DataFrame(rows).sort("event_time", "alert_id", "sequence")
 
     def final(self, step: str) -> pl.DataFrame:
         """The current results of one step, sorted by key and window."""

@@ -33,6 +33,13 @@ steps:
   - name: sessions
     window: {{type: session, gap: 4s}}
     aggregates: [count, min(temperature)]
+  - name: warm_windows
+    input: per_device
+    rule: {{threshold: temperature_mean, above: {{notice: 20, warning: 23, critical: 26}}, clear: 0.5}}
+    consecutive: 2
+  - name: hot_readings
+    rule: {{threshold: temperature, above: {{warning: 27}}}}
+    for: 5s
 sinks:
   - {{type: duckdb, path: "{db}"}}
 checkpoint: {{dir: "{checkpoints}", interval: 250ms}}
@@ -74,7 +81,7 @@ def _tables(db: Path) -> dict[str, pl.DataFrame]:
             volatile = [
                 c
                 for c in frame.columns
-                if c in ("revision", "updated_at", "arrived_at", "position")
+                if c in ("revision", "updated_at", "arrived_at", "position", "emitted_at")
             ]
             frame = frame.drop(volatile)
             tables[name] = frame.sort(frame.columns, nulls_last=True)

@@ -28,7 +28,7 @@ EXPECTED = "expected.ndjson"
 EXACT = 1e-9
 # A percentile is a sketch estimate within RELATIVE_ACCURACY of the exact value of its rank.
 APPROXIMATE = RELATIVE_ACCURACY + EXACT
-KINDS = ("counters", "result", "late", "dead_letter")
+KINDS = ("counters", "result", "alert", "late", "dead_letter")
 FIELD_ORDER = (
     "kind",
     *TOTALS,
@@ -42,6 +42,13 @@ FIELD_ORDER = (
     "device_id",
     "ts",
     "late_for",
+    "rule",
+    "state",
+    "previous_state",
+    "severity",
+    "event_time",
+    "started_at",
+    "sequence",
     "origin",
     "reason_code",
     "reason",
@@ -72,6 +79,21 @@ def result_record(step: WindowStep, row: Mapping[str, Any]) -> Record:
         "values": {a.name: to_json(row[a.name]) for a in step.aggregates},
         "revision": to_json(row["revision"]),
         "final": to_json(row["final"]),
+    }
+
+
+def alert_record(row: Mapping[str, Any]) -> Record:
+    return {
+        "kind": "alert",
+        "rule": to_json(row["rule"]),
+        "key": json.loads(str(row["key"])),
+        "state": to_json(row["state"]),
+        "previous_state": to_json(row["previous_state"]),
+        "severity": to_json(row["severity"]),
+        "event_time": to_json(row["event_time"]),
+        "started_at": to_json(row["started_at"]),
+        "sequence": to_json(row["sequence"]),
+        "reason": to_json(row["reason"]),
     }
 
 
@@ -138,6 +160,15 @@ def sort_key(record: Mapping[str, JsonValue]) -> tuple[str, ...]:
     if kind == "result":
         key = json.dumps(record.get("key"), ensure_ascii=False)
         return rank, str(record.get("step")), key, str(record.get("window_start"))
+    if kind == "alert":
+        key = json.dumps(record.get("key"), ensure_ascii=False)
+        return (
+            rank,
+            str(record.get("rule")),
+            key,
+            str(record.get("event_time")),
+            f"{record.get('sequence'):09}",
+        )
     if kind == "late":
         return (
             rank,

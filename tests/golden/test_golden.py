@@ -28,6 +28,7 @@ from tests.golden.expected_files import (
     EXPECTED,
     JsonValue,
     Record,
+    alert_record,
     compare,
     counters_record,
     dead_letter_record,
@@ -140,6 +141,8 @@ def run_case(case: Path, tmp_path: Path, *, one_line_per_batch: bool) -> list[Re
         for step in runner.plan.windows:
             results = store.results(spec.name, step.name, limit=None)
             records += [result_record(step, row) for row in results.iter_rows(named=True)]
+        transitions = store.alert_transitions(spec.name, limit=None)
+        records += [alert_record(row) for row in transitions.iter_rows(named=True)]
         late = store.late_readings(spec.name, limit=None)
         records += [late_record(row) for row in late.iter_rows(named=True)]
         dead = store.dead_letters(spec.name, limit=None)

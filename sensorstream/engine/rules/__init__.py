@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from sensorstream.engine.operator import Operator
-from sensorstream.engine.outputs import START, OutputKind, Shape
+from sensorstream.engine.outputs import START, TRANSITION_SCHEMA, OutputKind, Shape
 from sensorstream.engine.rules.conditions import CONDITIONS, AllOf, Condition, Expression, Threshold
-from sensorstream.engine.rules.lifecycle import TRANSITION_SCHEMA, AlertPolicy, Flapping
+from sensorstream.engine.rules.lifecycle import AlertPolicy, Flapping
 from sensorstream.engine.rules.operator import Judge, RuleOperator
 from sensorstream.engine.steps import Step, StepError
 from sensorstream.engine.time import micros

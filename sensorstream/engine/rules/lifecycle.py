@@ -39,6 +39,7 @@ from typing import Any
 
 import polars as pl
 
+from sensorstream.engine.outputs import TRANSITION_SCHEMA
 from sensorstream.engine.time import micros
 from sensorstream.errors import ConfigError
 
@@ -64,22 +65,6 @@ LIFECYCLE_CARRY: dict[str, pl.DataType] = {
     CHANGES: pl.List(pl.Int64()),
     FLAPPING_SINCE: pl.Int64(),
     SHOWN: pl.String(),
-}
-
-TRANSITION_SCHEMA: dict[str, pl.DataType] = {
-    "transition_id": pl.String(),
-    "alert_id": pl.String(),
-    "rule": pl.String(),
-    "key": pl.String(),
-    "state": pl.String(),
-    "previous_state": pl.String(),
-    "severity": pl.String(),
-    "event_time": pl.Datetime("us", "UTC"),
-    "started_at": pl.Datetime("us", "UTC"),
-    "value": pl.Float64(),
-    "reason": pl.String(),
-    "sequence": pl.Int64(),
-    "kind": pl.String(),  # "transition" or "correction"
 }
 
 
