@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sensorstream.engine.windows import HoppingWindow, TumblingWindow, Window
+from sensorstream.pipeline.rules import RuleStepSpec
 from sensorstream.pipeline.spec import (
     CheckpointSpec,
     DedupSpec,
@@ -96,6 +97,39 @@ class Pipeline:
         """Add new columns (SQL expressions) and/or a row filter, e.g. ``where="t > 0"``."""
         step = DeriveStepSpec(name=name, input=input, derive=dict(columns or {}), where=where)
         return replace(self, steps=(*self.steps, step))
+
+    def rule(
+        self,
+        name: str,
+        rule: dict[str, Any],
+        *,
+        input: str = "readings",
+        key: Sequence[str] | None = None,
+        consecutive: int = 1,
+        hold: timedelta = timedelta(0),
+        flapping: dict[str, Any] | bool = True,
+        judge: str = "on_close",
+    ) -> Pipeline:
+        """Add a rule; its condition as YAML writes it.
+
+        For example ``{"threshold": "temperature_mean", "above": {"warning": 20}}``.
+        ``hold`` is YAML's ``for``: how long a breach must last before the alert fires.
+        """
+        declared: dict[str, Any] = {
+            "name": name,
+            "input": input,
+            "rule": rule,
+            "consecutive": consecutive,
+            "for": hold,
+            "judge": judge,
+        }
+        if key is not None:
+            declared["key"] = list(key)
+        if flapping is False:
+            declared["flapping"] = False
+        elif isinstance(flapping, dict):
+            declared["flapping"] = flapping
+        return replace(self, steps=(*self.steps, RuleStepSpec.model_validate(declared)))
 
     def sink(self, settings: SinkSettings) -> Pipeline:
         """Add a sink."""

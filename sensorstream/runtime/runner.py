@@ -69,7 +69,9 @@ class Runner:
             self.checkpoints.clear()
         self.on_batch = on_batch
         self.interval_us = micros(spec.checkpoint.interval)
-        self.tasks = {p: PartitionTask(self.plan) for p in self.source.partitions()}
+        partitions = self.source.partitions()
+        self.plan.check_partitioning(len(partitions))
+        self.tasks = {p: PartitionTask(self.plan) for p in partitions}
         self.positions: dict[int, int] = {}
         self.counters = {p: Counters() for p in self.tasks}
         self._stopping = False

@@ -35,7 +35,10 @@ steps:
     aggregates: [count, min(temperature)]
   - name: warm_windows
     input: per_device
-    rule: {{threshold: temperature_mean, above: {{notice: 20, warning: 23, critical: 26}}, clear: 0.5}}
+    rule:
+      threshold: temperature_mean
+      above: {{notice: 20, warning: 23, critical: 26}}
+      clear: 0.5
     consecutive: 2
   - name: hot_readings
     rule: {{threshold: temperature, above: {{warning: 27}}}}
