@@ -24,8 +24,15 @@ def plan(*steps: RuleStep | WindowStep, lateness: float = 0, disorder: float = 0
     return EnginePlan(("value",), steps, event_time, Dedup(enabled=False))
 
 
-def rule(condition: Threshold | Expression = HOT, **policy: object) -> RuleStep:
-    return RuleStep("hot", "readings", condition, policy=AlertPolicy(**policy))  # type: ignore[arg-type]
+def rule(
+    condition: Threshold | Expression = HOT,
+    *,
+    consecutive: int = 1,
+    hold: timedelta = timedelta(0),
+    flapping: Flapping | None = None,
+) -> RuleStep:
+    policy = AlertPolicy(consecutive, hold, flapping or Flapping())
+    return RuleStep("hot", "readings", condition, policy=policy)
 
 
 def transitions(events: list[pl.DataFrame]) -> list[tuple[object, ...]]:
@@ -75,7 +82,6 @@ def test_hysteresis_keeps_a_hovering_value_from_flapping_at_all() -> None:
 
 
 def test_consecutive_and_for_delay_firing_and_a_pending_alert_may_never_fire() -> None:
-    policy = {"consecutive": 2, "hold": timedelta(seconds=5)}
     readings = batch(
         ("d1", 1, 25.0),
         ("d1", 2, 25.0),
@@ -84,7 +90,7 @@ def test_consecutive_and_for_delay_firing_and_a_pending_alert_may_never_fire() -
         ("d1", 12, 26.0),
         ("d1", 17, 27.0),
     )
-    assert events_of(plan(rule(**policy)), readings) == [
+    assert events_of(plan(rule(consecutive=2, hold=timedelta(seconds=5))), readings) == [
         ("pending", "warning", 1, "transition"),
         ("resolved", None, 3, "transition"),  # it never fired
         ("pending", "warning", 10, "transition"),
