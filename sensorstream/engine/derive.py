@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from sensorstream.engine.operator import Operator, OperatorOutput
-from sensorstream.engine.outputs import DELETE, OP, UPSERT, OutputKind, Shape
+from sensorstream.engine.outputs import DELETE, OP, UPSERT, WATERMARK, OutputKind, Shape
 from sensorstream.engine.steps import Step, StepError
+from sensorstream.readings import TS
 
 if TYPE_CHECKING:
     from sensorstream.engine.plan import EventTime
@@ -123,6 +124,9 @@ class DeriveOperator(Operator):
         """Compute the columns of every row and apply the condition."""
         del watermark_after
         derived = batch.with_columns(self.expressions) if self.expressions else batch
+        if self.results:
+            # The observation time and watermark the task gave the results are its own.
+            derived = derived.drop(TS, WATERMARK, strict=False)
         if self.condition is None:
             return OperatorOutput(rows=derived)
         if not self.results:
