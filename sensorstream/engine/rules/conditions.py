@@ -24,10 +24,9 @@ from typing import Literal
 import polars as pl
 
 from sensorstream.engine.derive import parse_expression
-from sensorstream.engine.rules.lifecycle import LEVEL
+from sensorstream.engine.rules.states import CARRIED as CARRIED
+from sensorstream.engine.rules.states import LEVEL
 from sensorstream.errors import ConfigError
-
-CARRIED = "__carry"
 
 
 class Condition(ABC):

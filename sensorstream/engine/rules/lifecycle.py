@@ -24,8 +24,9 @@ crash in the middle; a transition's id adds its number within the alert.
 until it has been ``flapping.settle`` without a change, when it takes the state it has then
 (``resolved`` if ok, else ``firing``). The episodes in between are not reported one by one.
 
-The first part (levels to per-observation states) is columnar; only the rare changes reach
-the second part, a loop over change rows that assigns ids and numbers, and handles flapping.
+The first part (levels to per-observation states) is one pass per key over sorted rows
+(:mod:`sensorstream.engine.rules.states`); only the rare changes reach the second part, a
+loop over change rows that assigns ids and numbers, and handles flapping.
 """
 
 from __future__ import annotations
@@ -40,25 +41,35 @@ from typing import Any
 import polars as pl
 
 from sensorstream.engine.outputs import TRANSITION_SCHEMA
+from sensorstream.engine.rules.states import (
+    FIRING_,
+    OK_,
+    PENDING_,
+    RUN_COUNT,
+    RUN_START,
+    SEVERITY,
+    STATE,
+)
+from sensorstream.engine.rules.states import LEVEL as LEVEL
 from sensorstream.engine.time import micros
 from sensorstream.errors import ConfigError
 
 OK, PENDING, FIRING, RESOLVED, FLAPPING = "ok", "pending", "firing", "resolved", "flapping"
-# Per-observation state codes of the columnar part.
-_OK, _PENDING, _FIRING = 0, 1, 2
+_OK, _PENDING, _FIRING = OK_, PENDING_, FIRING_
 _NAMES = {_OK: OK, _PENDING: PENDING, _FIRING: FIRING}
 
-LEVEL = "__level"
-# Carried per key from one release to the next (columnar part).
-RUN_START, RUN_COUNT, STATE, SEVERITY = "__run_start", "__run_count", "__state", "__severity"
-# Carried per key for the loop over changes.
-ALERT, SEQUENCE, EPISODE = "__alert", "__sequence", "__episode"
-CHANGES, FLAPPING_SINCE, SHOWN = "__changes", "__flapping_since", "__shown"
+# Carried per key from one release to the next: where its breach run stands.
 LIFECYCLE_CARRY: dict[str, pl.DataType] = {
     RUN_START: pl.Int64(),
     RUN_COUNT: pl.Int64(),
     STATE: pl.Int8(),
     SEVERITY: pl.Int8(),
+}
+# Kept per key with something to remember (an open alert, recent changes) for the loop over
+# changes; as columns only in snapshots.
+ALERT, SEQUENCE, EPISODE = "__alert", "__sequence", "__episode"
+CHANGES, FLAPPING_SINCE, SHOWN = "__changes", "__flapping_since", "__shown"
+ALERT_COLUMNS: dict[str, pl.DataType] = {
     ALERT: pl.String(),
     SEQUENCE: pl.Int64(),
     EPISODE: pl.Int64(),
@@ -97,72 +108,6 @@ class AlertPolicy:
             raise ConfigError(msg)
 
 
-def observation_states(
-    frame: pl.DataFrame, key: Sequence[str], policy: AlertPolicy
-) -> pl.DataFrame:
-    """Each observation's state code and severity, from its level and the key's carried run.
-
-    ``frame`` is sorted by key, then carried row first, then event time; a carried row
-    (``__carry``) holds the run and state the key ended the last release with.
-    """
-    by = list(key)
-
-    def over(expr: pl.Expr) -> pl.Expr:
-        return expr.over(by) if by else expr
-
-    carried = pl.col("__carry")
-    ts = pl.col("ts").cast(pl.Int64)
-    breach = pl.col(LEVEL) > 0
-    previous_breach = over(breach.shift(1)).fill_null(False)
-    opens = breach & ~previous_breach & ~carried
-    # Run start: a carried row brings its own; a breach after a non-breach opens a run.
-    anchor = (
-        pl.when(carried)
-        .then(pl.col(RUN_START))
-        .when(opens)
-        .then(ts)
-        .when(~breach)
-        .then(pl.lit(-1, pl.Int64))
-        .otherwise(None)
-    )
-    run_start = over(anchor.forward_fill())
-    run_start = pl.when(run_start == -1).then(None).otherwise(run_start)
-    run_id = over((opens | ~breach | carried).cast(pl.Int64).cum_sum())
-    counted = pl.when(carried).then(pl.col(RUN_COUNT).fill_null(0)).otherwise(breach.cast(pl.Int64))
-    run_count = pl.when(breach).then(counted.cum_sum().over([*by, "__run"])).otherwise(0)
-    frame = frame.with_columns(run_id.alias("__run"))
-    frame = frame.with_columns(run_start.alias(RUN_START), run_count.alias(RUN_COUNT))
-    held = (ts - pl.col(RUN_START)) >= micros(policy.hold)
-    firing = breach & (pl.col(RUN_COUNT) >= policy.consecutive) & held
-    state = (
-        pl.when(carried)
-        .then(pl.col(STATE))
-        .when(firing)
-        .then(pl.lit(_FIRING, pl.Int8))
-        .when(breach)
-        .then(pl.lit(_PENDING, pl.Int8))
-        .otherwise(pl.lit(_OK, pl.Int8))
-    )
-    severity = (
-        pl.when(carried)
-        .then(pl.col(SEVERITY))
-        .otherwise(pl.when(breach).then(pl.col(LEVEL)).otherwise(0).cast(pl.Int8))
-    )
-    return frame.with_columns(state.alias(STATE), severity.alias(SEVERITY)).drop("__run")
-
-
-def changes_only(frame: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
-    """The observations whose state or severity differ from the key's previous observation."""
-    by = list(key)
-
-    def previous(name: str) -> pl.Expr:
-        shifted = pl.col(name).shift(1)
-        return (shifted.over(by) if by else shifted).fill_null(0)
-
-    changed = (pl.col(STATE) != previous(STATE)) | (pl.col(SEVERITY) != previous(SEVERITY))
-    return frame.filter(changed & ~pl.col("__carry"))
-
-
 def alert_id(rule: str, key_text: str, started_us: int) -> str:
     """The deterministic id of an alert episode.
 
@@ -180,7 +125,7 @@ def key_text(values: dict[str, Any]) -> str:
 
 @dataclass
 class KeyAlert:
-    """What the loop over changes keeps of one key between releases (carried as columns)."""
+    """What the loop over changes keeps of a key between releases, while there is any."""
 
     alert: str | None = None  # the open alert's id, None when the key is ok
     sequence: int = 0  # transitions of the open alert so far
@@ -191,7 +136,7 @@ class KeyAlert:
 
     @staticmethod
     def of(row: dict[str, Any]) -> KeyAlert:
-        """From a carried row (its lifecycle columns, possibly null)."""
+        """From a snapshot's row (its alert columns, possibly null)."""
         return KeyAlert(
             alert=row.get(ALERT),
             sequence=int(row.get(SEQUENCE) or 0),
@@ -201,8 +146,20 @@ class KeyAlert:
             shown=row.get(SHOWN) or OK,
         )
 
+    def idle(self, now: int, within: int) -> bool:
+        """Whether nothing is left to remember at event time ``now``.
+
+        No open alert, not flapping, and no change recent enough to count towards flapping.
+        """
+        return (
+            self.alert is None
+            and self.flapping_since is None
+            and self.shown == OK
+            and (not self.changes or self.changes[-1] <= now - within)
+        )
+
     def columns(self) -> dict[str, Any]:
-        """As carried columns."""
+        """As columns (of a snapshot)."""
         return {
             ALERT: self.alert,
             SEQUENCE: self.sequence,

@@ -24,36 +24,40 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 
 from sensorstream.engine.operator import Operator, OperatorOutput, OperatorState
 from sensorstream.engine.outputs import END, FINAL, OP, REVISION, START, UPSERT, WATERMARK
 from sensorstream.engine.rules.conditions import CARRIED, Condition
 from sensorstream.engine.rules.lifecycle import (
-    FLAPPING_SINCE,
-    LEVEL,
+    ALERT_COLUMNS,
     LIFECYCLE_CARRY,
-    RUN_COUNT,
-    RUN_START,
-    SEVERITY,
-    STATE,
     AlertPolicy,
     Change,
     KeyAlert,
     Position,
     Reporter,
     alert_id,
-    changes_only,
     key_text,
-    observation_states,
     transitions_frame,
+)
+from sensorstream.engine.rules.states import (
+    LEVEL,
+    PENDING_,
+    RUN_COUNT,
+    RUN_START,
+    SEVERITY,
+    STATE,
+    States,
+    observation_states,
 )
 from sensorstream.engine.time import micros
 from sensorstream.readings import TS
 
 Judge = Literal["on_close", "final"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_PENDING, _FIRING = 1, 2
+_HASH = "__key_hash"
 
 
 class RuleOperator(Operator):
@@ -83,26 +87,50 @@ class RuleOperator(Operator):
         self.buffer: pl.DataFrame | None = None  # held until released in event time
         self.carry: pl.DataFrame | None = None  # one row per key: where it stands
         self.judged: pl.DataFrame | None = None  # recent judged results, for corrections
+        self.alerts: dict[tuple[Any, ...], KeyAlert] = {}  # keys with something to remember
         self.hold = micros(policy.hold)
+        # The only columns a rule keeps of what it reads: held rows are otherwise copied
+        # whole at every step of the way.
+        wanted = [*self.key, TS, WATERMARK, *condition.reads()]
+        if over_results:
+            wanted += [*self.identity, START, END, REVISION, FINAL, OP]
+        self.wanted = list(dict.fromkeys(wanted))
 
     # -- taking observations in ---------------------------------------------------------------
     def process(self, batch: pl.DataFrame, watermark_after: int) -> OperatorOutput:
         """Hold new observations, judge what the watermark has passed, report the changes."""
         late: pl.Series | None = None
         records: list[dict[str, Any]] = []
+        batch = batch.select(name for name in self.wanted if name in batch.columns)
         if self.over_results:
             fresh, records = self._results(batch)
         else:
             behind = (pl.col(TS).cast(pl.Int64) <= pl.col(WATERMARK)).fill_null(False)
             late = batch.select(behind.alias("late")).to_series()
-            fresh = batch.filter(~late)
-        self._hold(fresh)
-        records += self._release(watermark_after)
+            fresh = batch.filter(~late) if late.any() else batch
+        fresh = self._observed(fresh)
+        if self.over_results and self.judge == "final":
+            self._hold(fresh)  # a result replaces its held earlier revision first
+            due = self._due(watermark_after)
+        else:
+            due = self._due(watermark_after)
+            arrived, held = self._split(fresh, watermark_after)
+            self._hold(held)
+            if arrived is not None:
+                due = arrived if due is None else pl.concat([due, arrived], how="diagonal_relaxed")
+        records += self._release(due, watermark_after)
         return OperatorOutput(rows=self._frame(records), late=late)
 
     def on_watermark(self, watermark: int) -> OperatorOutput:
         """Judge what the watermark has now passed, and run the clocks of pending alerts."""
-        return OperatorOutput(rows=self._frame(self._release(watermark)))
+        return OperatorOutput(rows=self._frame(self._release(self._due(watermark), watermark)))
+
+    def _due(self, watermark: int) -> pl.DataFrame | None:
+        """The held observations the watermark has now passed, taken out of the buffer."""
+        if self.buffer is None:
+            return None
+        due, self.buffer = self._split(self.buffer, watermark)
+        return due
 
     def _results(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
         """Final results to judge, and corrections of results already judged."""
@@ -123,35 +151,53 @@ class RuleOperator(Operator):
         )
         return fresh, self._corrections(seen)
 
-    def _hold(self, observations: pl.DataFrame) -> None:
+    def _observed(self, observations: pl.DataFrame) -> pl.DataFrame:
+        """The observations with a value to judge (a null value says nothing)."""
         value = self.condition.value
-        if value is not None:
-            observations = observations.filter(pl.col(value).is_not_null())
+        if value is None or observations.height == 0:
+            return observations
+        present = observations.get_column(value).is_not_null()
+        return observations if present.all() else observations.filter(present)
+
+    def _split(
+        self, observations: pl.DataFrame, watermark: int
+    ) -> tuple[pl.DataFrame | None, pl.DataFrame | None]:
+        """Observations the watermark has passed (to judge now), and the rest (held).
+
+        Under ``judge: final`` a result is due once its window can no longer change.
+        """
         if observations.height == 0:
+            return None, None
+        if self.over_results and self.judge == "final":
+            due = pl.col(END).cast(pl.Int64) + self.lateness <= watermark
+        else:
+            due = pl.col(TS).cast(pl.Int64) <= watermark
+        flags = observations.select(due.alias("due")).to_series()
+        if flags.all():
+            return observations, None
+        if not flags.any():
+            return None, observations
+        return observations.filter(flags), observations.filter(~flags)
+
+    def _hold(self, observations: pl.DataFrame | None) -> None:
+        """Keep observations the watermark has not passed; a result replaces its earlier self."""
+        if observations is None or observations.height == 0:
             return
-        if self.over_results and self.judge == "final" and self.buffer is not None:
-            kept = self.buffer.join(
+        if self.buffer is None or self.buffer.height == 0:
+            self.buffer = observations
+            return
+        kept = self.buffer
+        if self.over_results and self.judge == "final":
+            kept = kept.join(
                 observations.select(self.identity), on=self.identity, how="anti", nulls_equal=True
             )
-            self.buffer = pl.concat([kept, observations], how="diagonal_relaxed")
-            return
-        self.buffer = (
-            observations
-            if self.buffer is None
-            else pl.concat([self.buffer, observations], how="diagonal_relaxed")
-        )
+        self.buffer = pl.concat([kept, observations], how="diagonal_relaxed")
 
-    def _release(self, watermark: int) -> list[dict[str, Any]]:
+    def _release(self, due: pl.DataFrame | None, watermark: int) -> list[dict[str, Any]]:
+        """Judge the observations now due, then run the clocks up to the watermark."""
         records: list[dict[str, Any]] = []
-        if self.buffer is not None and self.buffer.height:
-            if self.over_results and self.judge == "final":
-                due = pl.col(END).cast(pl.Int64) + self.lateness <= watermark
-            else:
-                due = pl.col(TS).cast(pl.Int64) <= watermark
-            flags = self.buffer.select(due.alias("due")).to_series()
-            if flags.any():
-                ready, self.buffer = self.buffer.filter(flags), self.buffer.filter(~flags)
-                records += self._judge(ready)
+        if due is not None and due.height:
+            records += self._judge(due)
         records += self._clocks(watermark)
         self._forget(watermark)
         return records
@@ -163,9 +209,9 @@ class RuleOperator(Operator):
         if active.height == 0:
             return []
         carry_columns = {**self.condition.carry(), **LIFECYCLE_CARRY, LEVEL: pl.Int8()}
-        rows = active.with_columns(pl.lit(False).alias(CARRIED))
-        rows = rows.with_columns(
-            pl.lit(None, kind).alias(name) for name, kind in carry_columns.items()
+        rows = active.with_columns(
+            pl.lit(False).alias(CARRIED),
+            *(pl.lit(None, kind).alias(name) for name, kind in carry_columns.items()),
         )
         frames = [rows]
         if self.carry is not None and self.carry.height:
@@ -185,13 +231,12 @@ class RuleOperator(Operator):
             nulls_last=True,
         )
         frame = self.condition.level(frame, self.key)
-        frame = observation_states(frame, self.key, self.policy)
-        records, alerts = self._changes(frame)
-        # A key's alert bookkeeping lives on its carried row: keep it on its last row too.
-        kept = [pl.col(name).forward_fill() for name in alert_columns()]
-        frame = frame.with_columns(e.over(self.key) if self.key else e for e in kept)
-        last = frame.group_by(self.key, maintain_order=True).last() if self.key else frame.tail(1)
-        self._remember(last, alerts)
+        states = observation_states(
+            frame, self.key, consecutive=self.policy.consecutive, hold_us=self.hold
+        )
+        records = self._changes(frame, states)
+        last = states.last_rows()
+        self._remember(frame[last].with_columns(states.columns(last)))
         if self.over_results and self.judge == "on_close":
             judged = frame.filter(~pl.col(CARRIED)).select(*self.identity, END, LEVEL)
             self.judged = (
@@ -202,96 +247,53 @@ class RuleOperator(Operator):
         return records
 
     def _active(self, observations: pl.DataFrame) -> pl.DataFrame:
-        """The observations of keys that could change: a candidate row, or something open."""
+        """The observations of keys that could change: a candidate row, or a run under way.
+
+        A key with neither is at rest (ok, level 0), and a row its condition cannot breach
+        on leaves it there: its rows are not judged. Keys are matched by a 64-bit hash of
+        their values, much cheaper than matching the values themselves; a collision only
+        lets a resting key's rows through, which changes nothing.
+        """
         candidates = self.condition.candidates()
         if candidates is None or not self.key:
             return observations
-        keys = observations.filter(candidates.fill_null(False)).select(self.key).unique()
+        keys = observations.filter(candidates.fill_null(False)).select(self.key)
         if self.carry is not None and self.carry.height:
-            open_ = (
-                (pl.col(STATE) != 0)
-                | pl.col(LEVEL).fill_null(0).gt(0)
-                | pl.col(FLAPPING_SINCE).is_not_null()
-            )
-            keys = pl.concat(
-                [keys, self.carry.filter(open_).select(self.key)], how="vertical_relaxed"
-            ).unique()
+            under_way = (pl.col(STATE) != 0) | pl.col(LEVEL).fill_null(0).gt(0)
+            keys = pl.concat([keys, self.carry.filter(under_way).select(self.key)], how="vertical")
         if keys.height == 0:
             return observations.clear()
-        return observations.join(keys, on=self.key, how="semi", nulls_equal=True)
+        hashed = _key_hash(self.key).alias(_HASH)
+        wanted = keys.select(hashed).unique()
+        return observations.with_columns(hashed).join(wanted, on=_HASH, how="semi").drop(_HASH)
 
-    def _changes(
-        self, frame: pl.DataFrame
-    ) -> tuple[list[dict[str, Any]], dict[tuple[Any, ...], KeyAlert]]:
+    def _changes(self, frame: pl.DataFrame, states: States) -> list[dict[str, Any]]:
         """Transitions of the observations whose state or severity changed."""
-        previous = [
-            (pl.col(name).shift(1).over(self.key) if self.key else pl.col(name).shift(1)).alias(
-                f"__before{name}"
-            )
-            for name in (STATE, SEVERITY, RUN_START, RUN_COUNT)
-        ]
-        changes = changes_only(frame.with_columns(previous), self.key)
-        if changes.height == 0:
-            return [], {}
+        where = np.flatnonzero(states.changed)
+        if where.shape[0] == 0:
+            return []
         value = self.condition.value
+        shown_value = [pl.col(value).alias("__shown")] if value is not None else []
+        picked = frame[where].select(*self.key, TS, LEVEL, *shown_value)
         records: list[dict[str, Any]] = []
-        alerts = self._alerts(changes)
-        for row in changes.iter_rows(named=True):
-            key = {name: row[name] for name in self.key}
-            alert = alerts[tuple(key.values())]
-            shown = float(row[value]) if value is not None and row[value] is not None else None
+        for i, row in zip(where.tolist(), picked.iter_rows(), strict=True):
+            key = dict(zip(self.key, row, strict=False))
+            at, level = row[len(self.key)], row[len(self.key) + 1]
+            shown = row[-1] if value is not None else None
+            shown = None if shown is None else float(shown)
+            alert = self.alerts.setdefault(tuple(key.values()), KeyAlert())
             change = Change(
                 key=key,
-                at=_micros_of(row[TS]),
-                position=_position(row),
+                at=_micros_of(at),
+                position=Position(*states.position(i)),
                 value=shown,
-                reason=self.condition.describe(int(row[LEVEL]), shown),
+                reason=self.condition.describe(int(level), shown),
             )
-            records += self.reporter.report(alert, change, _position(row, "__before"))
-        return records, alerts
+            records += self.reporter.report(alert, change, Position(*states.before(i)))
+        return records
 
-    def _alerts(self, changes: pl.DataFrame) -> dict[tuple[Any, ...], KeyAlert]:
-        """Each changed key's alert bookkeeping, from the carry."""
-        keys = changes.select(self.key).unique() if self.key else None
-        found: dict[tuple[Any, ...], KeyAlert] = {}
-        if self.carry is not None and self.carry.height:
-            rows = (
-                self.carry
-                if keys is None
-                else self.carry.join(keys, on=self.key, how="semi", nulls_equal=True)
-            )
-            for named in rows.iter_rows(named=True):
-                found[tuple(named[name] for name in self.key)] = KeyAlert.of(named)
-        values: list[tuple[Any, ...]] = list(keys.iter_rows()) if keys is not None else [()]
-        for value in values:
-            found.setdefault(tuple(value), KeyAlert())
-        return found
-
-    def _remember(self, last: pl.DataFrame, alerts: dict[tuple[Any, ...], KeyAlert]) -> None:
-        """The keys' new carry: their last observation, with the alert bookkeeping updated."""
-        if alerts and self.key:
-            schema = {name: last.schema[name] for name in self.key}
-            schema |= {name: LIFECYCLE_CARRY[name] for name in alert_columns()}
-            updates = pl.DataFrame(
-                [
-                    {**dict(zip(self.key, key, strict=True)), **alert.columns()}
-                    for key, alert in alerts.items()
-                ],
-                schema=schema,
-                orient="row",
-            )
-            changed = last.join(updates.select(self.key), on=self.key, how="semi", nulls_equal=True)
-            unchanged = last.join(
-                updates.select(self.key), on=self.key, how="anti", nulls_equal=True
-            )
-            changed = changed.drop(alert_columns()).join(updates, on=self.key, nulls_equal=True)
-            last = pl.concat([unchanged, changed.select(last.columns)], how="vertical_relaxed")
-        elif alerts:
-            [only] = alerts.values()
-            last = last.with_columns(
-                pl.lit(value, LIFECYCLE_CARRY[name]).alias(name)
-                for name, value in only.columns().items()
-            )
+    def _remember(self, last: pl.DataFrame) -> None:
+        """The keys' new carry: their last observation and where their run stands."""
         keep = [*self.key, TS, LEVEL, *LIFECYCLE_CARRY, *self.condition.carry()]
         if self.condition.value is not None:
             keep.append(self.condition.value)
@@ -304,30 +306,41 @@ class RuleOperator(Operator):
 
     # -- clocks: pending alerts that have held long enough, flapping keys that settled ---------
     def _clocks(self, watermark: int) -> list[dict[str, Any]]:
-        if self.carry is None or self.carry.height == 0:
+        flapping = [key for key, alert in self.alerts.items() if alert.flapping_since is not None]
+        if self.carry is None or self.carry.height == 0 or not (self.hold or flapping):
             return []
-        due_pending = (
-            (
-                (pl.col(STATE) == _PENDING)
-                & (pl.col(RUN_COUNT) >= self.policy.consecutive)
-                & (pl.col(RUN_START) + self.hold <= watermark)
+        due = (
+            (pl.col(STATE) == PENDING_)
+            & (pl.col(RUN_COUNT) >= self.policy.consecutive)
+            & (pl.col(RUN_START) + self.hold <= watermark)
+        ).fill_null(False)
+        if not self.hold:
+            due = pl.lit(False)
+        rows = self.carry.filter(due)
+        if flapping and self.key:
+            schema = {name: self.carry.schema[name] for name in self.key}
+            settling = pl.DataFrame(flapping, schema=schema, orient="row")
+            rows = pl.concat(
+                [
+                    rows,
+                    self.carry.join(settling, on=self.key, how="semi", nulls_equal=True).join(
+                        rows.select(self.key), on=self.key, how="anti", nulls_equal=True
+                    ),
+                ]
             )
-            if self.hold
-            else pl.lit(False)
-        )
-        flapping = pl.col(FLAPPING_SINCE).is_not_null()
-        due = self.carry.filter((due_pending | flapping).fill_null(False))
-        if due.height == 0:
+        elif flapping:
+            rows = self.carry
+        if rows.height == 0:
             return []
         records: list[dict[str, Any]] = []
-        updated: list[dict[str, Any]] = []
-        for row in due.iter_rows(named=True):
+        positions: list[int] = []
+        for row in rows.iter_rows(named=True):
             key = {name: row[name] for name in self.key}
-            alert = KeyAlert.of(row)
+            alert = self.alerts.setdefault(tuple(key.values()), KeyAlert())
             caught_up, position = self.reporter.catch_up(alert, key, watermark, _position(row))
             records += caught_up
-            updated.append({**row, **alert.columns(), STATE: position.state})
-        fresh = pl.DataFrame(updated, schema=self.carry.schema, orient="row")
+            positions.append(position.state)
+        fresh = rows.with_columns(pl.Series(STATE, positions, pl.Int8))
         kept = (
             self.carry.join(fresh.select(self.key), on=self.key, how="anti", nulls_equal=True)
             if self.key
@@ -337,7 +350,11 @@ class RuleOperator(Operator):
         return records
 
     def _forget(self, watermark: int) -> None:
-        """Judged results that can no longer be corrected are forgotten."""
+        """Forget judged results that can no longer be corrected, and idle keys' alerts."""
+        within = self.reporter.within
+        idle = [key for key, alert in self.alerts.items() if alert.idle(watermark, within)]
+        for key in idle:
+            del self.alerts[key]
         if self.judged is not None and self.judged.height:
             self.judged = self.judged.filter(pl.col(END).cast(pl.Int64) + self.lateness > watermark)
 
@@ -395,12 +412,13 @@ class RuleOperator(Operator):
         return transitions_frame(records)
 
     def snapshot(self) -> OperatorState:
-        """Held observations, each key's carry, and the judged results still correctable."""
+        """Held observations, carry, alert bookkeeping, and results still correctable."""
         frames: dict[str, pl.DataFrame] = {}
         for name, frame in (
             ("buffer", self.buffer),
             ("carry", self.carry),
             ("judged", self.judged),
+            ("alerts", self._alerts_frame()),
         ):
             if frame is not None:
                 frames[name] = frame
@@ -411,6 +429,24 @@ class RuleOperator(Operator):
         self.buffer = state.frames.get("buffer")
         self.carry = state.frames.get("carry")
         self.judged = state.frames.get("judged")
+        self.alerts = {}
+        alerts = state.frames.get("alerts")
+        if alerts is not None:
+            for row in alerts.iter_rows(named=True):
+                self.alerts[tuple(row[name] for name in self.key)] = KeyAlert.of(row)
+
+    def _alerts_frame(self) -> pl.DataFrame | None:
+        if not self.alerts:
+            return None
+        schema: dict[str, pl.DataType] = {}
+        if self.key and self.carry is not None:
+            schema = {name: self.carry.schema[name] for name in self.key}
+        schema |= ALERT_COLUMNS
+        rows = [
+            {**dict(zip(self.key, key, strict=True)), **alert.columns()}
+            for key, alert in self.alerts.items()
+        ]
+        return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def _position(row: dict[str, Any], prefix: str = "") -> Position:
@@ -424,9 +460,11 @@ def _position(row: dict[str, Any], prefix: str = "") -> Position:
     )
 
 
-def alert_columns() -> list[str]:
-    """The carried columns the loop over changes owns."""
-    return [name for name in LIFECYCLE_CARRY if name not in (RUN_START, RUN_COUNT, STATE, SEVERITY)]
+def _key_hash(key: Sequence[str]) -> pl.Expr:
+    """A 64-bit hash of a key's values (deterministic within a process)."""
+    if len(key) == 1:
+        return pl.col(key[0]).hash()
+    return pl.struct(list(key)).hash()
 
 
 def _micros_of(moment: datetime | int) -> int:
