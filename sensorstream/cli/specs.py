@@ -76,7 +76,7 @@ def replay_spec(
 def demo_spec(
     devices: int = 20, window: str | timedelta = "5s", duration: str | None = None
 ) -> PipelineSpec:
-    """The demo: a live simulated fleet -> per-device windows -> console and DuckDB."""
+    """The demo: a live simulated fleet -> per-device windows and two rules -> console, DuckDB."""
     return PipelineSpec.model_validate(
         {
             "name": "demo",
@@ -109,7 +109,21 @@ def demo_spec(
                         "p90(temperature)",
                         "mean(humidity)",
                     ],
-                }
+                },
+                {  # a device warm for two windows in a row; hysteresis keeps it from flapping
+                    "name": "warm_device",
+                    "input": "per_device",
+                    "rule": {
+                        "threshold": "temperature_mean",
+                        "above": {"warning": 25, "critical": 28},
+                        "clear": 0.5,
+                    },
+                    "consecutive": 2,
+                },
+                {  # a single reading far out of range: the simulator's anomalies
+                    "name": "temperature_jump",
+                    "rule": {"threshold": "temperature", "above": {"critical": 30}},
+                },
             ],
             "sinks": [
                 ConsoleSinkSettings(type="console"),
