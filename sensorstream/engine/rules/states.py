@@ -11,18 +11,16 @@ it of the same key:
 - its **severity**: its level while breaching, else 0;
 - whether state or severity **changed** from the key's row before it.
 
-A state machine per key is a loop, which Polars can only express as a dozen window
-expressions (milliseconds per release whatever the frame's size, most of a rule's cost).
-The loop here is compiled with Numba (machine code cached on disk) for frames of
-:data:`COMPILED_FROM` rows or more (:data:`COMPILED_ONCE_LOADED_FROM` once Numba is loaded,
-as the NDJSON scanner does on large inputs); smaller ones run it interpreted, so a pipeline
-judging a handful of rows never waits for Numba to load. Both run the same function.
+A state machine per key reads like a loop, but this one needs none: a row's run is the
+stretch of breaching rows it belongs to, found with a cumulative sum, and everything else
+follows from the run's first row. So the pass is a few dozen NumPy operations over the
+whole frame, with no per-row Python and no compiler to load, at the same cost for one key
+or a million. ``tests/unit/engine/test_rule_states.py`` holds it to the plain per-row loop.
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +35,6 @@ LEVEL = "__level"
 CARRIED = "__carry"  # marks a key's carried row among the rows of a release
 RUN_START, RUN_COUNT, STATE, SEVERITY = "__run_start", "__run_count", "__state", "__severity"
 NO_RUN = int(np.iinfo(np.int64).min)  # the run start of an observation in no run (null)
-COMPILED_FROM = 4096
-COMPILED_ONCE_LOADED_FROM = 128  # once something else has loaded Numba
 
 
 def run_states(
@@ -50,61 +46,47 @@ def run_states(
     severity: NDArray[np.int8],
     run_start: NDArray[np.int64],
     run_count: NDArray[np.int64],
-    changed: NDArray[np.bool_],
     consecutive: int,
     hold: int,
-) -> None:
-    """The pass over rows, in place.
+) -> NDArray[np.bool_]:
+    """The pass over rows, in place; returns which rows changed state or severity.
 
     ``state`` to ``run_count`` hold the carried rows' values on entry (other rows' are
-    ignored) and every row's on return; ``changed`` is set.
+    ignored; a carried row keeps its own) and every row's on return.
     """
-    breaching = False
-    before_state, before_severity = 0, 0
-    current_start, current_count = NO_RUN, 0
-    for i in range(level.shape[0]):
-        if starts[i]:
-            breaching = False
-            before_state, before_severity = 0, 0
-            current_start, current_count = NO_RUN, 0
-        if carried[i]:
-            breaching = level[i] > 0
-            current_start, current_count = run_start[i], run_count[i]
-            before_state, before_severity = state[i], severity[i]
-            changed[i] = False
-            continue
-        if level[i] > 0:
-            if breaching:
-                current_count += 1
-            else:
-                current_start, current_count = ts[i], 1
-            held = current_start != NO_RUN and ts[i] - current_start >= hold
-            now_state = FIRING_ if current_count >= consecutive and held else PENDING_
-            now_severity = level[i]
-            breaching = True
-        else:
-            current_start, current_count = NO_RUN, 0
-            now_state, now_severity = OK_, 0
-            breaching = False
-        state[i], severity[i] = now_state, now_severity
-        run_start[i], run_count[i] = current_start, current_count
-        changed[i] = now_state != before_state or now_severity != before_severity
-        before_state, before_severity = now_state, now_severity
-
-
-_compiled: Callable[..., None] | None = None
-
-
-def _pass(rows: int) -> Callable[..., None]:
-    """The compiled pass for many rows (compiled or loaded once), else the plain function."""
-    global _compiled
-    if rows < (COMPILED_FROM if "numba" not in sys.modules else COMPILED_ONCE_LOADED_FROM):
-        return run_states
-    if _compiled is None:
-        import numba
-
-        _compiled = numba.njit(cache=True, nogil=True)(run_states)
-    return _compiled
+    size = level.shape[0]
+    if size == 0:
+        return np.zeros(0, np.bool_)
+    breaching = level > 0
+    before = np.zeros(size, np.bool_)  # the row before, of the same key, breaches
+    before[1:] = breaching[:-1]
+    before &= ~starts
+    begins = breaching & ~before  # the first row of a run (it may be a carried row)
+    rows = np.flatnonzero(breaching)
+    first = np.flatnonzero(begins)[np.cumsum(begins)[rows] - 1]  # each row's run's first
+    from_carry = carried[first]
+    counts = np.where(from_carry, run_count[first], 1) + (rows - first)
+    began = np.where(from_carry, run_start[first], ts[first])
+    known = began != NO_RUN
+    held = known & (ts[rows] - np.where(known, began, 0) >= hold)
+    fresh = ~carried  # a carried row keeps what it carried
+    now_state = np.full(size, OK_, np.int8)
+    now_state[rows] = np.where((counts >= consecutive) & held, FIRING_, PENDING_)
+    now_start = np.full(size, NO_RUN, np.int64)
+    now_start[rows] = began
+    now_count = np.zeros(size, np.int64)
+    now_count[rows] = counts
+    state[fresh] = now_state[fresh]
+    severity[fresh] = np.where(breaching, level, 0)[fresh]
+    run_start[fresh] = now_start[fresh]
+    run_count[fresh] = now_count[fresh]
+    previous_state = np.zeros(size, np.int8)
+    previous_severity = np.zeros(size, np.int8)
+    previous_state[1:], previous_severity[1:] = state[:-1], severity[:-1]
+    previous_state[starts], previous_severity[starts] = 0, 0
+    changed: NDArray[np.bool_] = (state != previous_state) | (severity != previous_severity)
+    changed[carried] = False
+    return changed
 
 
 @dataclass
@@ -190,18 +172,7 @@ def observation_states(
     state, severity, run_start, run_count = (
         a.copy() for a in (state, severity, run_start, run_count)
     )
-    changed = np.zeros(size, np.bool_)
-    _pass(size)(
-        starts,
-        carried,
-        level,
-        ts,
-        state,
-        severity,
-        run_start,
-        run_count,
-        changed,
-        consecutive,
-        hold_us,
+    changed = run_states(
+        starts, carried, level, ts, state, severity, run_start, run_count, consecutive, hold_us
     )
     return States(state, severity, run_start, run_count, changed, starts, carried)
