@@ -36,7 +36,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 
@@ -118,9 +118,16 @@ def alert_id(rule: str, key_text: str, started_us: int) -> str:
     return digest.hexdigest()[:24]
 
 
+_KEY_JSON = json.JSONEncoder(sort_keys=True, default=str, separators=(", ", ": "))
+
+
 def key_text(values: dict[str, Any]) -> str:
-    """A key's values as compact JSON with sorted names: how transitions name their key."""
-    return json.dumps(values, sort_keys=True, default=str, separators=(", ", ": "))
+    """A key's values as compact JSON with sorted names: how transitions name their key.
+
+    >>> key_text({"room": "r1", "device_id": "a"})
+    '{"device_id": "a", "room": "r1"}'
+    """
+    return _KEY_JSON.encode(values)
 
 
 @dataclass
@@ -170,9 +177,11 @@ class KeyAlert:
         }
 
 
-@dataclass(frozen=True)
-class Position:
-    """Where a key stands after an observation: state, severity, and its breach run."""
+class Position(NamedTuple):
+    """Where a key stands after an observation: state, severity, and its breach run.
+
+    Tuples, not dataclasses: one or two are made per state change, in a loop.
+    """
 
     state: int
     severity: int
@@ -180,8 +189,7 @@ class Position:
     run_count: int = 0
 
 
-@dataclass(frozen=True)
-class Change:
+class Change(NamedTuple):
     """One observation where a key's state or severity changed, and the position it gave."""
 
     key: dict[str, Any]

@@ -274,7 +274,7 @@ class RuleOperator(Operator):
             return []
         value = self.condition.value
         shown_value = [pl.col(value).alias("__shown")] if value is not None else []
-        picked = frame[where].select(*self.key, TS, LEVEL, *shown_value)
+        picked = frame.select(*self.key, pl.col(TS).cast(pl.Int64), LEVEL, *shown_value)[where]
         records: list[dict[str, Any]] = []
         for i, row in zip(where.tolist(), picked.iter_rows(), strict=True):
             key = dict(zip(self.key, row, strict=False))
@@ -284,7 +284,7 @@ class RuleOperator(Operator):
             alert = self.alerts.setdefault(tuple(key.values()), KeyAlert())
             change = Change(
                 key=key,
-                at=_micros_of(at),
+                at=at,
                 position=Position(*states.position(i)),
                 value=shown,
                 reason=self.condition.describe(int(level), shown),
