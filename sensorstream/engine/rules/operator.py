@@ -99,17 +99,14 @@ class RuleOperator(Operator):
     # -- taking observations in ---------------------------------------------------------------
     def process(self, batch: pl.DataFrame, watermark_after: int) -> OperatorOutput:
         """Hold new observations, judge what the watermark has passed, report the changes."""
-        late: pl.Series | None = None
-        records: list[dict[str, Any]] = []
         batch = batch.select(name for name in self.wanted if name in batch.columns)
-        if self.over_results:
-            fresh, records = self._results(batch)
-        else:
-            behind = (pl.col(TS).cast(pl.Int64) <= pl.col(WATERMARK)).fill_null(False)
-            late = batch.select(behind.alias("late")).to_series()
-            fresh = batch.filter(~late) if late.any() else batch
+        if not self.over_results:
+            late, due = self._intake(batch, watermark_after)
+            records = self._release(due, watermark_after, active=True)
+            return OperatorOutput(rows=self._frame(records), late=late)
+        fresh, records = self._results(batch)
         fresh = self._observed(fresh)
-        if self.over_results and self.judge == "final":
+        if self.judge == "final":
             self._hold(fresh)  # a result replaces its held earlier revision first
             due = self._due(watermark_after)
         else:
@@ -119,7 +116,71 @@ class RuleOperator(Operator):
             if arrived is not None:
                 due = arrived if due is None else pl.concat([due, arrived], how="diagonal_relaxed")
         records += self._release(due, watermark_after)
-        return OperatorOutput(rows=self._frame(records), late=late)
+        return OperatorOutput(rows=self._frame(records))
+
+    def _intake(self, batch: pl.DataFrame, watermark: int) -> tuple[pl.Series, pl.DataFrame | None]:
+        """Readings in, in one pass over the batch: which are late, and which are due now.
+
+        A reading behind its own watermark is late for the rule; one the new watermark has
+        not passed is held; of the rest, only the keys that could change are judged
+        (:meth:`_active`, here folded into the same pass). Returns the late flags and
+        the observations to judge now (the held ones now due among them).
+        """
+        value = self.condition.value
+        ts = pl.col(TS).cast(pl.Int64)
+        keep = ~(ts <= pl.col(WATERMARK)).fill_null(False)
+        if value is not None:
+            keep = keep & pl.col(value).is_not_null()  # a null value says nothing
+        candidates = self.condition.candidates()
+        columns = [
+            (ts <= pl.col(WATERMARK)).fill_null(False).alias("late"),
+            keep.alias("keep"),
+            (ts <= watermark).alias("due"),
+        ]
+        if candidates is not None and self.key:
+            columns += [candidates.fill_null(False).alias("candidate"), _key_hash(self.key)]
+        flags = batch.select(columns)
+        late, kept, due = (
+            flags.get_column("late"),
+            flags.get_column("keep"),
+            flags.get_column("due"),
+        )
+        self._hold(self._filtered(batch, kept & ~due))
+        earlier = self._due(watermark)
+        arrived = kept & due
+        if candidates is not None and self.key:
+            hashes = flags.get_column(_HASH)
+            wanted = [hashes.filter(arrived & flags.get_column("candidate"))]
+            if earlier is not None and earlier.height:
+                flagged = earlier.select(
+                    _key_hash(self.key), candidates.fill_null(False).alias("candidate")
+                )
+                wanted.append(flagged.filter(pl.col("candidate")).get_column(_HASH))
+            wanted += self._under_way()
+            keys = pl.concat(wanted).unique()
+            arrived = arrived & hashes.is_in(keys)
+            if earlier is not None and earlier.height:
+                earlier = earlier.filter(_key_hash(self.key).is_in(keys))
+        now = self._filtered(batch, arrived)
+        if earlier is None or earlier.height == 0:
+            return late, now
+        if now is None:
+            return late, earlier
+        return late, pl.concat([earlier, now], how="diagonal_relaxed")
+
+    @staticmethod
+    def _filtered(frame: pl.DataFrame, mask: pl.Series) -> pl.DataFrame | None:
+        """The rows of ``frame`` the mask holds for; None if none, ``frame`` if all."""
+        if not mask.any():
+            return None
+        return frame if mask.all() else frame.filter(mask)
+
+    def _under_way(self) -> list[pl.Series]:
+        """The key hashes of carried keys with an alert or a breach run under way."""
+        if self.carry is None or self.carry.height == 0:
+            return []
+        under_way = (pl.col(STATE) != 0) | pl.col(LEVEL).fill_null(0).gt(0)
+        return [self.carry.filter(under_way).select(_key_hash(self.key)).to_series()]
 
     def on_watermark(self, watermark: int) -> OperatorOutput:
         """Judge what the watermark has now passed, and run the clocks of pending alerts."""
@@ -193,23 +254,28 @@ class RuleOperator(Operator):
             )
         self.buffer = pl.concat([kept, observations], how="diagonal_relaxed")
 
-    def _release(self, due: pl.DataFrame | None, watermark: int) -> list[dict[str, Any]]:
-        """Judge the observations now due, then run the clocks up to the watermark."""
+    def _release(
+        self, due: pl.DataFrame | None, watermark: int, *, active: bool = False
+    ) -> list[dict[str, Any]]:
+        """Judge the observations now due, then run the clocks up to the watermark.
+
+        ``active``: ``due`` holds only the keys that could change (:meth:`_active` done).
+        """
         records: list[dict[str, Any]] = []
         if due is not None and due.height:
-            records += self._judge(due)
+            records += self._judge(due, active=active)
         records += self._clocks(watermark)
         self._forget(watermark)
         return records
 
     # -- judging ------------------------------------------------------------------------------
-    def _judge(self, observations: pl.DataFrame) -> list[dict[str, Any]]:
+    def _judge(self, observations: pl.DataFrame, *, active: bool = False) -> list[dict[str, Any]]:
         """Levels, states and transitions of released observations (any order)."""
-        active = self._active(observations)
-        if active.height == 0:
+        rows_of = observations if active else self._active(observations)
+        if rows_of.height == 0:
             return []
         carry_columns = {**self.condition.carry(), **LIFECYCLE_CARRY, LEVEL: pl.Int8()}
-        rows = active.with_columns(
+        rows = rows_of.with_columns(
             pl.lit(False).alias(CARRIED),
             *(pl.lit(None, kind).alias(name) for name, kind in carry_columns.items()),
         )
@@ -257,15 +323,12 @@ class RuleOperator(Operator):
         candidates = self.condition.candidates()
         if candidates is None or not self.key:
             return observations
-        keys = observations.filter(candidates.fill_null(False)).select(self.key)
-        if self.carry is not None and self.carry.height:
-            under_way = (pl.col(STATE) != 0) | pl.col(LEVEL).fill_null(0).gt(0)
-            keys = pl.concat([keys, self.carry.filter(under_way).select(self.key)], how="vertical")
-        if keys.height == 0:
+        hashed = _key_hash(self.key)
+        shown = observations.filter(candidates.fill_null(False)).select(hashed).to_series()
+        keys = pl.concat([shown, *self._under_way()]).unique()
+        if keys.len() == 0:
             return observations.clear()
-        hashed = _key_hash(self.key).alias(_HASH)
-        wanted = keys.select(hashed).unique()
-        return observations.with_columns(hashed).join(wanted, on=_HASH, how="semi").drop(_HASH)
+        return observations.filter(hashed.is_in(keys))
 
     def _changes(self, frame: pl.DataFrame, states: States) -> list[dict[str, Any]]:
         """Transitions of the observations whose state or severity changed."""
@@ -463,8 +526,8 @@ def _position(row: dict[str, Any], prefix: str = "") -> Position:
 def _key_hash(key: Sequence[str]) -> pl.Expr:
     """A 64-bit hash of a key's values (deterministic within a process)."""
     if len(key) == 1:
-        return pl.col(key[0]).hash()
-    return pl.struct(list(key)).hash()
+        return pl.col(key[0]).hash().alias(_HASH)
+    return pl.struct(list(key)).hash().alias(_HASH)
 
 
 def _micros_of(moment: datetime | int) -> int:
