@@ -2,9 +2,12 @@
 
 Two rules read the 5M readings (a threshold with levels and hysteresis, a SQL condition on
 two measurements), three read the 1-minute window results (two windows in a row above a
-level, a rate of change, a rolling z-score). Both pipelines run in fresh processes, --repeat
-times, interleaved, and the fastest run of each counts; the figure is the ratio of their
-throughputs, measured in the same run. Target: W1 with rules keeps >= 70% of W1's.
+level, a SQL condition on a window's spread, a threshold below a level held for a minute).
+Each pipeline runs in fresh processes, --repeat times, interleaved with the other, and the
+fastest run of each counts; the figure is the ratio of their throughputs, measured in the
+same run. It is measured twice: the engine inside its process (the benchmark's pipeline,
+raw readings not stored), and the whole ``sensorstream run`` command in the default
+configuration (raw readings stored too). Target: W1 with rules keeps >= 70% of W1's.
 
     python benchmarks/w1_rules.py [--readings 5000000] [--devices 10000] [--repeat 3]
 """
@@ -79,6 +82,23 @@ def run(path: Path, *, rules: bool) -> dict[str, float]:
     }
 
 
+def whole(path: Path, *, rules: bool, readings: int) -> dict[str, float]:
+    """``sensorstream run`` in the default configuration, as a whole process."""
+    import yaml
+
+    with tempfile.TemporaryDirectory() as scratch:
+        spec = Path(scratch) / "w1.yaml"
+        pipeline = w1_pipeline(path, Path(scratch), store_readings=True)
+        if rules:
+            pipeline["steps"] = [*pipeline["steps"], *RULES]
+        spec.write_text(yaml.safe_dump(pipeline, sort_keys=False))
+        command = [sys.executable, "-m", "sensorstream", "run", str(spec), "--no-progress"]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True)
+        seconds = time.perf_counter() - started
+    return {"seconds": seconds, "readings_per_s": readings / seconds}
+
+
 def child(path: Path, *, rules: bool) -> dict[str, float]:
     command = [sys.executable, __file__, "--child", str(path), *(["--rules"] if rules else [])]
     output = subprocess.run(command, check=True, capture_output=True, text=True)
@@ -98,21 +118,28 @@ def main() -> None:
         print(json.dumps(run(args.child, rules=args.rules)))
         return
     path = dataset(args.readings, args.devices)
-    plain: list[dict[str, float]] = []
-    ruled: list[dict[str, float]] = []
-    for _ in range(max(1, args.repeat)):
-        plain.append(child(path, rules=False))
-        ruled.append(child(path, rules=True))
-    best_plain = min(plain, key=lambda r: r["seconds"])
-    best_ruled = min(ruled, key=lambda r: r["seconds"])
-    ratio = best_ruled["readings_per_s"] / best_plain["readings_per_s"]
-    print(f"W1 with rules: {args.readings:,} readings (fastest of {max(1, args.repeat)} runs each)")
-    print(f"  W1 alone:          {best_plain['readings_per_s']:>12,.0f} readings/s")
+    repeat = max(1, args.repeat)
+    runs: dict[str, list[dict[str, float]]] = {"plain": [], "ruled": [], "whole": [], "whole+": []}
+    for _ in range(repeat):
+        runs["plain"].append(child(path, rules=False))
+        runs["ruled"].append(child(path, rules=True))
+        runs["whole"].append(whole(path, rules=False, readings=args.readings))
+        runs["whole+"].append(whole(path, rules=True, readings=args.readings))
+    best = {name: min(found, key=lambda r: r["seconds"]) for name, found in runs.items()}
+    print(f"W1 with rules: {args.readings:,} readings (fastest of {repeat} runs each)")
+    print("  the engine in its process (raw readings not stored):")
+    print(f"    W1 alone:          {best['plain']['readings_per_s']:>12,.0f} readings/s")
     print(
-        f"  W1 + 5 rules:      {best_ruled['readings_per_s']:>12,.0f} readings/s, "
-        f"{best_ruled['transitions']:,.0f} alert transitions"
+        f"    W1 + 5 rules:      {best['ruled']['readings_per_s']:>12,.0f} readings/s, "
+        f"{best['ruled']['transitions']:,.0f} alert transitions"
     )
-    print(f"ratio W1 + rules / W1: {ratio:.2f} (target >= 0.70)")
+    engine = best["ruled"]["readings_per_s"] / best["plain"]["readings_per_s"]
+    print("  `sensorstream run`, default configuration (raw readings stored), whole process:")
+    print(f"    W1 alone:          {best['whole']['readings_per_s']:>12,.0f} readings/s")
+    print(f"    W1 + 5 rules:      {best['whole+']['readings_per_s']:>12,.0f} readings/s")
+    default = best["whole+"]["readings_per_s"] / best["whole"]["readings_per_s"]
+    print(f"ratio W1 + rules / W1: engine {engine:.2f}, default configuration {default:.2f}")
+    print("(target >= 0.70)")
 
 
 if __name__ == "__main__":
