@@ -67,10 +67,19 @@ class ThresholdSpec(_Model):
         return self
 
     def to_condition(self) -> Condition:
-        """The engine's threshold (levels in the order written)."""
+        """The engine's threshold, its levels ordered by their bounds.
+
+        A mapping's order is not the bound's: YAML tools reorder keys (``safe_dump`` sorts
+        them), so ``{critical: 31, warning: 28}`` means what ``{warning: 28, critical: 31}``
+        does. Equal bounds stay an error.
+        """
         direction: Literal["above", "below"] = "above" if self.above is not None else "below"
-        levels = self.above if self.above is not None else self.below
-        return Threshold(self.threshold, tuple((levels or {}).items()), direction, self.clear)
+        levels = sorted(
+            (self.above if self.above is not None else self.below or {}).items(),
+            key=lambda level: level[1],
+            reverse=direction == "below",
+        )
+        return Threshold(self.threshold, tuple(levels), direction, self.clear)
 
 
 class WhenSpec(_Model):
