@@ -28,8 +28,9 @@ from sensorstream.errors import ConfigError, StoreError
 if TYPE_CHECKING:
     import polars as pl
 
-    from sensorstream.store.alert_actions import AlertActions, KeyValue, Silence
+    from sensorstream.store.alert_actions import AlertActions
     from sensorstream.store.query import Store
+    from sensorstream.store.silences import KeyValue, Silence
 
 STATES = ("pending", "firing", "resolved", "flapping")
 alerts = typer.Typer(
@@ -368,7 +369,7 @@ def _history(
     import polars as pl
 
     from sensorstream.sinks.webhook_outbox import read_deliveries
-    from sensorstream.store.alert_actions import from_us
+    from sensorstream.store.actions_file import from_us
 
     moment = pl.Datetime("us", "UTC")
     history = transitions.select(

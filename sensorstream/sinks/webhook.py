@@ -59,7 +59,8 @@ from sensorstream.pipeline.durations import Duration
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch
 from sensorstream.sinks.webhook_delivery import DeliveryThread, Poster, RetryPolicy, origin
 from sensorstream.sinks.webhook_outbox import Outbox, Queued, default_outbox
-from sensorstream.store.alert_actions import AlertActions, actions_path
+from sensorstream.store.actions_file import actions_path
+from sensorstream.store.alert_actions import AlertActions
 
 State = Literal["pending", "firing", "resolved", "flapping", "correction"]
 DEFAULT_STATES: tuple[State, ...] = ("firing", "resolved", "flapping", "correction")

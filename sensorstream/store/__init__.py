@@ -3,7 +3,9 @@
 - :mod:`~sensorstream.store.query`: :class:`Store`, a read-only view of a DuckDB store;
 - :mod:`~sensorstream.store.alerts`: its alert queries (transitions, current alerts);
 - :mod:`~sensorstream.store.alert_actions`: acknowledgements and silences, in a SQLite file
-  beside the store that stays writable while a pipeline runs.
+  beside the store that stays writable while a pipeline runs
+  (:mod:`~sensorstream.store.actions_file`); how silences match and mute:
+  :mod:`~sensorstream.store.silences`.
 
 The names load on first use, so a sink or command that only needs silences does not load
 DuckDB and Polars.
@@ -15,13 +17,14 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sensorstream.store.alert_actions import AlertActions, Silence, SilenceWatcher
+    from sensorstream.store.alert_actions import AlertActions
     from sensorstream.store.query import Store, StoreCounts, StoredPipeline, StoredStep
+    from sensorstream.store.silences import Silence, SilenceWatcher
 
 _HOMES = {
     "AlertActions": "sensorstream.store.alert_actions",
-    "Silence": "sensorstream.store.alert_actions",
-    "SilenceWatcher": "sensorstream.store.alert_actions",
+    "Silence": "sensorstream.store.silences",
+    "SilenceWatcher": "sensorstream.store.silences",
     "Store": "sensorstream.store.query",
     "StoreCounts": "sensorstream.store.query",
     "StoredPipeline": "sensorstream.store.query",

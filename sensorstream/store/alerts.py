@@ -18,7 +18,8 @@ import polars as pl
 
 from sensorstream.engine.outputs import TRANSITION_SCHEMA
 from sensorstream.sinks.duckdb_tables import ALERT_TRANSITIONS, EMITTED_AT
-from sensorstream.store.alert_actions import AlertActions, KeyValue, key_matches
+from sensorstream.store.alert_actions import AlertActions
+from sensorstream.store.silences import KeyValue, key_matches
 
 SqlParameters = Sequence[object]
 _COLUMNS = ", ".join(["partition", "position", *TRANSITION_SCHEMA, EMITTED_AT])

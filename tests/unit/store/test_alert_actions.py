@@ -9,8 +9,10 @@ import pytest
 from sensorstream.errors import StoreError
 from sensorstream.sinks import DuckDBSink
 from sensorstream.store import Store
-from sensorstream.store.alert_actions import AlertActions, SilenceWatcher, actions_path
+from sensorstream.store.actions_file import actions_path
+from sensorstream.store.alert_actions import AlertActions
 from sensorstream.store.alerts import with_actions
+from sensorstream.store.silences import SilenceWatcher
 from sensorstream.testing import ManualClock, duckdb_held_elsewhere
 from tests.unit.sinks.webhook_helpers import PIPELINE, batch, info, transition
 
