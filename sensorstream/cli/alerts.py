@@ -5,32 +5,39 @@ lets no other process open it meanwhile): they work once the pipeline has stoppe
 ``silence``, ``unsilence`` and ``silences`` use the SQLite file beside the store
 (:mod:`sensorstream.store.alert_actions`), which stays open to all: they work while the
 pipeline runs, and its webhook and console sinks heed a new silence at once. The HTTP API
-calls the same functions. Everything that came from data prints through
+calls the same functions (:mod:`sensorstream.store.alert_history` builds ``show``'s
+sections). Everything that came from data prints through
 :mod:`sensorstream.display`; every mistake is one ``error:`` line and exit 2.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
+from sensorstream.cli.alert_options import (
+    By,
+    Db,
+    KeyOption,
+    Note,
+    PipelineOption,
+    find_alert,
+    no_store,
+    now,
+    parse_duration,
+    parse_key,
+    parse_until,
+    pipeline_of,
+    pipeline_of_alert,
+)
 from sensorstream.cli.failures import EXIT_CODES_HELP, friendly_errors
 from sensorstream.cli.paths import DEFAULT_DB
 from sensorstream.display import safe_text
 from sensorstream.errors import ConfigError, StoreError
-
-if TYPE_CHECKING:
-    import polars as pl
-
-    from sensorstream.store.alert_actions import AlertActions
-    from sensorstream.store.query import Store
-    from sensorstream.store.silences import KeyValue, Silence
 
 STATES = ("pending", "firing", "resolved", "flapping")
 alerts = typer.Typer(
@@ -39,17 +46,6 @@ alerts = typer.Typer(
     epilog=EXIT_CODES_HELP,
 )
 console = Console(highlight=False, soft_wrap=True)
-
-Db = Annotated[Path, typer.Option(help="The DuckDB store the pipeline writes.")]
-PipelineOption = Annotated[
-    str | None, typer.Option("--pipeline", help="The pipeline (default: the store's only one).")
-]
-By = Annotated[str, typer.Option("--by", help="Who does it.", show_default=False)]
-Note = Annotated[str, typer.Option("--note", help="Why, or what was done.")]
-KeyOption = Annotated[
-    str | None,
-    typer.Option("--key", help='Key values as JSON, e.g. \'{"room": "r1"}\'.', show_default=False),
-]
 
 
 @alerts.command("list", epilog=EXIT_CODES_HELP)
@@ -69,16 +65,16 @@ def list_alerts(
         if state is not None and state not in STATES:
             msg = f"--state {state}: not a state; choose one of {', '.join(STATES)}"
             raise ConfigError(msg)
-        wanted = _key("--key", key) if key is not None else None
+        wanted = parse_key("--key", key) if key is not None else None
         from sensorstream.cli.output import check_format, print_frame
         from sensorstream.store import AlertActions, Store
         from sensorstream.store.alerts import with_actions
 
         check_format(format)
         with Store(db) as store:
-            name = _pipeline_of(store, pipeline)
+            name = pipeline_of(store, pipeline)
             frame = store.alerts(name, state=state, rule=rule, severity=severity, key=wanted)
-        frame = with_actions(frame, AlertActions.beside(db), pipeline=name, now=_now())
+        frame = with_actions(frame, AlertActions.beside(db), pipeline=name, now=now())
         shown = frame.select(
             "alert_id",
             "rule",
@@ -111,12 +107,13 @@ def show(
             msg = f"--format {format}: choose table or json"
             raise ConfigError(msg)
         from sensorstream.store import AlertActions, Store
+        from sensorstream.store.alert_history import alert_history
 
         with Store(db) as store:
-            name = _pipeline_of_alert(store, alert_id, pipeline)
+            name = pipeline_of_alert(store, alert_id, pipeline)
             history = store.alert_transitions(name, alert_id=alert_id, limit=None)
         actions = AlertActions.beside(db)
-        sections = _history(history, actions, name, alert_id)
+        sections = alert_history(history, actions, pipeline=name, alert_id=alert_id, now=now())
         if format == "json":
             document = {title: frame.to_dicts() for title, frame in sections.items()}
             typer.echo(json.dumps({"pipeline": name, **document}, default=str, indent=2))
@@ -155,7 +152,7 @@ def ack(
         from sensorstream.store import AlertActions
 
         actions = AlertActions.beside(db)
-        found, checked = _find_alert(db, actions, alert_id, pipeline)
+        found, checked = find_alert(db, actions, alert_id, pipeline)
         done = actions.acknowledge(alert_id, by=by, note=note, pipeline=found)
         line = Text.assemble(
             "acknowledged alert ", safe_text(alert_id, "bold"), " as ", safe_text(done.by)
@@ -198,13 +195,15 @@ def silence(
         if rule is None and key is None:
             msg = "name what to mute: --rule, --key or both"
             raise ConfigError(msg)
-        wanted = _key("--key", key) if key is not None else None
-        ends = _until(until) if until is not None else _now() + _duration("--for", for_ or "")
+        wanted = parse_key("--key", key) if key is not None else None
+        ends = (
+            parse_until(until) if until is not None else now() + parse_duration("--for", for_ or "")
+        )
         from sensorstream.store import AlertActions
 
         actions = AlertActions.beside(db)
         if not db.exists() and not actions.path.exists():
-            raise StoreError(_no_store(db))
+            raise StoreError(no_store(db))
         made = actions.silence(
             until=ends, by=by, rule=rule, key=wanted, pipeline=pipeline, note=note
         )
@@ -244,204 +243,11 @@ def silences(
     with friendly_errors():
         from sensorstream.cli.output import check_format, print_frame
         from sensorstream.store import AlertActions
+        from sensorstream.store.alert_history import silences_frame
 
         check_format(format)
         listed = AlertActions.beside(db).silences(include_ended=all_)
         if format == "table" and not listed:
             console.print("no silences" + ("" if all_ else " in effect"))
             return
-        print_frame(_silences_frame(listed, _now()), format)
-
-
-# -- helpers --------------------------------------------------------------------------------
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _key(flag: str, text: str) -> dict[str, KeyValue]:
-    """A ``--key`` value: a JSON object of key column values."""
-    example = '\'{"room": "r1"}\''
-    try:
-        value = json.loads(text)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict) or not value:
-        msg = f"{flag} {text}: not a JSON object of key values; write e.g. {flag} {example}"
-        raise ConfigError(msg)
-    for name, item in value.items():
-        if isinstance(item, dict | list):
-            msg = f"{flag} {text}: {name!r} must be text, a number, true/false or null"
-            raise ConfigError(msg)
-    return value
-
-
-def _until(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        moment = None
-    if moment is None or moment.tzinfo is None:
-        msg = (
-            f"--until {text}: not a time with a time zone; write e.g. 2025-01-31T18:00Z "
-            "or 2025-01-31T19:00+01:00"
-        )
-        raise ConfigError(msg)
-    return moment
-
-
-def _duration(flag: str, text: str) -> timedelta:
-    from sensorstream.pipeline.durations import parse_duration
-
-    try:
-        value = parse_duration(text)
-    except ConfigError as error:
-        msg = f"{flag} {text}: {error}"
-        raise ConfigError(msg) from None
-    if value.total_seconds() <= 0:
-        msg = f"{flag} {text}: must be longer than zero"
-        raise ConfigError(msg)
-    return value
-
-
-def _no_store(db: Path) -> str:
-    return (
-        f"no store at {db}: run a pipeline with a duckdb sink first, or pass the file it "
-        "wrote with --db"
-    )
-
-
-def _pipeline_of(store: Store, pipeline: str | None) -> str:
-    """The pipeline named, or the store's only one."""
-    if pipeline is not None:
-        store.pipeline(pipeline)  # fails listing the ones there are
-        return pipeline
-    names = sorted({str(name) for name in store.pipelines()["pipeline"]})
-    if len(names) == 1:
-        return names[0]
-    if not names:
-        msg = f"{store.path} holds no pipeline yet: run one with a duckdb sink first"
-    else:
-        msg = f"{store.path} holds several pipelines ({', '.join(names)}): pick one with --pipeline"
-    raise StoreError(msg)
-
-
-def _pipeline_of_alert(store: Store, alert_id: str, pipeline: str | None) -> str:
-    names = store.pipelines_of_alert(alert_id)
-    if pipeline is not None:
-        store.pipeline(pipeline)
-        names = [name for name in names if name == pipeline]
-    if not names:
-        within = f" of pipeline {pipeline}" if pipeline is not None else ""
-        msg = f"no alert {alert_id}{within} in {store.path}; `sensorstream alerts list` shows them"
-        raise StoreError(msg)
-    if len(names) > 1:
-        msg = f"alert {alert_id} is in pipelines {', '.join(names)}: pick one with --pipeline"
-        raise StoreError(msg)
-    return names[0]
-
-
-def _find_alert(
-    db: Path, actions: AlertActions, alert_id: str, pipeline: str | None
-) -> tuple[str | None, bool]:
-    """The alert's pipeline, and whether the store could be asked (it is locked while in use)."""
-    from sensorstream.store import Store
-
-    if not db.exists():
-        if not actions.path.exists():
-            raise StoreError(_no_store(db))
-        return pipeline, False
-    try:
-        store = Store(db)
-    except StoreError as error:
-        if "lock" in str(error.__cause__).lower():
-            return pipeline, False  # a running pipeline: the alert may be brand new
-        raise
-    with store:
-        return _pipeline_of_alert(store, alert_id, pipeline), True
-
-
-def _history(
-    transitions: pl.DataFrame, actions: AlertActions, pipeline: str, alert_id: str
-) -> dict[str, pl.DataFrame]:
-    """The sections of ``alerts show``, each a frame."""
-    import polars as pl
-
-    from sensorstream.sinks.webhook_outbox import read_deliveries
-    from sensorstream.store.actions_file import from_us
-
-    moment = pl.Datetime("us", "UTC")
-    history = transitions.select(
-        "event_time", "sequence", "kind", "state", "previous_state", "severity", "value", "reason"
-    )
-    acks = pl.DataFrame(
-        [(a.at, a.by, a.note) for a in actions.acknowledgements(alert_id)],
-        schema={"at": moment, "by": pl.String(), "note": pl.String()},
-        orient="row",
-    )
-    rule = transitions["rule"][0] if transitions.height else ""
-    key = transitions["key"][0] if transitions.height else ""
-    matching = [s for s in actions.silences(include_ended=True) if s.matches(pipeline, rule, key)]
-    deliveries = [
-        (
-            outbox.endpoint,
-            row.transition_id,
-            row.state,
-            row.status,
-            row.attempts,
-            from_us(row.delivered_us) if row.delivered_us is not None else None,
-            row.last_error,
-        )
-        for outbox in actions.outboxes(pipeline)
-        for row in read_deliveries(outbox.outbox, pipeline=pipeline, alert_id=alert_id)
-    ]
-    delivery_schema = {
-        "endpoint": pl.String(),
-        "transition_id": pl.String(),
-        "state": pl.String(),
-        "status": pl.String(),
-        "attempts": pl.Int64(),
-        "delivered_at": moment,
-        "last_error": pl.String(),
-    }
-    return {
-        "transitions and corrections": history,
-        "acknowledgements": acks,
-        "silences": _silences_frame(matching, _now()),
-        "deliveries": pl.DataFrame(deliveries, schema=delivery_schema, orient="row"),
-    }
-
-
-def _silences_frame(listed: list[Silence], now: datetime) -> pl.DataFrame:
-    import polars as pl
-
-    moment = pl.Datetime("us", "UTC")
-    rows = [
-        (
-            s.id,
-            s.pipeline,
-            s.rule,
-            json.dumps(dict(s.key), sort_keys=True) if s.key is not None else None,
-            s.ends_at,
-            s.active(now),
-            s.by,
-            s.note,
-            s.created_at,
-            s.removed_by,
-        )
-        for s in listed
-    ]
-    schema = {
-        "id": pl.Int64(),
-        "pipeline": pl.String(),
-        "rule": pl.String(),
-        "key": pl.String(),
-        "until": moment,
-        "active": pl.Boolean(),
-        "by": pl.String(),
-        "note": pl.String(),
-        "created_at": moment,
-        "ended_by": pl.String(),
-    }
-    return pl.DataFrame(rows, schema=schema, orient="row")
+        print_frame(silences_frame(listed, now()), format)
