@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import socket
 import time
 from datetime import UTC, datetime, timedelta
@@ -373,3 +374,39 @@ def test_a_missing_token_variable_fails_when_the_sink_is_built(
     settings = WebhookSinkSettings(url="https://example.com/x", token_env="NO_SUCH_TOKEN")
     with pytest.raises(ConfigError, match="environment variable NO_SUCH_TOKEN"):
         settings.build()
+
+
+_ROOT = Path(__file__).parents[3]
+
+
+def _sink_examples() -> list[tuple[str, str]]:
+    """Every ``sinks:`` YAML block of the alert docs and the README, by where it is."""
+    found = []
+    for name in ("docs/alert-delivery.md", "README.md"):
+        text = (_ROOT / name).read_text(encoding="utf-8")
+        for index, block in enumerate(re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)):
+            if block.startswith("sinks:") and "webhook" in block:
+                found.append((f"{name}#{index}", block))
+    return found
+
+
+@pytest.mark.parametrize(("where", "block"), _sink_examples(), ids=lambda value: str(value)[:40])
+def test_the_webhook_examples_in_the_docs_load(
+    where: str, block: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ALERT_HOOK_TOKEN", "t")
+    spec = parse_spec(
+        "name: docs\nsource: {type: simulator}\nreadings: {measurements: {temperature: float}}\n"
+        + block,
+        origin=where,
+    )
+    webhooks = [s for s in spec.sinks if isinstance(s, WebhookSinkSettings)]
+    assert webhooks, where
+    assert all(isinstance(settings.build(), WebhookSink) for settings in webhooks)
+
+
+def test_the_docs_have_webhook_examples() -> None:
+    assert {where.split("#")[0] for where, _ in _sink_examples()} == {
+        "docs/alert-delivery.md",
+        "README.md",
+    }
