@@ -1,4 +1,4 @@
-"""The ``sensorstream`` command: run, replay, simulate, query and the demo.
+"""The ``sensorstream`` command: run, replay, simulate, query, the demo, and ``alerts``.
 
 Each command imports what it needs when it runs, so ``sensorstream --help`` (and a typo)
 answers without loading Polars, DuckDB, Pydantic or the engine.
@@ -13,7 +13,9 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from sensorstream.cli.alerts import alerts
 from sensorstream.cli.failures import EXIT_CODES_HELP, ExitCode, Option, errors, friendly_errors
+from sensorstream.cli.paths import DEFAULT_DB
 from sensorstream.display import safe_text
 from sensorstream.errors import CheckpointError, ConfigError
 
@@ -23,8 +25,6 @@ if TYPE_CHECKING:
     from sensorstream.cli.summary import Outcome
     from sensorstream.pipeline.spec import PipelineSpec
 
-DEFAULT_DB = Path("sensorstream.duckdb")
-
 app = typer.Typer(
     help="Real-time analytics of IoT sensor data: event-time windows, stored and queryable.",
     epilog=EXIT_CODES_HELP,
@@ -32,6 +32,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(highlight=False, soft_wrap=True)
+app.add_typer(alerts, name="alerts")
 
 
 def _show_version(value: bool) -> None:

@@ -29,13 +29,15 @@ from sensorstream.pipeline.steps import (
     step_location,
 )
 from sensorstream.readings import Limits, MeasurementType, ReadingFormat, TimeUnit
-from sensorstream.sinks import ConsoleSinkSettings, DuckDBSinkSettings
+from sensorstream.sinks import ConsoleSinkSettings, DuckDBSinkSettings, WebhookSinkSettings
 from sensorstream.sources import FileSourceSettings, SimulatorSourceSettings
 
 SourceSettings = Annotated[
     FileSourceSettings | SimulatorSourceSettings, Field(discriminator="type")
 ]
-SinkSettings = Annotated[DuckDBSinkSettings | ConsoleSinkSettings, Field(discriminator="type")]
+SinkSettings = Annotated[
+    DuckDBSinkSettings | ConsoleSinkSettings | WebhookSinkSettings, Field(discriminator="type")
+]
 # Where a value sits in the YAML: ("steps", 0, "window", "size").
 Location = tuple[str | int, ...]
 

@@ -28,6 +28,7 @@ from sensorstream.pipeline.spec import PipelineSpec
 from sensorstream.runtime.checkpoints import Checkpoint, CheckpointStore
 from sensorstream.runtime.counters import Counters, RunSummary
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch, StepInfo
+from sensorstream.sinks.duckdb import DuckDBSink
 from sensorstream.sources.base import Clock, Identity, Source, SourceBatch
 
 
@@ -87,7 +88,13 @@ class Runner:
             for step in graph.order
             if (shape := graph.outputs[step.name]).kind is not OutputKind.STREAM
         )
-        return PipelineInfo(self.spec.name, steps, self.format.canonical_schema())
+        return PipelineInfo(
+            self.spec.name,
+            steps,
+            self.format.canonical_schema(),
+            checkpoint_dir=self.checkpoints.folder,
+            stores=tuple(sink.path for sink in self.sinks if isinstance(sink, DuckDBSink)),
+        )
 
     def stop(self) -> None:
         """Ask the loop to checkpoint and return after the current batch."""

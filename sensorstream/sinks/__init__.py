@@ -8,8 +8,13 @@ from __future__ import annotations
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch, StepInfo
 from sensorstream.sinks.console import ConsoleSink, ConsoleSinkSettings
 from sensorstream.sinks.duckdb import DuckDBSink, DuckDBSinkSettings
+from sensorstream.sinks.webhook import WebhookSink, WebhookSinkSettings
 
-SINKS: dict[str, type[Sink]] = {"duckdb": DuckDBSink, "console": ConsoleSink}
+SINKS: dict[str, type[Sink]] = {
+    "duckdb": DuckDBSink,
+    "console": ConsoleSink,
+    "webhook": WebhookSink,
+}
 
 __all__ = [
     "SINKS",
@@ -21,4 +26,6 @@ __all__ = [
     "Sink",
     "SinkBatch",
     "StepInfo",
+    "WebhookSink",
+    "WebhookSinkSettings",
 ]

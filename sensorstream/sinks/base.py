@@ -13,6 +13,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import polars as pl
@@ -35,6 +36,12 @@ class PipelineInfo:
     name: str
     steps: tuple[StepInfo, ...]
     reading_schema: Mapping[str, pl.DataType]
+    # Where the runner keeps the pipeline's checkpoints: a sink with state of its own (a
+    # webhook's outbox) keeps it beside them. None when no runner says (tests).
+    checkpoint_dir: Path | None = None
+    # The DuckDB stores the pipeline writes: alert acknowledgements and silences live beside
+    # the first (sensorstream.store.alert_actions), so alert sinks read silences there.
+    stores: tuple[Path, ...] = ()
 
 
 @dataclass

@@ -4,13 +4,18 @@ Made for watching a pipeline live (``sensorstream demo``): each step's results f
 batch print as one compact table. When every row shares a window, which is the usual case
 as the watermark closes windows, the window goes in the title and not in every row.
 
+Alert transitions print one line each; a transition whose notifications a silence mutes
+(:mod:`sensorstream.store.silences`, beside the pipeline's DuckDB store) prints dimmed
+and marked ``(silenced)``: it is still an alert, and still stored.
+
 Key values, reasons, origins and raw payloads are data: they print literally, with control
 characters escaped (:mod:`sensorstream.display`), never as Rich markup.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Literal
 
 import polars as pl
@@ -23,6 +28,8 @@ from rich.text import Text
 from sensorstream.display import safe_text, visible_bytes
 from sensorstream.engine.outputs import END, OP, START
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch
+from sensorstream.store.actions_file import actions_path
+from sensorstream.store.silences import SilenceWatcher
 
 _RAW_WIDTH = 80  # characters of a dead letter's raw payload worth showing
 
@@ -41,10 +48,21 @@ class ConsoleSink(Sink):
         self.max_rows = max_rows
         self.console = console if console is not None else Console(highlight=False)
         self._keys: dict[str, tuple[str, ...]] = {}
+        self._pipeline = ""
+        self._silences: SilenceWatcher | None = None
 
     def open(self, pipeline: PipelineInfo) -> None:
-        """Remember each step's key columns, to sort and lay out its results."""
+        """Remember each step's key columns, and find the silences of the pipeline's alerts."""
         self._keys = {step.name: step.key for step in pipeline.steps}
+        self._pipeline = pipeline.name
+        if pipeline.stores:
+            self._silences = SilenceWatcher(actions_path(pipeline.stores[0]))
+
+    def close(self) -> None:
+        """Let go of the silences' file."""
+        if self._silences is not None:
+            self._silences.close()
+            self._silences = None
 
     def write(self, batch: SinkBatch) -> None:
         """Print the batch's results, its dead letters and, unless results only, its counts."""
@@ -54,10 +72,16 @@ class ConsoleSink(Sink):
             if results.height:
                 self.console.print(self._table(step, results))
         for transitions in batch.alerts.values():
-            for line in alert_lines(transitions, self.max_rows):
+            for line in alert_lines(transitions, self.max_rows, silenced=self._silenced):
                 self.console.print(line, no_wrap=True, overflow="ellipsis")
         if batch.dead_letters is not None and batch.dead_letters.height:
             self._print_dead_letters(batch.dead_letters)
+
+    def _silenced(self, rule: str, key: str) -> bool:
+        if self._silences is None:
+            return False
+        now = datetime.now(UTC)
+        return self._silences.muting(self._pipeline, rule, key, since=now, now=now) is not None
 
     def _table(self, step: str, results: pl.DataFrame) -> Group:
         key = [c for c in self._keys.get(step, ()) if c in results.columns]
@@ -125,13 +149,23 @@ _ALERT_STYLES = {
 }
 
 
-def alert_lines(transitions: pl.DataFrame, max_rows: int) -> list[Text]:
-    """One line per transition: ``🔔 hot firing critical {"room": "r1"} 12:00:00 why``."""
+def alert_lines(
+    transitions: pl.DataFrame,
+    max_rows: int,
+    *,
+    silenced: Callable[[str, str], bool] | None = None,
+) -> list[Text]:
+    """One line per transition: ``🔔 hot firing critical {"room": "r1"} 12:00:00 why``.
+
+    ``silenced(rule, key)`` tells a transition a silence mutes: its line is dimmed.
+    """
     lines: list[Text] = []
     ordered = transitions.sort("event_time", "sequence")
     for row in ordered.head(max_rows).iter_rows(named=True):
         state = str(row["state"])
-        line = Text("🔔 " if state in ("firing", "flapping") else "   ")
+        muted = silenced is not None and silenced(str(row["rule"]), str(row["key"]))
+        loud = state in ("firing", "flapping")
+        line = Text(("🔕 " if muted else "🔔 ") if loud else "   ")
         line.append_text(safe_text(row["rule"], "bold"))
         line.append(f" {state}", style=_ALERT_STYLES.get(state, ""))
         if row["severity"]:
@@ -139,6 +173,9 @@ def alert_lines(transitions: pl.DataFrame, max_rows: int) -> list[Text]:
         line.append_text(safe_text(f" {row['key']}"))
         line.append(f" {_time(row['event_time'])}", style="cyan")
         line.append_text(safe_text(f"  {row['reason']}", "dim"))
+        if muted:
+            line.append(" (silenced)", style="dim")
+            line.stylize("dim")
         lines.append(line)
     if transitions.height > max_rows:
         lines.append(Text(f"   … {transitions.height - max_rows:,} more transitions", style="dim"))

@@ -1,7 +1,58 @@
-"""Reading back what the sinks wrote, for the CLI and the HTTP API."""
+"""Reading back what the sinks wrote, for the CLI and the HTTP API; and alerts' acks and silences.
+
+- :mod:`~sensorstream.store.query`: :class:`Store`, a read-only view of a DuckDB store;
+- :mod:`~sensorstream.store.alerts`: its alert queries (transitions, current alerts);
+- :mod:`~sensorstream.store.alert_actions`: acknowledgements and silences, in a SQLite file
+  beside the store that stays writable while a pipeline runs
+  (:mod:`~sensorstream.store.actions_file`); how silences match and mute:
+  :mod:`~sensorstream.store.silences`.
+
+The names load on first use, so a sink or command that only needs silences does not load
+DuckDB and Polars.
+"""
 
 from __future__ import annotations
 
-from sensorstream.store.query import Store, StoreCounts, StoredPipeline, StoredStep
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-__all__ = ["Store", "StoreCounts", "StoredPipeline", "StoredStep"]
+if TYPE_CHECKING:
+    from sensorstream.store.alert_actions import AlertActions
+    from sensorstream.store.query import Store, StoreCounts, StoredPipeline, StoredStep
+    from sensorstream.store.silences import Silence, SilenceWatcher
+
+_HOMES = {
+    "AlertActions": "sensorstream.store.alert_actions",
+    "Silence": "sensorstream.store.silences",
+    "SilenceWatcher": "sensorstream.store.silences",
+    "Store": "sensorstream.store.query",
+    "StoreCounts": "sensorstream.store.query",
+    "StoredPipeline": "sensorstream.store.query",
+    "StoredStep": "sensorstream.store.query",
+}
+
+if not TYPE_CHECKING:  # type checkers resolve the names through the imports above
+
+    def __getattr__(name: str) -> object:
+        home = _HOMES.get(name)
+        if home is None:
+            msg = f"module 'sensorstream.store' has no attribute {name!r}"
+            raise AttributeError(msg)
+        value = getattr(import_module(home), name)
+        globals()[name] = value
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})
+
+
+__all__ = [
+    "AlertActions",
+    "Silence",
+    "SilenceWatcher",
+    "Store",
+    "StoreCounts",
+    "StoredPipeline",
+    "StoredStep",
+]

@@ -3,19 +3,23 @@
 The DuckDB sink keeps one row per transition (``alert_transitions``); an alert's current
 state is its latest transition. Corrections (a judged window corrected by late readings)
 are transitions of kind ``correction``: they are part of an alert's history and leave its
-state as it was.
+state as it was. Acknowledgements and silences are kept apart, in a file that stays
+writable while a pipeline runs (:mod:`~sensorstream.store.alert_actions`);
+:func:`with_actions` shows them beside the alerts.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import polars as pl
 
 from sensorstream.engine.outputs import TRANSITION_SCHEMA
 from sensorstream.sinks.duckdb_tables import ALERT_TRANSITIONS, EMITTED_AT
+from sensorstream.store.alert_actions import AlertActions
+from sensorstream.store.silences import KeyValue, key_matches
 
 SqlParameters = Sequence[object]
 _COLUMNS = ", ".join(["partition", "position", *TRANSITION_SCHEMA, EMITTED_AT])
@@ -68,9 +72,19 @@ class AlertQueries(ABC):
         return self._frame(query, parameters)
 
     def alerts(
-        self, pipeline: str, *, state: str | None = None, rule: str | None = None
+        self,
+        pipeline: str,
+        *,
+        state: str | None = None,
+        rule: str | None = None,
+        severity: str | None = None,
+        key: Mapping[str, KeyValue] | None = None,
     ) -> pl.DataFrame:
-        """Each alert's latest transition (corrections aside): its current state and severity."""
+        """Each alert's latest transition (corrections aside): its current state and severity.
+
+        ``state`` and ``severity`` filter by the current ones; ``key`` keeps the alerts whose
+        key has all of these values (``{"room": "r1"}`` matches any device in room r1).
+        """
         self._check_pipeline(pipeline)
         if not self._has_table(ALERT_TRANSITIONS):
             return self._empty()
@@ -83,13 +97,58 @@ class AlertQueries(ABC):
             f"SELECT {_COLUMNS} FROM {ALERT_TRANSITIONS} WHERE {' AND '.join(conditions)} "
             "QUALIFY row_number() OVER (PARTITION BY alert_id ORDER BY sequence DESC) = 1"
         )
-        query = f"SELECT * FROM ({latest})"
-        if state is not None:
-            query += " WHERE state = ?"
-            parameters.append(state)
-        return self._frame(query + " ORDER BY event_time, alert_id", parameters)
+        current: list[str] = []
+        for column, value in (("state", state), ("severity", severity)):
+            if value is not None:
+                current.append(f"{column} = ?")
+                parameters.append(value)
+        query = f"SELECT * FROM ({latest}) WHERE {' AND '.join(current) or 'true'}"
+        frame = self._frame(query + " ORDER BY event_time, alert_id", parameters)
+        if key:
+            # Keys differ from rule to rule, so they are matched as JSON, alert by alert.
+            keep = [key_matches(text, key) for text in frame["key"]]
+            frame = frame.filter(pl.Series(keep, dtype=pl.Boolean()))
+        return frame
+
+    def pipelines_of_alert(self, alert_id: str) -> list[str]:
+        """The pipelines that stored an alert of this id (one, unless rules and keys repeat)."""
+        if not self._has_table(ALERT_TRANSITIONS):
+            return []
+        frame = self._frame(
+            f"SELECT DISTINCT pipeline FROM {ALERT_TRANSITIONS} WHERE alert_id = ? "
+            "ORDER BY pipeline",
+            [alert_id],
+        )
+        return [str(name) for name in frame["pipeline"]]
 
     @staticmethod
     def _empty() -> pl.DataFrame:
         schema = {"partition": pl.Int32(), "position": pl.Int64(), **TRANSITION_SCHEMA}
         return pl.DataFrame(schema={**schema, EMITTED_AT: pl.Datetime("us", "UTC")})
+
+
+def with_actions(
+    alerts: pl.DataFrame, actions: AlertActions, *, pipeline: str, now: datetime
+) -> pl.DataFrame:
+    """The alerts with their latest acknowledgement and the silence muting them now, if any.
+
+    Adds ``acknowledged_by``, ``acknowledged_at``, ``silenced_until`` and ``silence_id``;
+    an acknowledgement never changes an alert's state.
+    """
+    latest = {ack.alert_id: ack for ack in actions.acknowledgements()}  # oldest first
+    silences = [s for s in actions.silences() if s.active(now)]
+    acked_by, acked_at, until, silence_ids = [], [], [], []
+    for alert_id, rule, key in alerts.select("alert_id", "rule", "key").iter_rows():
+        ack = latest.get(alert_id)
+        acked_by.append(ack.by if ack is not None else None)
+        acked_at.append(ack.at if ack is not None else None)
+        silence = next((s for s in silences if s.matches(pipeline, rule, key)), None)
+        until.append(silence.ends_at if silence is not None else None)
+        silence_ids.append(silence.id if silence is not None else None)
+    moment = pl.Datetime("us", "UTC")
+    return alerts.with_columns(
+        pl.Series("acknowledged_by", acked_by, pl.String()),
+        pl.Series("acknowledged_at", acked_at, moment),
+        pl.Series("silenced_until", until, moment),
+        pl.Series("silence_id", silence_ids, pl.Int64()),
+    )

@@ -1,8 +1,9 @@
 """The contract every sink in ``SINKS`` joins by being registered.
 
 The batches are what a sink really receives: two partitions run through the engine, with
-accepted, late and dead-lettered readings, corrected results, retracted sessions and null
-keys, each partition's final results written at its last position, as the runner does.
+accepted, late and dead-lettered readings, corrected results, retracted sessions, null keys
+and a rule's alert transitions, each partition's final results written at its last
+position, as the runner does.
 Following ``sinks/base.py`` (open, restore, write, flush, close):
 
 - after a restart from any checkpoint, restoring the checkpointed positions and writing
@@ -37,6 +38,8 @@ from polars.testing import assert_frame_equal
 from rich.console import Console
 
 from sensorstream.engine.aggregates import Aggregate
+from sensorstream.engine.rules import RuleStep
+from sensorstream.engine.rules.conditions import Threshold
 from sensorstream.engine.task import EnginePlan, EventTime, PartitionTask
 from sensorstream.engine.windows import SessionWindow, TumblingWindow, WindowStep
 from sensorstream.pipeline.spec import PipelineSpec, ReadingsSpec, SinkSettings
@@ -51,11 +54,14 @@ from sensorstream.sinks import (
     Sink,
     SinkBatch,
     StepInfo,
+    WebhookSinkSettings,
 )
+from sensorstream.sinks.webhook_outbox import read_deliveries
 from sensorstream.sources import SimulatorSourceSettings
 from sensorstream.store import Store
 
 PIPELINE = "contract"
+DEAD_URL = "http://127.0.0.1:9/hook"  # the discard port: nothing answers on the loopback
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 START = datetime(2024, 1, 1, tzinfo=UTC)
 FORMAT = ReadingFormat(measurements={"temperature": "float", "humidity": "float"}, tags=("site",))
@@ -76,6 +82,8 @@ PLAN = EnginePlan(
             (Aggregate("count"), Aggregate("p50", "temperature")),
             emit="updates",
         ),
+        # Judged on each window's result, corrected ones too: transitions and corrections.
+        RuleStep("warm", "per_device", Threshold("temperature_mean", (("warning", 21.0),))),
     ),
     EventTime(
         out_of_orderness=timedelta(seconds=1),
@@ -85,9 +93,12 @@ PLAN = EnginePlan(
 )
 INFO = PipelineInfo(
     PIPELINE,
-    tuple(
-        StepInfo(step.name, step.key, tuple(a.name for a in step.aggregates))
-        for step in PLAN.windows
+    (
+        *(
+            StepInfo(step.name, step.key, tuple(a.name for a in step.aggregates))
+            for step in PLAN.windows
+        ),
+        StepInfo("warm", ("device_id",), (), kind="alerts"),
     ),
     FORMAT.canonical_schema(),
 )
@@ -144,10 +155,17 @@ def partition_writes(partition: int, seed: int) -> list[SinkBatch]:
         dead_letters = decoded.dead_letters if decoded.dead_letters.height else None
         writes.append(
             SinkBatch(
-                partition, position, output.accepted, dead_letters, output.late, output.results
+                partition,
+                position,
+                output.accepted,
+                dead_letters,
+                output.late,
+                output.results,
+                alerts=output.events,
             )
         )
-    writes.append(SinkBatch(partition, position, results=task.finish().results))
+    last = task.finish()
+    writes.append(SinkBatch(partition, position, results=last.results, alerts=last.events))
     return writes
 
 
@@ -166,6 +184,10 @@ def all_writes() -> tuple[SinkBatch, ...]:
     assert (results["_op"] == "delete").any(), "no retracted results"
     assert (results["revision"] > 0).any(), "no corrected results"
     assert results["site"].is_null().any(), "no null key"
+    transitions = pl.concat(
+        [frame for batch in interleaved for frame in batch.alerts.values()], how="vertical"
+    )
+    assert set(transitions["kind"]) == {"transition", "correction"}, "no alert corrections"
     return tuple(interleaved)
 
 
@@ -240,7 +262,9 @@ def stored_in_duckdb(settings: SinkSettings) -> Stored:
         if store.pipeline(PIPELINE).stores_readings:
             stored["readings"] = store.sql("SELECT * FROM readings WHERE pipeline = ?", [PIPELINE])
         for step in INFO.steps:
-            stored[f"results of {step.name}"] = store.results(PIPELINE, step.name, limit=None)
+            if step.kind == "results":
+                stored[f"results of {step.name}"] = store.results(PIPELINE, step.name, limit=None)
+        stored["alert transitions"] = store.alert_transitions(PIPELINE, limit=None)
     return {name: frame.sort(frame.columns, nulls_last=True) for name, frame in stored.items()}
 
 
@@ -271,6 +295,31 @@ class Sample:
     stored: Callable[[Path], Stored]
 
 
+def webhook_settings(folder: Path) -> WebhookSinkSettings:
+    # Nothing listens there: every transition stays queued, so the outbox is what it stored.
+    return WebhookSinkSettings(url=DEAD_URL, outbox=folder / "outbox.sqlite", drain=timedelta(0))
+
+
+def opened_webhook(settings: SinkSettings) -> Sink:
+    assert isinstance(settings, WebhookSinkSettings)
+    return settings.build()
+
+
+def queued_in_outbox(folder: Path) -> Stored:
+    rows = [
+        (row.transition_id, row.alert_id, row.state, row.payload)
+        for row in read_deliveries(folder / "outbox.sqlite")
+    ]
+    schema = {
+        "transition_id": pl.String(),
+        "alert_id": pl.String(),
+        "state": pl.String(),
+        "payload": pl.Binary(),
+    }
+    frame = pl.DataFrame(rows, schema=schema, orient="row")
+    return {"queued": frame.sort(frame.columns)}
+
+
 def duckdb_sample(label: str, **options: object) -> Sample:
     return Sample(
         label,
@@ -292,6 +341,14 @@ SAMPLES: dict[str, tuple[Sample, ...]] = {
             console_settings,
             lambda folder: opened_console(console_settings(folder), folder),
             shown_on_console,
+        ),
+    ),
+    "webhook": (
+        Sample(
+            "unreachable",
+            webhook_settings,
+            lambda folder: opened_webhook(webhook_settings(folder)),
+            queued_in_outbox,
         ),
     ),
 }
@@ -379,6 +436,7 @@ def in_two_pieces(batch: SinkBatch) -> list[SinkBatch]:
             dead_letters=cut_if_any(batch.dead_letters),
             late=cut_if_any(batch.late),
             results={step: cut(frame) for step, frame in batch.results.items()},
+            alerts={step: cut(frame) for step, frame in batch.alerts.items()},
         )
 
     return [piece(first=True), piece(first=False)]
@@ -395,6 +453,7 @@ def clones(writes: Sequence[SinkBatch]) -> list[SinkBatch]:
             dead_letters=clone(batch.dead_letters),
             late=clone(batch.late),
             results={step: frame.clone() for step, frame in batch.results.items()},
+            alerts={step: frame.clone() for step, frame in batch.alerts.items()},
         )
         for batch in writes
     ]
@@ -472,11 +531,13 @@ def test_the_batches_written_are_not_mutated(name: str, sample: Sample, tmp_path
 
     for index, (after, before) in enumerate(zip(writes, copies, strict=True)):
         assert after.results.keys() == before.results.keys(), f"write {index}"
+        assert after.alerts.keys() == before.alerts.keys(), f"write {index}"
         for what, got, want in (
             ("readings", after.readings, before.readings),
             ("dead letters", after.dead_letters, before.dead_letters),
             ("late readings", after.late, before.late),
             *((f"results of {s}", after.results[s], before.results[s]) for s in before.results),
+            *((f"alerts of {s}", after.alerts[s], before.alerts[s]) for s in before.alerts),
         ):
             assert (got is None) == (want is None), f"write {index}: {what}"
             if got is not None and want is not None:

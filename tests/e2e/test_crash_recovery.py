@@ -1,4 +1,12 @@
-"""kill -9 in the middle of a replay, start again: the stored results equal an uninterrupted run."""
+"""kill -9 in the middle of a replay, start again: the stored results equal an uninterrupted run.
+
+The pipeline runs two rules and a webhook sink POSTing every alert transition to a real
+HTTP server on the loopback (in this process, in a thread): after the kills, each transition
+the store holds reached the webhook, none under an id the store does not hold, and the
+receiver got the same bodies an uninterrupted run sent. Repeats (a POST answered just before
+a kill, whose delivery was not yet recorded) come again under the same Idempotency-Key, which
+the receiver dedupes, as a real receiver would.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +24,9 @@ import duckdb
 import polars as pl
 import pytest
 
+from sensorstream.sinks.webhook_outbox import read_deliveries
 from sensorstream.sources.simulator import write_dataset
+from sensorstream.testing.webhooks import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 KILLS = 3
@@ -45,16 +55,24 @@ steps:
     for: 5s
 sinks:
   - {{type: duckdb, path: "{db}"}}
+  - type: webhook
+    url: "{hook}"
+    states: [pending, firing, resolved, flapping, correction]
+    backoff: 50ms
+    max_backoff: 200ms
+    drain: 60s
 checkpoint: {{dir: "{checkpoints}", interval: 250ms}}
 """
 
 
-def _pipeline(tmp_path: Path, name: str, data: Path) -> Path:
+def _pipeline(tmp_path: Path, name: str, data: Path, hook: str) -> Path:
     folder = tmp_path / name
     folder.mkdir()
     spec = folder / "pipeline.yaml"
     spec.write_text(
-        PIPELINE.format(data=data, db=folder / "out.duckdb", checkpoints=folder / "checkpoints")
+        PIPELINE.format(
+            data=data, db=folder / "out.duckdb", checkpoints=folder / "checkpoints", hook=hook
+        )
     )
     return spec
 
@@ -91,6 +109,14 @@ def _tables(db: Path) -> dict[str, pl.DataFrame]:
     return tables
 
 
+def _webhooks(receiver: WebhookReceiver) -> dict[str, object]:
+    """The bodies received by Idempotency-Key; a key sent again must bring the same body."""
+    bodies: dict[str, object] = {}
+    for hit in receiver.received:
+        assert bodies.setdefault(hit.key, hit.body) == hit.body, f"{hit.key} sent two ways"
+    return bodies
+
+
 def test_kill_9_mid_replay_then_restart_gives_identical_results(tmp_path: Path) -> None:
     data = tmp_path / "readings.ndjson"
     write_dataset(
@@ -103,10 +129,40 @@ def test_kill_9_mid_replay_then_restart_gives_identical_results(tmp_path: Path) 
         duplicate_fraction=0.01,
         malformed_fraction=0.002,
     )
-    clean = _pipeline(tmp_path, "clean", data)
-    subprocess.run(_command(clean), check=True, capture_output=True, timeout=300)
+    # A slow receiver: a kill often lands while a POST waits for its answer.
+    slow = WebhookReceiver(delay_s=0.01)
+    with WebhookReceiver() as clean_hook, slow as crashed_hook:
+        clean = _pipeline(tmp_path, "clean", data, clean_hook.url)
+        subprocess.run(_command(clean), check=True, capture_output=True, timeout=300)
+        crashed = _pipeline(tmp_path, "crashed", data, crashed_hook.url)
+        kills = _crash_and_finish(crashed)
+    assert kills == KILLS, "the replay finished before it could be killed; make it longer"
 
-    crashed = _pipeline(tmp_path, "crashed", data)
+    expected, actual = _tables(clean.parent / "out.duckdb"), _tables(crashed.parent / "out.duckdb")
+    assert expected.keys() == actual.keys()
+    for name, frame in expected.items():
+        assert frame.height > 0 or name.startswith("late"), name
+        assert actual[name].equals(frame), f"table {name} differs after kill -9 and restart"
+    current = _current_checkpoint(crashed.parent)
+    assert current is not None
+    manifest = json.loads((crashed.parent / "checkpoints" / current / "manifest.json").read_text())
+    [counters] = manifest["counters"].values()  # one partition
+    outcomes = ("accepted", "duplicates", "late", "dead_letters", "blank")
+    assert counters["lines"] == sum(counters.get(name, 0) for name in outcomes)
+    assert counters["lines"] == data.read_bytes().count(b"\n")
+
+    stored = set(actual["alert_transitions"]["transition_id"])
+    assert len(stored) > 100, "too few transitions to tell anything"
+    received = _webhooks(crashed_hook)
+    assert set(received) == stored, "webhooks and stored transitions differ"
+    assert received == _webhooks(clean_hook), "the webhooks differ from an uninterrupted run's"
+    [outbox] = crashed.parent.glob("checkpoints.webhook-*.sqlite")
+    statuses = {row.transition_id: row.status for row in read_deliveries(outbox)}
+    assert statuses == dict.fromkeys(stored, "delivered")
+
+
+def _crash_and_finish(crashed: Path) -> int:
+    """Kill the pipeline -9 KILLS times at random moments, then let it finish; the kills."""
     rng = random.Random(11)
     kills = 0
     while kills < KILLS:
@@ -122,17 +178,4 @@ def test_kill_9_mid_replay_then_restart_gives_identical_results(tmp_path: Path) 
         kills += 1
     finished = subprocess.run(_command(crashed), capture_output=True, timeout=300, check=False)
     assert finished.returncode == 0, finished.stderr.decode()
-    assert kills == KILLS, "the replay finished before it could be killed; make it longer"
-
-    expected, actual = _tables(clean.parent / "out.duckdb"), _tables(crashed.parent / "out.duckdb")
-    assert expected.keys() == actual.keys()
-    for name, frame in expected.items():
-        assert frame.height > 0 or name.startswith("late"), name
-        assert actual[name].equals(frame), f"table {name} differs after kill -9 and restart"
-    current = _current_checkpoint(crashed.parent)
-    assert current is not None
-    manifest = json.loads((crashed.parent / "checkpoints" / current / "manifest.json").read_text())
-    [counters] = manifest["counters"].values()  # one partition
-    outcomes = ("accepted", "duplicates", "late", "dead_letters", "blank")
-    assert counters["lines"] == sum(counters.get(name, 0) for name in outcomes)
-    assert counters["lines"] == data.read_bytes().count(b"\n")
+    return kills

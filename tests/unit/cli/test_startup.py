@@ -45,7 +45,9 @@ def test_help_and_version_load_no_heavy_module(args: tuple[str, ...]) -> None:
     assert _loaded_after(*args) == []
 
 
-@pytest.mark.parametrize("args", [("replay", "--help"), ("query", "--help"), ("bogus",)])
+@pytest.mark.parametrize(
+    "args", [("replay", "--help"), ("query", "--help"), ("alerts", "silence", "--help"), ("bogus",)]
+)
 def test_a_command_s_help_and_a_usage_error_load_no_engine(args: tuple[str, ...]) -> None:
     # Typer itself converts parameters with Pydantic, so only Pydantic may come in here.
     assert _loaded_after(*args) in ([], ["pydantic"])

@@ -12,7 +12,13 @@ from pydantic import ValidationError
 
 from sensorstream.errors import SinkError
 from sensorstream.readings import TS_TYPE, ReadingFormat, dead_letters
-from sensorstream.sinks import SINKS, ConsoleSink, DuckDBSink, DuckDBSinkSettings
+from sensorstream.sinks import (
+    SINKS,
+    ConsoleSink,
+    DuckDBSink,
+    DuckDBSinkSettings,
+    WebhookSink,
+)
 from sensorstream.sinks.base import PipelineInfo, SinkBatch, StepInfo
 from sensorstream.sinks.duckdb_tables import results_table_name
 from sensorstream.store import Store
@@ -394,7 +400,7 @@ def test_settings_build_the_sink_and_forbid_unknown_fields(tmp_store: Path) -> N
 
 
 def test_the_registry_names_every_sink() -> None:
-    assert {"duckdb": DuckDBSink, "console": ConsoleSink} == SINKS
+    assert {"duckdb": DuckDBSink, "console": ConsoleSink, "webhook": WebhookSink} == SINKS
 
 
 def test_a_store_from_before_raw_bytes_gets_its_text_payloads_as_utf8(tmp_store: Path) -> None:
