@@ -23,6 +23,7 @@ from sensorstream.engine.rules.lifecycle import AlertPolicy, Flapping
 from sensorstream.engine.rules.operator import Judge, RuleOperator
 from sensorstream.engine.rules.per_key import Range, Rate, Unchanged
 from sensorstream.engine.rules.statistics import Ewma, Spike, ZScore
+from sensorstream.engine.rules.ticked import TickedRuleOperator
 from sensorstream.engine.steps import Step, StepError
 from sensorstream.engine.time import micros
 
@@ -92,7 +93,8 @@ class RuleStep(Step):
     def build(self, source: Shape, event_time: EventTime) -> Operator:
         """The operator for one partition."""
         key = self.grouping(source)
-        return RuleOperator(
+        operator = TickedRuleOperator if self.condition.timer == "processing" else RuleOperator
+        return operator(
             self.name,
             condition=self.condition,
             key=key,

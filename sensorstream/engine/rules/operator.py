@@ -20,8 +20,8 @@ condition could breach on costs one filter, not a sort.
 **Time alone** can make observations (a deadman's silences, :mod:`.deadman`): each release
 asks the condition for them up to the watermark, and keys no observation reached are woken
 when the condition says time is due for them. A processing-time deadman is judged on the
-ticks instead: a batch's keys arrive at the processing time of the tick after it. Conditions
-without a clock (threshold, when...) skip both at the cost of one attribute test.
+ticks instead (:mod:`.ticked`). Conditions without a clock (threshold, when...) skip both
+at the cost of one attribute test.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from sensorstream.engine.outputs import END, FINAL, OP, REVISION, START, UPSERT,
 from sensorstream.engine.rules.conditions import CARRIED, Condition
 from sensorstream.engine.rules.corrections import corrections
 from sensorstream.engine.rules.lifecycle import (
-    ALERT_COLUMNS,
     LIFECYCLE_CARRY,
     AlertPolicy,
     Change,
@@ -46,7 +45,7 @@ from sensorstream.engine.rules.lifecycle import (
     Reporter,
     transitions_frame,
 )
-from sensorstream.engine.rules.snapshots import pickled, unpickled
+from sensorstream.engine.rules.snapshots import alerts_frame, alerts_of, pickled, unpickled
 from sensorstream.engine.rules.states import (
     LEVEL,
     PENDING_,
@@ -59,7 +58,7 @@ from sensorstream.engine.rules.states import (
 )
 from sensorstream.engine.time import micros, micros_of
 from sensorstream.engine.watermarks import MAX_WATERMARK
-from sensorstream.readings import TS, TS_TYPE
+from sensorstream.readings import TS
 
 Judge = Literal["on_close", "final"]
 _HASH = "__key_hash"
@@ -95,9 +94,6 @@ class RuleOperator(Operator):
         self.alerts: dict[tuple[Any, ...], KeyAlert] = {}  # keys with something to remember
         self.hold = micros(policy.hold)
         self.timed = condition.timer is not None  # time alone makes observations
-        self.by_arrival = condition.timer == "processing"
-        self.arrived: pl.DataFrame | None = None  # keys heard from since the last tick
-        self.resumed = False  # restored: a processing-time silence restarts at the next tick
         # The only columns a rule keeps of what it reads: held rows are otherwise copied
         # whole at every step of the way.
         wanted = [*self.key, TS, WATERMARK, *condition.reads()]
@@ -111,9 +107,6 @@ class RuleOperator(Operator):
         late: pl.Series | None = None
         records: list[dict[str, Any]] = []
         batch = batch.select(name for name in self.wanted if name in batch.columns)
-        if self.by_arrival:
-            self._arrive(batch)
-            return OperatorOutput()
         if self.over_results:
             fresh, records = self._results(batch)
         else:
@@ -135,38 +128,7 @@ class RuleOperator(Operator):
 
     def on_watermark(self, watermark: int) -> OperatorOutput:
         """Judge what the watermark has now passed, and run the clocks of pending alerts."""
-        if self.by_arrival:
-            return OperatorOutput()
         return OperatorOutput(rows=self._frame(self._release(self._due(watermark), watermark)))
-
-    def on_tick(self, now_us: int) -> OperatorOutput:
-        """A processing-time condition: the keys heard from arrive now; silences are judged."""
-        if not self.by_arrival:
-            return OperatorOutput()
-        if self.resumed and self.carry is not None and self.carry.height:
-            self._arrive(self.carry.filter(pl.col(LEVEL).fill_null(0) == 0))
-        self.resumed = False
-        records: list[dict[str, Any]] = []
-        if self.arrived is not None:
-            when = pl.lit(now_us, pl.Int64).cast(TS_TYPE).alias(TS)
-            observations = (
-                self.arrived.unique(maintain_order=True).select(*self.key, when)
-                if self.key
-                else pl.select(when)
-            )
-            self.arrived = None
-            records += self._judge(observations, now_us)
-        records += self._wake(now_us)
-        records += self._clocks(now_us)
-        self._forget(now_us)
-        return OperatorOutput(rows=self._frame(records))
-
-    def _arrive(self, rows: pl.DataFrame) -> None:
-        """Note the keys of ``rows`` as heard from (their time is the next tick's)."""
-        if rows.height == 0:
-            return
-        keys = rows.select(self.key).unique() if self.key else pl.DataFrame({"__any": [True]})
-        self.arrived = keys if self.arrived is None else pl.concat([self.arrived, keys])
 
     def _due(self, watermark: int) -> pl.DataFrame | None:
         """The held observations the watermark has now passed, taken out of the buffer."""
@@ -451,8 +413,7 @@ class RuleOperator(Operator):
             ("buffer", self.buffer),
             ("carry", self.carry),
             ("judged", self.judged),
-            ("alerts", self._alerts_frame()),
-            ("arrived", self.arrived),
+            ("alerts", alerts_frame(self.alerts, self.key, self.carry)),
         ):
             if frame is not None:
                 frames[name] = pickled(frame)
@@ -465,26 +426,7 @@ class RuleOperator(Operator):
         if self.carry is not None:
             self.carry = unpickled(self.carry, self.condition.carry())
         self.judged = state.frames.get("judged")
-        self.arrived = state.frames.get("arrived")
-        self.resumed = True
-        self.alerts = {}
-        alerts = state.frames.get("alerts")
-        if alerts is not None:
-            for row in alerts.iter_rows(named=True):
-                self.alerts[tuple(row[name] for name in self.key)] = KeyAlert.of(row)
-
-    def _alerts_frame(self) -> pl.DataFrame | None:
-        if not self.alerts:
-            return None
-        schema: dict[str, pl.DataType] = {}
-        if self.key and self.carry is not None:
-            schema = {name: self.carry.schema[name] for name in self.key}
-        schema |= ALERT_COLUMNS
-        rows = [
-            {**dict(zip(self.key, key, strict=True)), **alert.columns()}
-            for key, alert in self.alerts.items()
-        ]
-        return pl.DataFrame(rows, schema=schema, orient="row")
+        self.alerts = alerts_of(state.frames.get("alerts"), self.key)
 
 
 def _position(row: dict[str, Any], prefix: str = "") -> Position:

@@ -1,4 +1,7 @@
-"""A rule's state frames as snapshots hold them: Python-object columns pickled.
+"""A rule's state as snapshots hold it: frames, Python-object columns pickled.
+
+The alert bookkeeping (:class:`~.lifecycle.KeyAlert` per key with something to remember)
+becomes one row per key with the alert columns (:data:`~.lifecycle.ALERT_COLUMNS`).
 
 A condition may keep a live Python object per key on its carried row (the anomaly kind's
 River model, a Polars ``Object`` column). Snapshots are Arrow files, which have no such
@@ -9,8 +12,12 @@ back, by this process's own code, from snapshots it wrote itself.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
+from typing import Any
 
 import polars as pl
+
+from sensorstream.engine.rules.lifecycle import ALERT_COLUMNS, KeyAlert
 
 
 def pickled(frame: pl.DataFrame) -> pl.DataFrame:
@@ -43,3 +50,29 @@ def _dumps(value: object) -> bytes | None:
 
 def _loads(value: bytes | None) -> object:
     return None if value is None else pickle.loads(value)  # our own snapshot
+
+
+def alerts_frame(
+    alerts: dict[tuple[Any, ...], KeyAlert], key: Sequence[str], carry: pl.DataFrame | None
+) -> pl.DataFrame | None:
+    """The bookkeeping as a frame: the key's columns (typed as in ``carry``) and the alert's."""
+    if not alerts:
+        return None
+    schema: dict[str, pl.DataType] = {}
+    if key and carry is not None:
+        schema = {name: carry.schema[name] for name in key}
+    schema |= ALERT_COLUMNS
+    rows = [
+        {**dict(zip(key, values, strict=True)), **alert.columns()}
+        for values, alert in alerts.items()
+    ]
+    return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def alerts_of(frame: pl.DataFrame | None, key: Sequence[str]) -> dict[tuple[Any, ...], KeyAlert]:
+    """The bookkeeping back from :func:`alerts_frame`."""
+    if frame is None:
+        return {}
+    return {
+        tuple(row[name] for name in key): KeyAlert.of(row) for row in frame.iter_rows(named=True)
+    }
