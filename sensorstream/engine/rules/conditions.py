@@ -93,6 +93,15 @@ class Condition(ABC):
         del now
         return None
 
+    def restart(self, now: int) -> list[pl.Expr]:
+        """Carry updates when its clock restarts at ``now`` after a restore; none by default.
+
+        Only a processing-time condition has any: processing time went on while the
+        pipeline was down, which says nothing about the keys.
+        """
+        del now
+        return []
+
     def describe(self, level: int, value: float | None) -> str:
         """Why an observation has this level, for a person."""
         if level == 0:

@@ -15,7 +15,8 @@ which, when a source goes quiet, the watermark learns through ``idle_timeout``.
 **Processing time** (``clock: processing``): a key's observations are its arrivals, at the
 processing time of the tick after their batch, and it breaches ``timeout`` after its last
 arrival. Its transitions' times are processing times. Not reproducible across restarts,
-by nature: as with idleness, a restart restarts every key's silence at its first tick.
+by nature: as with idleness, a restart restarts every key's silence at its first tick
+(:meth:`Deadman.restart`), so downtime alone alerts on no key.
 
 The keys a deadman knows are those it has seen: a key never seen never alerts.
 """
@@ -115,6 +116,11 @@ class Deadman(Condition):
     def due(self, now: int) -> pl.Expr | None:
         """Carried keys not yet silent whose last observation is a timeout before ``now``."""
         return (pl.col(LEVEL).fill_null(0) == 0) & (pl.col(LAST) + self._timeout_us <= now)
+
+    def restart(self, now: int) -> list[pl.Expr]:
+        """Keys not silent restart their silence at ``now``; silent ones stay silent."""
+        alive = pl.col(LEVEL).fill_null(0) == 0
+        return [pl.when(alive).then(pl.lit(now, pl.Int64)).otherwise(pl.col(LAST)).alias(LAST)]
 
     def level(self, frame: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
         """1 on silence rows, 0 on observations."""

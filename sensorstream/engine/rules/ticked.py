@@ -6,9 +6,10 @@ task passes in (:meth:`~sensorstream.engine.operator.Operator.on_tick`); the eng
 no clock of its own. A key breaches once ``timeout`` of processing time has passed since its
 last arrival, and its transitions carry processing times. The watermark moves nothing here.
 
-After a restore every key's silence restarts at the first tick: processing time does not
-stand still while a pipeline is down, and a restart is not the keys' fault (as with
-idleness). A key silent when the snapshot was taken stays silent until heard from.
+After a restore every key's silence restarts at the first tick
+(:meth:`~sensorstream.engine.rules.conditions.Condition.restart`): processing time does
+not stand still while a pipeline is down, and the downtime is not the keys' silence (as
+with idleness). A key silent when the snapshot was taken stays silent until heard from.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import polars as pl
 
 from sensorstream.engine.operator import OperatorOutput, OperatorState
 from sensorstream.engine.rules.operator import RuleOperator
-from sensorstream.engine.rules.states import LEVEL
 from sensorstream.readings import TS, TS_TYPE
 
 ARRIVED = "arrived"  # the snapshot frame of keys heard from since the last tick
@@ -45,7 +45,9 @@ class TickedRuleOperator(RuleOperator):
     def on_tick(self, now_us: int) -> OperatorOutput:
         """The keys heard from arrive now; silences up to now are judged."""
         if self.resumed and self.carry is not None and self.carry.height:
-            self._arrive(self.carry.filter(pl.col(LEVEL).fill_null(0) == 0))
+            restarted = self.condition.restart(now_us)
+            if restarted:
+                self.carry = self.carry.with_columns(restarted)
         self.resumed = False
         records: list[dict[str, Any]] = []
         if self.arrived is not None:
