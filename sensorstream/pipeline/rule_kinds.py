@@ -58,8 +58,13 @@ class KindSpec(BaseModel):
 
 
 def _span(value: object) -> object:
-    """``[60, 100]`` as a pair, so a range of one or three numbers is an error on its own."""
-    return tuple(value) if isinstance(value, list) else value
+    """``[60, 100]`` as a pair; one or three numbers are an error that says what a span is."""
+    if isinstance(value, list | tuple):
+        if len(value) != 2:
+            msg = f"a span is two numbers, [low, high], got {list(value)}"
+            raise ValueError(msg)
+        return tuple(value)
+    return value
 
 
 Span = Annotated[tuple[float, float], BeforeValidator(_span)]
