@@ -131,6 +131,32 @@ def deadman_points(timeout_us: int, times: Sequence[int], watermark: int) -> Poi
     return points
 
 
+def processing_deadman_points(
+    timeout_us: int, feed: Sequence[tuple[int, list[str]]], restored_at: int | None
+) -> dict[str, Points]:
+    """Per key, silences and arrivals of a processing-time deadman over rounds ``(now, keys
+    heard from)``: a key heard from arrives at ``now``, after any silence since its last
+    arrival; then every key not silent whose last arrival is ``timeout_us`` behind ``now``
+    falls silent. The round ``restored_at`` (after a restore) first restarts every key's
+    silence at its ``now``."""
+    last: dict[str, int] = {}
+    silent: dict[str, bool] = {}
+    points: dict[str, Points] = {}
+    for index, (now, heard) in enumerate(feed):
+        if index == restored_at:
+            last.update({key: now for key in last if not silent[key]})
+        for key in dict.fromkeys(heard):
+            if key in last and not silent[key] and now - last[key] > timeout_us:
+                points[key].append((last[key] + timeout_us, 1))
+            points.setdefault(key, []).append((now, 0))
+            last[key], silent[key] = now, False
+        for key in last:
+            if not silent[key] and last[key] + timeout_us <= now:
+                points[key].append((last[key] + timeout_us, 1))
+                silent[key] = True
+    return points
+
+
 def anomaly_levels(model: Any, column: str, above: float, values: Values) -> Points:
     """River's model scores each value, then learns it."""
     points: Points = []

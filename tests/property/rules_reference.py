@@ -107,8 +107,13 @@ def lifecycle(
     text: str,
     points: list[tuple[int, int]],
     severities: tuple[str, ...] | None = None,
+    end: int = END_OF_INPUT,
 ) -> list[Transition]:
-    """The transitions of one key whose observations have these (event time, level) points."""
+    """The transitions of one key whose observations have these (event time, level) points.
+
+    Its clocks (a pending alert's ``for``, flapping's settling) run up to ``end``: the end
+    of input closes them all, unless the rule's time is processing time (the last tick).
+    """
     names = severities if severities is not None else tuple(n for n, _ in model.bounds)
     key = _Key(on=[])
     out: list[Transition] = []
@@ -187,5 +192,5 @@ def lifecycle(
                 assert key.run_start is not None
                 at = key.run_start + model.hold_us
             change(at, state, level)
-    pass_time(END_OF_INPUT)
+    pass_time(end)
     return out

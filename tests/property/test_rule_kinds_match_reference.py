@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,7 +38,14 @@ from sensorstream.engine.rules import (
 from sensorstream.engine.rules.lifecycle import key_text
 from sensorstream.engine.time import micros_of
 from sensorstream.engine.windows import TumblingWindow, WindowStep
-from sensorstream.testing import batch_sizes, reading_streams, readings_frame, run_task, split
+from sensorstream.testing import (
+    Tick,
+    batch_sizes,
+    reading_streams,
+    readings_frame,
+    run_task,
+    split,
+)
 from tests.property import rule_kinds_reference as kinds
 from tests.property.rules_reference import (
     RuleModel,
@@ -265,4 +273,39 @@ def test_a_spike_over_window_results_reports_what_the_model_of_its_final_results
             ]
             levels = kinds.spike_levels(above, times, baseline, points)
             out += lifecycle(model, key_text({"site": site}), levels, ("warning",))
+    assert actual == sorted(out, key=lambda r: (r[0], r[4], r[6]))
+
+
+@settings(max_examples=100)
+@given(models(), st.data())
+def test_a_processing_time_deadman_reports_what_the_model_of_its_arrivals_and_ticks_does(
+    model: RuleModel, data: st.DataObject
+) -> None:
+    timeout = data.draw(st.sampled_from([SECOND, 3 * SECOND]))
+    fleet = data.draw(st.booleans())
+    now = 0
+    rounds: list[tuple[int, list[str]]] = []
+    feed: list[pl.DataFrame | Tick] = []
+    for _ in range(data.draw(st.integers(0, 14))):
+        if data.draw(st.booleans()):
+            now += data.draw(st.sampled_from([0, SECOND // 2, SECOND, 2 * SECOND, 7 * SECOND]))
+            feed.append(Tick(now))
+            rounds.append((now, []))
+        else:
+            devices = data.draw(st.lists(st.sampled_from(["d1", "d2", "d3"]), min_size=1))
+            # Event time plays no part: the readings may be late, out of order, repeated.
+            rows = [{"device_id": d, "ts": data.draw(st.integers(0, 9)) * SECOND} for d in devices]
+            feed.append(readings_frame(rows, measurements=("value",)))  # type: ignore[arg-type]
+            rounds.append((now, devices if not fleet else [""]))
+    restart = data.draw(st.none() | st.integers(0, len(feed)))
+    condition = Deadman(timedelta(microseconds=timeout), clock="processing")
+    case = Case(condition, lambda *_: [], fleet=fleet)
+    run = run_task(plan_of(model, case), feed, restart_after=restart)
+    actual = engine_transitions([o.events["r"] for o in run.outputs if "r" in o.events])
+
+    out: list[Transition] = []
+    points = kinds.processing_deadman_points(timeout, rounds, restart)
+    for device, levels in sorted(points.items()):
+        text = key_text({} if fleet else {"device_id": device})
+        out += lifecycle(model, text, levels, condition.severities, end=now)
     assert actual == sorted(out, key=lambda r: (r[0], r[4], r[6]))
