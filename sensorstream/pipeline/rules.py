@@ -15,7 +15,9 @@
         judge: on_close                # or final: wait until a window can no longer change
 
 A condition is a mapping named by its kind's key: ``threshold``, ``when`` (a SQL
-condition), ``all`` (several at once), and the kinds in :data:`CONDITION_SPECS`.
+condition), ``all`` (several at once), and the kinds of :mod:`.rule_kinds` (``range``,
+``unchanged``, ``rate``, ``spike``, ``zscore``, ``ewma``, ``anomaly``, ``deadman``), all
+registered in :data:`CONDITION_SPECS`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,18 @@ from sensorstream.engine.rules import (
 )
 from sensorstream.engine.steps import READINGS
 from sensorstream.pipeline.durations import Duration
+from sensorstream.pipeline.rule_kinds import (
+    KIND_SPECS,
+    AnomalySpec,
+    DeadmanSpec,
+    EwmaSpec,
+    KindSpec,
+    RangeSpec,
+    RateSpec,
+    SpikeSpec,
+    UnchangedSpec,
+    ZScoreSpec,
+)
 
 _STEP_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
@@ -46,7 +60,7 @@ class _Model(BaseModel):
     )
 
 
-class ThresholdSpec(_Model):
+class ThresholdSpec(KindSpec):
     """``{threshold: temperature, above: {warning: 30, critical: 40}, clear: 1}``."""
 
     kind: ClassVar[str] = "threshold"
@@ -82,7 +96,7 @@ class ThresholdSpec(_Model):
         return Threshold(self.threshold, tuple(levels), direction, self.clear)
 
 
-class WhenSpec(_Model):
+class WhenSpec(KindSpec):
     """``{when: "temperature > 30 AND humidity < 20", severity: critical}``."""
 
     kind: ClassVar[str] = "when"
@@ -94,7 +108,7 @@ class WhenSpec(_Model):
         return Expression(self.when, self.severity)
 
 
-class AllSpec(_Model):
+class AllSpec(KindSpec):
     """``{all: [{when: ...}, {threshold: ...}], severity: critical}``: every one at once."""
 
     kind: ClassVar[str] = "all"
@@ -107,29 +121,40 @@ class AllSpec(_Model):
 
 
 # Each condition kind YAML knows, by the key that names it in a rule.
-CONDITION_SPECS: dict[str, type[_Model]] = {
-    spec.kind: spec for spec in (ThresholdSpec, WhenSpec, AllSpec)
-}
+_SPECS: tuple[type[KindSpec], ...] = (ThresholdSpec, WhenSpec, AllSpec, *KIND_SPECS)
+CONDITION_SPECS: dict[str, type[KindSpec]] = {spec.kind: spec for spec in _SPECS}
+_TAG = " condition"  # a union tag no YAML key can be, so error locations drop it
 
 
 def _condition_kind(value: Any) -> str | None:
     if isinstance(value, BaseModel):
-        return getattr(value, "kind", None)
-    if isinstance(value, dict):
-        return next((kind for kind in CONDITION_SPECS if kind in value), None)
-    return None
+        kind = getattr(value, "kind", None)
+    elif isinstance(value, dict):
+        kind = next((kind for kind in CONDITION_SPECS if kind in value), None)
+    else:
+        kind = None
+    return None if kind is None else f"{kind}{_TAG}"
 
 
 ConditionSpec = Annotated[
-    Annotated[ThresholdSpec, Tag("threshold")]
-    | Annotated[WhenSpec, Tag("when")]
-    | Annotated[AllSpec, Tag("all")],
+    Annotated[ThresholdSpec, Tag(f"threshold{_TAG}")]
+    | Annotated[WhenSpec, Tag(f"when{_TAG}")]
+    | Annotated[AllSpec, Tag(f"all{_TAG}")]
+    | Annotated[RangeSpec, Tag(f"range{_TAG}")]
+    | Annotated[UnchangedSpec, Tag(f"unchanged{_TAG}")]
+    | Annotated[RateSpec, Tag(f"rate{_TAG}")]
+    | Annotated[SpikeSpec, Tag(f"spike{_TAG}")]
+    | Annotated[ZScoreSpec, Tag(f"zscore{_TAG}")]
+    | Annotated[EwmaSpec, Tag(f"ewma{_TAG}")]
+    | Annotated[AnomalySpec, Tag(f"anomaly{_TAG}")]
+    | Annotated[DeadmanSpec, Tag(f"deadman{_TAG}")],
     Discriminator(
         _condition_kind,
         custom_error_type="condition_kind",
         custom_error_message=(
-            "a rule names its condition by its kind: threshold, when or all "
-            "(e.g. {threshold: temperature, above: {warning: 30}})"
+            "a rule names its condition by its kind: "
+            + ", ".join(CONDITION_SPECS)
+            + " (e.g. {threshold: temperature, above: {warning: 30}})"
         ),
     ),
 ]

@@ -249,6 +249,8 @@ def _yaml_location(
     """Drop the union tags Pydantic inserts (``source.simulator.devices``) from a location."""
     kept: tuple[str | int, ...] = ()
     for index, part in enumerate(location):
+        if isinstance(part, str) and " " in part and (*kept, part) not in lines:
+            continue  # a tag ("rule step", "range condition"): no YAML key has a space
         if (*kept, part) in lines or index == len(location) - 1:
             kept = (*kept, part)
         elif index + 1 < len(location) and (*kept, location[index + 1]) in lines:

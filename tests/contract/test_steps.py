@@ -14,6 +14,8 @@ A new kind fails here until it has samples in :data:`SAMPLES`.
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -26,7 +28,23 @@ from polars.testing import assert_frame_equal
 from sensorstream.engine.aggregates import Aggregate
 from sensorstream.engine.derive import DeriveStep
 from sensorstream.engine.plan import STEP_KINDS, Dedup, EnginePlan, EventTime
-from sensorstream.engine.rules import AlertPolicy, Expression, RuleStep, Threshold
+from sensorstream.engine.rules import (
+    CONDITIONS,
+    AlertPolicy,
+    AllOf,
+    Anomaly,
+    Condition,
+    Deadman,
+    Ewma,
+    Expression,
+    Range,
+    Rate,
+    RuleStep,
+    Spike,
+    Threshold,
+    Unchanged,
+    ZScore,
+)
 from sensorstream.engine.steps import Step
 from sensorstream.engine.windows import HoppingWindow, TumblingWindow, WindowStep
 from sensorstream.pipeline.spec import PipelineSpec
@@ -100,11 +118,83 @@ SAMPLES: dict[str, list[tuple[Step, ...]]] = {
         ),
     ],
 }
+# Besides threshold and when: a rule of each condition kind (``CONDITIONS``).
+BANDS = DeriveStep("bands", "readings", columns=(("band", "temperature > 0"),))
+HAS_RIVER = importlib.util.find_spec("river") is not None
+
+
+def _rule(name: str, condition: Condition, *, over: str = "readings", **options: object) -> Step:
+    return RuleStep(name, over, condition, **options)  # type: ignore[arg-type]
+
+
+SAMPLES["rule"] += [
+    (_rule("ranged", Range("temperature", (("d1", -50.0, 50.0), ("d2", 0.0, 80.0)))),),
+    (
+        BANDS,
+        _rule(
+            "still",
+            AllOf(
+                (Range("temperature", (("d1", -60.0, 60.0),)), Unchanged("band", 3 * SECOND)),
+                "critical",
+            ),
+            over="bands",
+            key=("device_id",),
+            by_input_key=False,
+        ),
+    ),
+    (_rule("rising", Rate("temperature", SECOND, rise=40.0, fall=60.0)),),
+    (_rule("jump", Spike("humidity", above=60.0)),),
+    (MINUTE, _rule("surge", Spike("count", times=1.5, baseline=2), over="minute")),
+    (
+        MINUTE,
+        _rule("surge_final", Spike("count", above=2.0, times=2.0), over="minute", judge="final"),
+    ),
+    (_rule("odd", ZScore("temperature", window=4, above=1.0, below=-1.0, min_observations=3)),),
+    (_rule("off_band", Ewma("humidity", alpha=0.3, band=1.0, min_observations=3)),),
+    (_rule("quiet", Deadman(3 * SECOND), policy=AlertPolicy(hold=SECOND)),),
+    (_rule("nothing", Deadman(4 * SECOND), key=(), by_input_key=False),),
+    (_rule("unheard", Deadman(3 * SECOND, clock="processing")),),
+]
+if HAS_RIVER:
+    SAMPLES["rule"].append(
+        (
+            _rule(
+                "strange",
+                Anomaly(
+                    ("temperature", "humidity"),
+                    (("temperature", -100.0, 100.0), ("humidity", -100.0, 100.0)),
+                    above=0.6,
+                    trees=3,
+                    height=3,
+                    window=4,
+                ),
+            ),
+        )
+    )
 Rows = list[dict[str, ReadingValue]]
 
 
 def test_every_registered_step_kind_has_samples() -> None:
     assert set(SAMPLES) == set(STEP_KINDS)
+
+
+def test_every_condition_kind_has_a_rule_sample() -> None:
+    def kinds(condition: Condition) -> set[type[Condition]]:
+        inner = condition.conditions if isinstance(condition, AllOf) else ()
+        return {type(condition)}.union(*(kinds(c) for c in inner))
+
+    used = set().union(
+        *(
+            kinds(step.condition)
+            for steps in SAMPLES["rule"]
+            for step in steps
+            if isinstance(step, RuleStep)
+        )
+    )
+    expected = set(CONDITIONS.values())
+    if not HAS_RIVER and os.environ.get("CI", "").lower() != "true":
+        expected.discard(Anomaly)  # River is not installed here: CI has it
+    assert expected <= used
 
 
 def plan_of(steps: tuple[Step, ...], lateness: timedelta) -> EnginePlan:
@@ -210,20 +300,83 @@ def _as_yaml(step: Step) -> dict[str, object]:
             "where": step.where,
         }
     assert isinstance(step, RuleStep)
-    condition = step.condition
+    declared: dict[str, object] = {
+        "name": step.name,
+        "input": step.input,
+        "rule": _condition_yaml(step.condition),
+        "consecutive": step.policy.consecutive,
+        "for": step.policy.hold,
+        "judge": step.judge,
+    }
+    if not step.by_input_key:
+        declared["key"] = list(step.key)
+    return declared
+
+
+def _condition_yaml(condition: Condition) -> dict[str, object]:
+    """A condition as its YAML mapping, by hand."""
+    severity = {"severity": getattr(condition, "severity", "warning")}
     if isinstance(condition, Threshold):
-        rule: dict[str, object] = {
+        return {
             "threshold": condition.column,
             "above": dict(condition.bounds),
             "clear": condition.clear,
         }
-    else:
-        assert isinstance(condition, Expression)
-        rule = {"when": condition.when, "severity": condition.severity}
-    return {
-        "name": step.name,
-        "input": step.input,
-        "rule": rule,
-        "consecutive": step.policy.consecutive,
-        "for": step.policy.hold,
-    }
+    if isinstance(condition, Expression):
+        return {"when": condition.when, **severity}
+    if isinstance(condition, AllOf):
+        return {"all": [_condition_yaml(c) for c in condition.conditions], **severity}
+    if isinstance(condition, Range):
+        return {
+            "range": condition.column,
+            "ranges": {k: [lo, hi] for k, lo, hi in condition.ranges},
+            **severity,
+        }
+    if isinstance(condition, Unchanged):
+        return {"unchanged": condition.column, "for": condition.hold, **severity}
+    if isinstance(condition, Rate):
+        return {
+            "rate": condition.column,
+            "per": condition.per,
+            "rise": condition.rise,
+            "fall": condition.fall,
+            **severity,
+        }
+    if isinstance(condition, Spike):
+        return {
+            "spike": condition.column,
+            "above": condition.above,
+            "times_baseline": condition.times,
+            "baseline": condition.baseline,
+            **severity,
+        }
+    if isinstance(condition, ZScore):
+        return {
+            "zscore": condition.column,
+            "window": condition.window,
+            "above": condition.above,
+            "below": condition.below,
+            "min_observations": condition.min_observations,
+            **severity,
+        }
+    if isinstance(condition, Ewma):
+        return {
+            "ewma": condition.column,
+            "alpha": condition.alpha,
+            "band": condition.band,
+            "min_observations": condition.min_observations,
+            **severity,
+        }
+    if isinstance(condition, Anomaly):
+        return {
+            "anomaly": list(condition.columns),
+            "limits": {c: [lo, hi] for c, lo, hi in condition.limits},
+            "above": condition.above,
+            "trees": condition.trees,
+            "height": condition.height,
+            "window": condition.window,
+            "seed": condition.seed,
+            **severity,
+        }
+    assert isinstance(condition, Deadman)
+    return {"deadman": condition.timeout, "clock": condition.clock, **severity}

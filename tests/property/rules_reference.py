@@ -2,9 +2,11 @@
 
 Readings are judged in arrival order against the watermark that held before each; the
 ones in time are then taken key by key in event-time order (arrival order breaks ties),
-one at a time: the threshold's levels with hysteresis, the breach run, pending and firing,
-severity changes, resolution, a pending run that held long enough firing at the instant it
-did, flapping and settling. What it reports is what the rule operator must report.
+one at a time: the threshold's levels with hysteresis (:func:`threshold_levels`), then
+the lifecycle (:func:`lifecycle`): the breach run, pending and firing, severity changes,
+resolution, a pending run that held long enough firing at the instant it did, flapping and
+settling. What it reports is what the rule operator must report. The other kinds' levels
+are in :mod:`tests.property.rule_kinds_reference`; they share the lifecycle.
 """
 
 from __future__ import annotations
@@ -56,30 +58,70 @@ Transition = tuple[str, str, str, str | None, int, int | None, int, str]
 
 def transitions(model: RuleModel, rows: list[tuple[str, int, float | None]]) -> list[Transition]:
     """What the rule reports for readings (device, ts, value) in arrival order."""
-    watermark, latest = MINUS_INFINITY, None
-    taken: dict[str, list[tuple[int, int, float]]] = {}
-    for arrival, (device, ts, value) in enumerate(rows):
-        if ts > watermark and value is not None:
-            taken.setdefault(device, []).append((ts, arrival, value))
-        latest = ts if latest is None else max(latest, ts)
-        watermark = max(watermark, latest - model.out_of_orderness_us)
+    taken = in_time(rows, model.out_of_orderness_us)
     out: list[Transition] = []
     for device in sorted(taken):
-        out += _one_key(model, device, sorted(taken[device]))
+        values = [(ts, value) for ts, _, value in taken[device] if value is not None]
+        points = threshold_levels(model, values)
+        out += lifecycle(model, key_text({"device_id": device}), points)
     return out
 
 
-def _one_key(
-    model: RuleModel, device: str, observations: list[tuple[int, int, float]]
+def in_time(
+    rows: list[tuple[str, int, float | None]], out_of_orderness_us: int
+) -> dict[str, list[tuple[int, int, float | None]]]:
+    """Per device, the readings not behind the watermark, in event-time (then arrival) order."""
+    watermark, latest = MINUS_INFINITY, None
+    taken: dict[str, list[tuple[int, int, float | None]]] = {}
+    for arrival, (device, ts, value) in enumerate(rows):
+        if ts > watermark:
+            taken.setdefault(device, []).append((ts, arrival, value))
+        latest = ts if latest is None else max(latest, ts)
+        watermark = max(watermark, latest - out_of_orderness_us)
+    return {device: sorted(kept, key=lambda r: (r[0], r[1])) for device, kept in taken.items()}
+
+
+def final_watermark(rows: list[tuple[str, int, float | None]], out_of_orderness_us: int) -> int:
+    """The watermark after the last reading (before the end of input closes everything)."""
+    if not rows:
+        return MINUS_INFINITY
+    return max(ts for _, ts, _ in rows) - out_of_orderness_us
+
+
+def threshold_levels(model: RuleModel, values: list[tuple[int, float]]) -> list[tuple[int, int]]:
+    """Each observation's level: the threshold's highest level on, with hysteresis."""
+    on = [False] * len(model.bounds)
+    points: list[tuple[int, int]] = []
+    for ts, value in values:
+        for index, (_, bound) in enumerate(model.bounds):
+            if value >= bound:
+                on[index] = True
+            elif model.clear == 0 or value < bound - model.clear:
+                on[index] = False
+        points.append((ts, max((i + 1 for i, flag in enumerate(on) if flag), default=0)))
+    return points
+
+
+def lifecycle(
+    model: RuleModel,
+    text: str,
+    points: list[tuple[int, int]],
+    severities: tuple[str, ...] | None = None,
+    end: int = END_OF_INPUT,
 ) -> list[Transition]:
-    key = _Key(on=[False] * len(model.bounds))
-    text = key_text({"device_id": device})
+    """The transitions of one key whose observations have these (event time, level) points.
+
+    Its clocks (a pending alert's ``for``, flapping's settling) run up to ``end``: the end
+    of input closes them all, unless the rule's time is processing time (the last tick).
+    """
+    names = severities if severities is not None else tuple(n for n, _ in model.bounds)
+    key = _Key(on=[])
     out: list[Transition] = []
 
     def record(at: int, state: str, severity: int) -> None:
         if key.alert is None:
             key.alert, key.episode = alert_id(model.rule, text, at), at
-        name = model.bounds[severity - 1][0] if severity > 0 else None
+        name = names[severity - 1] if severity > 0 else None
         out.append((text, state, key.shown, name, at, key.episode, key.sequence, key.alert))
         key.sequence += 1
         key.shown = "ok" if state == "resolved" else state
@@ -129,14 +171,8 @@ def _one_key(
             else:
                 return
 
-    for ts, _, value in observations:
+    for ts, level in points:
         pass_time(ts)
-        for index, (_, bound) in enumerate(model.bounds):
-            if value >= bound:
-                key.on[index] = True
-            elif model.clear == 0 or value < bound - model.clear:
-                key.on[index] = False
-        level = max((i + 1 for i, on in enumerate(key.on) if on), default=0)
         if level:
             if key.run_count == 0:
                 key.run_start, key.run_count = ts, 1
@@ -156,5 +192,5 @@ def _one_key(
                 assert key.run_start is not None
                 at = key.run_start + model.hold_us
             change(at, state, level)
-    pass_time(END_OF_INPUT)
+    pass_time(end)
     return out

@@ -15,9 +15,15 @@ import polars as pl
 
 from sensorstream.engine.operator import Operator
 from sensorstream.engine.outputs import START, TRANSITION_SCHEMA, OutputKind, Shape
-from sensorstream.engine.rules.conditions import CONDITIONS, AllOf, Condition, Expression, Threshold
+from sensorstream.engine.rules.anomaly import Anomaly
+from sensorstream.engine.rules.conditions import AllOf, Condition, Expression, Threshold
+from sensorstream.engine.rules.deadman import Deadman
+from sensorstream.engine.rules.kinds import CONDITIONS
 from sensorstream.engine.rules.lifecycle import AlertPolicy, Flapping
 from sensorstream.engine.rules.operator import Judge, RuleOperator
+from sensorstream.engine.rules.per_key import Range, Rate, Unchanged
+from sensorstream.engine.rules.statistics import Ewma, Spike, ZScore
+from sensorstream.engine.rules.ticked import TickedRuleOperator
 from sensorstream.engine.steps import Step, StepError
 from sensorstream.engine.time import micros
 
@@ -28,11 +34,19 @@ __all__ = [
     "CONDITIONS",
     "AlertPolicy",
     "AllOf",
+    "Anomaly",
     "Condition",
+    "Deadman",
+    "Ewma",
     "Expression",
     "Flapping",
+    "Range",
+    "Rate",
     "RuleStep",
+    "Spike",
     "Threshold",
+    "Unchanged",
+    "ZScore",
 ]
 
 
@@ -68,6 +82,9 @@ class RuleStep(Step):
         problem = source.missing(self.condition.reads(), what="its condition", source=self.input)
         if problem is not None:
             raise StepError(self.name, "rule", problem)
+        problem = self.condition.check_key(key)
+        if problem is not None:
+            raise StepError(self.name, "key", problem)
         known = source.columns or {}
         columns: dict[str, pl.DataType] = dict(TRANSITION_SCHEMA)
         columns |= {name: known.get(name, pl.String()) for name in key}
@@ -76,7 +93,8 @@ class RuleStep(Step):
     def build(self, source: Shape, event_time: EventTime) -> Operator:
         """The operator for one partition."""
         key = self.grouping(source)
-        return RuleOperator(
+        operator = TickedRuleOperator if self.condition.timer == "processing" else RuleOperator
+        return operator(
             self.name,
             condition=self.condition,
             key=key,

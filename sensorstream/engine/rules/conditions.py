@@ -11,7 +11,15 @@ move a key out of ``ok`` on their own; keys with no candidate row and nothing op
 alone. A condition that needs every observation (a rate of change keeps the previous value)
 returns None.
 
-Each kind is registered in :data:`CONDITIONS` under the name YAML uses.
+A condition whose state lives in a list or a model (a rolling window, a trained model)
+need only update its carry columns on each key's last row: that row is what the rule
+keeps. Time alone can make observations too: a deadman's silence is one, at the instant a
+key has been silent long enough (:meth:`Condition.passing`, :meth:`Condition.due`).
+
+This module holds the contract and the kinds that judge each observation on its own
+(threshold, when, all); :mod:`.per_key`, :mod:`.statistics`, :mod:`.deadman` and
+:mod:`.anomaly` hold the others. Each kind is registered in
+:data:`~sensorstream.engine.rules.kinds.CONDITIONS` under the name YAML uses.
 """
 
 from __future__ import annotations
@@ -56,7 +64,43 @@ class Condition(ABC):
 
     @abstractmethod
     def level(self, frame: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
-        """``frame`` with ``__level`` (Int8) and its carry columns updated, for every row."""
+        """``frame`` with ``__level`` (Int8) for every row and its carry columns updated."""
+
+    def check_key(self, key: Sequence[str]) -> str | None:
+        """Why it cannot judge per ``key``, or None (a per-key range needs one key column)."""
+        del key
+        return None
+
+    @property
+    def timer(self) -> Literal["event", "processing"] | None:
+        """The clock that makes observations besides the input (a deadman's), if any."""
+        return None
+
+    def passing(
+        self, frame: pl.DataFrame, key: Sequence[str], now: int | None
+    ) -> pl.DataFrame | None:
+        """Observations time alone makes in a release, up to time ``now``; none by default.
+
+        ``frame`` is the release as :meth:`level` sees it (carried rows first); the rows
+        returned (key columns, ``ts`` and the condition's own columns) join it before
+        :meth:`level`. ``now`` is None at the end of the input, which is no passing time.
+        """
+        del frame, key, now
+        return None
+
+    def due(self, now: int) -> pl.Expr | None:
+        """Carried keys that time alone changes by ``now``, with no new observation, if any."""
+        del now
+        return None
+
+    def restart(self, now: int) -> list[pl.Expr]:
+        """Carry updates when its clock restarts at ``now`` after a restore; none by default.
+
+        Only a processing-time condition has any: processing time went on while the
+        pipeline was down, which says nothing about the keys.
+        """
+        del now
+        return []
 
     def describe(self, level: int, value: float | None) -> str:
         """Why an observation has this level, for a person."""
@@ -65,7 +109,8 @@ class Condition(ABC):
         return f"{self.severities[level - 1]}"
 
 
-def _over(expr: pl.Expr, key: Sequence[str]) -> pl.Expr:
+def over_key(expr: pl.Expr, key: Sequence[str]) -> pl.Expr:
+    """``expr`` per key (over the whole frame when the rule has no key)."""
     return expr.over(list(key)) if key else expr
 
 
@@ -159,7 +204,7 @@ class Threshold(Condition):
                     .then(False)
                     .otherwise(None)
                 )
-                on.append(_over(event.forward_fill(), key).fill_null(False))
+                on.append(over_key(event.forward_fill(), key).fill_null(False))
             updates = [flag.alias(self._on(i)) for i, flag in enumerate(on)]
         level = pl.lit(0, pl.Int8)
         for i, flag in enumerate(on):
@@ -235,6 +280,9 @@ class AllOf(Condition):
         if len(self.conditions) < 2:
             msg = "all needs at least two conditions"
             raise ConfigError(msg)
+        if any(condition.timer is not None for condition in self.conditions):
+            msg = "a deadman stands alone: all combines conditions on observations"
+            raise ConfigError(msg)
 
     @property
     def severities(self) -> tuple[str, ...]:
@@ -244,6 +292,10 @@ class AllOf(Condition):
     def reads(self) -> list[str]:
         """Every column any of them reads."""
         return list(dict.fromkeys(c for condition in self.conditions for c in condition.reads()))
+
+    def check_key(self, key: Sequence[str]) -> str | None:
+        """The first reason any of them has."""
+        return next((why for c in self.conditions if (why := c.check_key(key))), None)
 
     def carry(self) -> dict[str, pl.DataType]:
         """Each one's carry, and each one's own level."""
@@ -288,10 +340,3 @@ class AllOf(Condition):
 
 def _prefixed(index: int, name: str) -> str:
     return f"__all{index}{name}"
-
-
-CONDITIONS: dict[str, type[Condition]] = {
-    "threshold": Threshold,
-    "when": Expression,
-    "all": AllOf,
-}

@@ -16,12 +16,17 @@ change (the watermark past its end plus the allowed lateness): no corrections, l
 
 Keys that nothing can move are left alone: a key with no open alert and no observation its
 condition could breach on costs one filter, not a sort.
+
+**Time alone** can make observations (a deadman's silences, :mod:`.deadman`): each release
+asks the condition for them up to the watermark, and keys no observation reached are woken
+when the condition says time is due for them. A processing-time deadman is judged on the
+ticks instead (:mod:`.ticked`). Conditions without a clock (threshold, when...) skip both
+at the cost of one attribute test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -30,18 +35,17 @@ import polars as pl
 from sensorstream.engine.operator import Operator, OperatorOutput, OperatorState
 from sensorstream.engine.outputs import END, FINAL, OP, REVISION, START, UPSERT, WATERMARK
 from sensorstream.engine.rules.conditions import CARRIED, Condition
+from sensorstream.engine.rules.corrections import corrections
 from sensorstream.engine.rules.lifecycle import (
-    ALERT_COLUMNS,
     LIFECYCLE_CARRY,
     AlertPolicy,
     Change,
     KeyAlert,
     Position,
     Reporter,
-    alert_id,
-    key_text,
     transitions_frame,
 )
+from sensorstream.engine.rules.snapshots import alerts_frame, alerts_of, pickled, unpickled
 from sensorstream.engine.rules.states import (
     LEVEL,
     PENDING_,
@@ -53,10 +57,10 @@ from sensorstream.engine.rules.states import (
     observation_states,
 )
 from sensorstream.engine.time import micros
+from sensorstream.engine.watermarks import MAX_WATERMARK
 from sensorstream.readings import TS
 
 Judge = Literal["on_close", "final"]
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _HASH = "__key_hash"
 
 
@@ -89,6 +93,7 @@ class RuleOperator(Operator):
         self.judged: pl.DataFrame | None = None  # recent judged results, for corrections
         self.alerts: dict[tuple[Any, ...], KeyAlert] = {}  # keys with something to remember
         self.hold = micros(policy.hold)
+        self.timed = condition.timer is not None  # time alone makes observations
         # The only columns a rule keeps of what it reads: held rows are otherwise copied
         # whole at every step of the way.
         wanted = [*self.key, TS, WATERMARK, *condition.reads()]
@@ -158,9 +163,9 @@ class RuleOperator(Operator):
                 wanted.append(flagged.filter(pl.col("candidate")).get_column(_HASH))
             wanted += self._under_way()
             keys = pl.concat(wanted).unique()
-            arrived = arrived & hashes.is_in(keys)
+            arrived = arrived & hashes.is_in(keys.implode())
             if earlier is not None and earlier.height:
-                earlier = earlier.filter(_key_hash(self.key).is_in(keys))
+                earlier = earlier.filter(_key_hash(self.key).is_in(keys.implode()))
         now = self._filtered(batch, arrived)
         if earlier is None or earlier.height == 0:
             return late, now
@@ -210,7 +215,7 @@ class RuleOperator(Operator):
         fresh = final.join(
             seen.select(self.identity), on=self.identity, how="anti", nulls_equal=True
         )
-        return fresh, self._corrections(seen)
+        return fresh, corrections(self.name, self.condition, self.key, seen)
 
     def _observed(self, observations: pl.DataFrame) -> pl.DataFrame:
         """The observations with a value to judge (a null value says nothing)."""
@@ -262,40 +267,63 @@ class RuleOperator(Operator):
         ``active``: ``due`` holds only the keys that could change (:meth:`_active` done).
         """
         records: list[dict[str, Any]] = []
+        now = watermark if watermark < MAX_WATERMARK else None  # the end is no passing time
         if due is not None and due.height:
-            records += self._judge(due, active=active)
+            records += self._judge(due, now, active=active)
+        if self.timed:
+            records += self._wake(now)
         records += self._clocks(watermark)
         self._forget(watermark)
         return records
 
     # -- judging ------------------------------------------------------------------------------
-    def _judge(self, observations: pl.DataFrame, *, active: bool = False) -> list[dict[str, Any]]:
-        """Levels, states and transitions of released observations (any order)."""
-        rows_of = observations if active else self._active(observations)
-        if rows_of.height == 0:
+    def _judge(
+        self,
+        observations: pl.DataFrame | None,
+        now: int | None,
+        woken: pl.DataFrame | None = None,
+        *,
+        active: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Levels, states and transitions of released observations (any order).
+
+        ``woken``: keys (from the carry) that time alone may change, judged with or
+        without observations of their own; ``now``: how far time has passed (None: no
+        further than the observations); ``active``: the observations hold only keys that
+        could change (:meth:`_active` done).
+        """
+        frames: list[pl.DataFrame] = []
+        keys = woken
+        if observations is not None:
+            rows = observations if active else self._active(observations)
+            if rows.height:
+                carry_columns = {**self.condition.carry(), **LIFECYCLE_CARRY, LEVEL: pl.Int8()}
+                frames.append(
+                    rows.with_columns(
+                        pl.lit(False).alias(CARRIED),
+                        *(pl.lit(None, kind).alias(name) for name, kind in carry_columns.items()),
+                    )
+                )
+                if self.key:
+                    seen = rows.select(self.key).unique()
+                    keys = seen if keys is None else pl.concat([keys, seen]).unique()
+        if not frames and woken is None:
             return []
-        carry_columns = {**self.condition.carry(), **LIFECYCLE_CARRY, LEVEL: pl.Int8()}
-        rows = rows_of.with_columns(
-            pl.lit(False).alias(CARRIED),
-            *(pl.lit(None, kind).alias(name) for name, kind in carry_columns.items()),
-        )
-        frames = [rows]
         if self.carry is not None and self.carry.height:
-            keys = rows.select(self.key).unique() if self.key else None
             carried = (
                 self.carry
-                if keys is None
+                if not self.key or keys is None
                 else self.carry.join(keys, on=self.key, how="semi", nulls_equal=True)
             )
             frames.insert(0, carried.with_columns(pl.lit(True).alias(CARRIED)))
-        frame = pl.concat(frames, how="diagonal_relaxed")
-        order = [*self.key, CARRIED, TS]
-        frame = frame.sort(
-            order,
-            descending=[False] * len(self.key) + [True, False],
-            maintain_order=True,
-            nulls_last=True,
-        )
+        if not frames:
+            return []
+        frame = self._sorted(pl.concat(frames, how="diagonal_relaxed"))
+        if self.timed:
+            passed = self.condition.passing(frame, self.key, now)
+            if passed is not None:
+                passed = passed.with_columns(pl.lit(False).alias(CARRIED))
+                frame = self._sorted(pl.concat([frame, passed], how="diagonal_relaxed"))
         frame = self.condition.level(frame, self.key)
         states = observation_states(
             frame, self.key, consecutive=self.policy.consecutive, hold_us=self.hold
@@ -304,13 +332,33 @@ class RuleOperator(Operator):
         last = states.last_rows()
         self._remember(frame[last].with_columns(states.columns(last)))
         if self.over_results and self.judge == "on_close":
-            judged = frame.filter(~pl.col(CARRIED)).select(*self.identity, END, LEVEL)
+            observed = ~pl.col(CARRIED) & pl.col(END).is_not_null()  # not a deadman's silence
+            judged = frame.filter(observed).select(*self.identity, END, LEVEL)
             self.judged = (
                 judged
                 if self.judged is None
                 else pl.concat([self.judged, judged], how="diagonal_relaxed")
             )
         return records
+
+    def _sorted(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """By key, the carried row first, then event time (arrival order breaks ties)."""
+        return frame.sort(
+            [*self.key, CARRIED, TS],
+            descending=[False] * len(self.key) + [True, False],
+            maintain_order=True,
+            nulls_last=True,
+        )
+
+    def _wake(self, now: int | None) -> list[dict[str, Any]]:
+        """Judge the carried keys that time alone changes by ``now`` (a deadman's silences)."""
+        due = self.condition.due(now) if now is not None else None
+        if due is None or self.carry is None or self.carry.height == 0:
+            return []
+        woken = self.carry.filter(due.fill_null(False))
+        if woken.height == 0:
+            return []
+        return self._judge(None, now, woken.select(self.key))
 
     def _active(self, observations: pl.DataFrame) -> pl.DataFrame:
         """The observations of keys that could change: a candidate row, or a run under way.
@@ -328,7 +376,7 @@ class RuleOperator(Operator):
         keys = pl.concat([shown, *self._under_way()]).unique()
         if keys.len() == 0:
             return observations.clear()
-        return observations.filter(hashed.is_in(keys))
+        return observations.filter(hashed.is_in(keys.implode()))
 
     def _changes(self, frame: pl.DataFrame, states: States) -> list[dict[str, Any]]:
         """Transitions of the observations whose state or severity changed."""
@@ -421,53 +469,6 @@ class RuleOperator(Operator):
         if self.judged is not None and self.judged.height:
             self.judged = self.judged.filter(pl.col(END).cast(pl.Int64) + self.lateness > watermark)
 
-    # -- corrections of results already judged ------------------------------------------------
-    def _corrections(self, seen: pl.DataFrame) -> list[dict[str, Any]]:
-        """A correction record for each corrected result whose level alone would differ."""
-        judged_level = seen[LEVEL]
-        frame = seen.drop(LEVEL).with_columns(pl.lit(False).alias(CARRIED))
-        frame = frame.with_columns(
-            pl.lit(None, kind).alias(name) for name, kind in self.condition.carry().items()
-        )
-        frame = frame.with_columns(pl.lit(None, pl.Int8).alias(LEVEL))
-        levels = self.condition.level(frame, []).get_column(LEVEL)
-        records: list[dict[str, Any]] = []
-        value = self.condition.value
-        names = self.condition.severities
-        for row, before, after in zip(
-            frame.iter_rows(named=True), judged_level, levels, strict=True
-        ):
-            if int(after) == int(before):
-                continue
-            key = {name: row[name] for name in self.key}
-            text = key_text(key)
-            start = _micros_of(row[START])
-            shown = row[value] if value is not None else None
-            would = names[int(after) - 1] if after else "ok"
-            was = names[int(before) - 1] if before else "ok"
-            ident = alert_id(self.name, text, start)
-            records.append(
-                {
-                    "transition_id": f"{ident}-r{row[REVISION]}",
-                    "alert_id": ident,
-                    "rule": self.name,
-                    "key": text,
-                    "state": "correction",
-                    "previous_state": was,
-                    "severity": None if not after else names[int(after) - 1],
-                    "event_time": _micros_of(row[TS]),
-                    "started_at": start,
-                    "value": None if shown is None else float(shown),
-                    "reason": (
-                        f"the window from {row[START]:%H:%M:%S} was corrected by late readings "
-                        f"(revision {row[REVISION]}): judged {was}, it would now be {would}"
-                    ),
-                    "sequence": int(row[REVISION]),
-                    "kind": "correction",
-                }
-            )
-        return records
-
     # -- output and state ---------------------------------------------------------------------
     def _frame(self, records: list[dict[str, Any]]) -> pl.DataFrame | None:
         if not records:
@@ -481,35 +482,20 @@ class RuleOperator(Operator):
             ("buffer", self.buffer),
             ("carry", self.carry),
             ("judged", self.judged),
-            ("alerts", self._alerts_frame()),
+            ("alerts", alerts_frame(self.alerts, self.key, self.carry)),
         ):
             if frame is not None:
-                frames[name] = frame
+                frames[name] = pickled(frame)
         return OperatorState(frames=frames)
 
     def restore(self, state: OperatorState) -> None:
         """Continue from :meth:`snapshot`."""
         self.buffer = state.frames.get("buffer")
         self.carry = state.frames.get("carry")
+        if self.carry is not None:
+            self.carry = unpickled(self.carry, self.condition.carry())
         self.judged = state.frames.get("judged")
-        self.alerts = {}
-        alerts = state.frames.get("alerts")
-        if alerts is not None:
-            for row in alerts.iter_rows(named=True):
-                self.alerts[tuple(row[name] for name in self.key)] = KeyAlert.of(row)
-
-    def _alerts_frame(self) -> pl.DataFrame | None:
-        if not self.alerts:
-            return None
-        schema: dict[str, pl.DataType] = {}
-        if self.key and self.carry is not None:
-            schema = {name: self.carry.schema[name] for name in self.key}
-        schema |= ALERT_COLUMNS
-        rows = [
-            {**dict(zip(self.key, key, strict=True)), **alert.columns()}
-            for key, alert in self.alerts.items()
-        ]
-        return pl.DataFrame(rows, schema=schema, orient="row")
+        self.alerts = alerts_of(state.frames.get("alerts"), self.key)
 
 
 def _position(row: dict[str, Any], prefix: str = "") -> Position:
@@ -528,10 +514,3 @@ def _key_hash(key: Sequence[str]) -> pl.Expr:
     if len(key) == 1:
         return pl.col(key[0]).hash().alias(_HASH)
     return pl.struct(list(key)).hash().alias(_HASH)
-
-
-def _micros_of(moment: datetime | int) -> int:
-    """A timestamp (datetime or int) as microseconds since the epoch."""
-    if isinstance(moment, int):
-        return moment
-    return (moment - _EPOCH) // timedelta(microseconds=1)

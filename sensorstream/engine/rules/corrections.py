@@ -1,0 +1,66 @@
+"""Corrections: a window result the rule already judged was corrected by late readings.
+
+The rule does not rewrite what it reported (see :mod:`.operator`): it re-judges the
+corrected result alone, and if its level would differ, records a ``correction`` on the
+key's alert, which the alert store keeps in the alert's history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import polars as pl
+
+from sensorstream.engine.outputs import REVISION, START
+from sensorstream.engine.rules.conditions import CARRIED, Condition
+from sensorstream.engine.rules.lifecycle import LEVEL, alert_id, key_text
+from sensorstream.engine.time import micros_of
+from sensorstream.readings import TS
+
+
+def corrections(
+    rule: str, condition: Condition, key: Sequence[str], seen: pl.DataFrame
+) -> list[dict[str, Any]]:
+    """A correction record for each corrected result whose level alone would differ."""
+    judged_level = seen[LEVEL]
+    frame = seen.drop(LEVEL).with_columns(pl.lit(False).alias(CARRIED))
+    frame = frame.with_columns(
+        pl.lit(None, kind).alias(name) for name, kind in condition.carry().items()
+    )
+    frame = frame.with_columns(pl.lit(None, pl.Int8).alias(LEVEL))
+    levels = condition.level(frame, key).get_column(LEVEL)
+    records: list[dict[str, Any]] = []
+    value = condition.value
+    names = condition.severities
+    for row, before, after in zip(frame.iter_rows(named=True), judged_level, levels, strict=True):
+        if int(after) == int(before):
+            continue
+        values = {name: row[name] for name in key}
+        text = key_text(values)
+        start = micros_of(row[START])
+        shown = row[value] if value is not None else None
+        would = names[int(after) - 1] if after else "ok"
+        was = names[int(before) - 1] if before else "ok"
+        ident = alert_id(rule, text, start)
+        records.append(
+            {
+                "transition_id": f"{ident}-r{row[REVISION]}",
+                "alert_id": ident,
+                "rule": rule,
+                "key": text,
+                "state": "correction",
+                "previous_state": was,
+                "severity": None if not after else names[int(after) - 1],
+                "event_time": micros_of(row[TS]),
+                "started_at": start,
+                "value": None if shown is None else float(shown),
+                "reason": (
+                    f"the window from {row[START]:%H:%M:%S} was corrected by late readings "
+                    f"(revision {row[REVISION]}): judged {was}, it would now be {would}"
+                ),
+                "sequence": int(row[REVISION]),
+                "kind": "correction",
+            }
+        )
+    return records
