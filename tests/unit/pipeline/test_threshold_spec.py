@@ -28,7 +28,6 @@ def test_levels_are_ordered_by_their_bounds(
 
 def test_two_levels_at_the_same_bound_are_an_error() -> None:
     with pytest.raises((ConfigError, ValidationError), match="must rise"):
-        spec = ThresholdSpec.model_validate(
+        ThresholdSpec.model_validate(
             {"threshold": "t", "above": {"warning": 5, "critical": 5}}
-        )
-        spec.to_condition()
+        ).to_condition()
