@@ -48,6 +48,10 @@ TRANSITION_SCHEMA: dict[str, pl.DataType] = {
 # which reading of the batch a row came from (to tell which readings were late for which step).
 WATERMARK = "__watermark"
 ROW = "__row"
+# On results in flight (never stored): the window was opened by a reading that came after the
+# watermark had passed the window's end (within the allowed lateness), so its first result
+# arrives after later windows of its key. Batch-independent, as each row's watermark is.
+OPENED_LATE = "__opened_late"
 
 
 class OutputKind(StrEnum):

@@ -21,7 +21,7 @@ import polars as pl
 
 from sensorstream.engine.dedup import Deduplicator
 from sensorstream.engine.operator import Operator, OperatorState
-from sensorstream.engine.outputs import END, ROW, WATERMARK, OutputKind
+from sensorstream.engine.outputs import END, OPENED_LATE, ROW, WATERMARK, OutputKind
 from sensorstream.engine.plan import Dedup, EnginePlan, EventTime
 from sensorstream.engine.steps import READINGS, Step
 from sensorstream.engine.time import micros
@@ -175,8 +175,8 @@ class PartitionTask:
             emitted[step.name] = produced
             if produced is not None:
                 kind = self.kinds[step.name]
-                if kind is OutputKind.RESULTS:
-                    output.results[step.name] = produced
+                if kind is OutputKind.RESULTS:  # what steps downstream need only, not sinks
+                    output.results[step.name] = produced.drop(OPENED_LATE, strict=False)
                 elif kind is OutputKind.EVENTS:
                     output.events[step.name] = produced
         return late_for

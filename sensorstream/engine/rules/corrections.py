@@ -1,8 +1,9 @@
 """Corrections: a window result the rule already judged was corrected by late readings.
 
 The rule does not rewrite what it reported (see :mod:`.operator`): it re-judges the
-corrected result alone, and if its level would differ, records a ``correction`` on the
-key's alert, which the alert store keeps in the alert's history.
+corrected result alone, and if its level would differ, records a ``correction`` for the
+key, which the alert store keeps beside the alerts' transitions. A window that late
+readings opened after later windows were judged is one too, against ``ok`` (revision 0).
 """
 
 from __future__ import annotations
@@ -58,6 +59,9 @@ def corrections(
                 "reason": (
                     f"the window from {row[START]:%H:%M:%S} was corrected by late readings "
                     f"(revision {row[REVISION]}): judged {was}, it would now be {would}"
+                    if row[REVISION]
+                    else f"the window from {row[START]:%H:%M:%S} was opened by late readings "
+                    f"after later windows were judged: alone it would be {would}"
                 ),
                 "sequence": int(row[REVISION]),
                 "kind": "correction",

@@ -33,7 +33,16 @@ import numpy as np
 import polars as pl
 
 from sensorstream.engine.operator import Operator, OperatorOutput, OperatorState
-from sensorstream.engine.outputs import END, FINAL, OP, REVISION, START, UPSERT, WATERMARK
+from sensorstream.engine.outputs import (
+    END,
+    FINAL,
+    OP,
+    OPENED_LATE,
+    REVISION,
+    START,
+    UPSERT,
+    WATERMARK,
+)
 from sensorstream.engine.rules.conditions import CARRIED, Condition
 from sensorstream.engine.rules.corrections import corrections
 from sensorstream.engine.rules.lifecycle import (
@@ -98,7 +107,7 @@ class RuleOperator(Operator):
         # whole at every step of the way.
         wanted = [*self.key, TS, WATERMARK, *condition.reads()]
         if over_results:
-            wanted += [*self.identity, START, END, REVISION, FINAL, OP]
+            wanted += [*self.identity, START, END, REVISION, FINAL, OP, OPENED_LATE]
         self.wanted = list(dict.fromkeys(wanted))
 
     # -- taking observations in ---------------------------------------------------------------
@@ -199,13 +208,27 @@ class RuleOperator(Operator):
         return due
 
     def _results(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, list[dict[str, Any]]]:
-        """Final results to judge, and corrections of results already judged."""
+        """Final results to judge, and corrections of results already judged.
+
+        A window that late readings opened after its end (:data:`OPENED_LATE`) reaches the
+        rule after later windows of its key were judged, in any batching; it is taken like a
+        correction of a window judged ok (nothing was there to judge), never judged in
+        sequence, so the alerts do not depend on how the input was batched.
+        """
         final = batch.filter((pl.col(OP) == UPSERT) & pl.col(FINAL))
         if self.judge == "final" or final.height == 0:
             return final, []
+        records: list[dict[str, Any]] = []
+        if OPENED_LATE in final.columns:
+            opened = final.filter(pl.col(OPENED_LATE) & (pl.col(REVISION) == 0))
+            if opened.height:
+                final = final.filter(~(pl.col(OPENED_LATE) & (pl.col(REVISION) == 0)))
+                opened = self._observed(opened).with_columns(pl.lit(0, pl.Int8).alias(LEVEL))
+                records = corrections(self.name, self.condition, self.key, opened)
+                self._note_judged(opened)
         corrected = final.filter(pl.col(REVISION) > 0)
         if self.judged is None or corrected.height == 0:
-            return final, []
+            return final, records
         seen = corrected.join(
             self.judged.select(*self.identity, LEVEL),
             on=self.identity,
@@ -215,7 +238,14 @@ class RuleOperator(Operator):
         fresh = final.join(
             seen.select(self.identity), on=self.identity, how="anti", nulls_equal=True
         )
-        return fresh, corrections(self.name, self.condition, self.key, seen)
+        return fresh, records + corrections(self.name, self.condition, self.key, seen)
+
+    def _note_judged(self, judged: pl.DataFrame) -> None:
+        """Remember the levels of judged results, to tell whether a correction changes one."""
+        judged = judged.select(*self.identity, END, LEVEL)
+        if self.judged is not None:
+            judged = pl.concat([self.judged, judged], how="diagonal_relaxed")
+        self.judged = judged
 
     def _observed(self, observations: pl.DataFrame) -> pl.DataFrame:
         """The observations with a value to judge (a null value says nothing)."""
@@ -333,12 +363,7 @@ class RuleOperator(Operator):
         self._remember(frame[last].with_columns(states.columns(last)))
         if self.over_results and self.judge == "on_close":
             observed = ~pl.col(CARRIED) & pl.col(END).is_not_null()  # not a deadman's silence
-            judged = frame.filter(observed).select(*self.identity, END, LEVEL)
-            self.judged = (
-                judged
-                if self.judged is None
-                else pl.concat([self.judged, judged], how="diagonal_relaxed")
-            )
+            self._note_judged(frame.filter(observed))
         return records
 
     def _sorted(self, frame: pl.DataFrame) -> pl.DataFrame:

@@ -25,7 +25,7 @@ from sensorstream.engine.aggregates import (
     sketch_partials,
 )
 from sensorstream.engine.operator import Operator, OperatorOutput, OperatorState
-from sensorstream.engine.outputs import END, OP, START, UPSERT
+from sensorstream.engine.outputs import END, OP, OPENED_LATE, START, UPSERT
 from sensorstream.engine.time import micros
 from sensorstream.readings import TS_TYPE
 
@@ -55,28 +55,35 @@ class WindowOperator(Operator):
         self._needs_order = any(a.function in ("first", "last") for a in aggregates)
 
     # -- folding -----------------------------------------------------------------------
-    def _partials(self, rows: pl.DataFrame, group: list[str]) -> pl.DataFrame:
-        """Reduce accepted raw rows to partial rows, one per group."""
+    def _partials(self, rows: pl.DataFrame, group: list[str], *extra: pl.Expr) -> pl.DataFrame:
+        """Reduce accepted raw rows to partial rows, one per group (``extra``: more aggregates)."""
         if self._needs_order:
             rows = rows.sort("ts", maintain_order=True)
-        return rows.group_by(group).agg(self.plan.partial_exprs())
+        return rows.group_by(group).agg(*self.plan.partial_exprs(), *extra)
 
     def _merge(self, parts: pl.DataFrame, group: list[str]) -> pl.DataFrame:
-        """Merge state rows (first) and new partial rows that share a group."""
+        """Merge state rows (first) and new partial rows that share a group.
+
+        A window keeps how it was opened (:data:`OPENED_LATE`): the state's row comes first.
+        """
+        opened = [pl.col(OPENED_LATE).first()] if OPENED_LATE in parts.columns else []
         return parts.group_by(group, maintain_order=True).agg(
             *self.plan.merge_exprs(),
             pl.col(END).max(),
             pl.col(REVISION).max(),
             pl.col(DIRTY).any(),
             pl.col(FINAL).any(),
+            *opened,
         )
 
     @staticmethod
     def _fresh(partials: pl.DataFrame) -> pl.DataFrame:
+        opened = [] if OPENED_LATE in partials.columns else [pl.lit(False).alias(OPENED_LATE)]
         return partials.with_columns(
             pl.lit(0, pl.Int64).alias(REVISION),
             pl.lit(True).alias(DIRTY),
             pl.lit(False).alias(FINAL),
+            *opened,
         )
 
     def _concat_state(self, fresh: pl.DataFrame) -> pl.DataFrame:
@@ -139,6 +146,9 @@ class WindowOperator(Operator):
             pl.col(REVISION).alias("revision"),
             pl.col("__closed").alias("final"),
             pl.lit(UPSERT).alias(OP),
+            (pl.col(OPENED_LATE) if OPENED_LATE in emitting.columns else pl.lit(False)).alias(
+                OPENED_LATE
+            ),
         )
         outputs = list(self.plan.percentile_outputs())
         if outputs and self.sketch is not None:
@@ -158,7 +168,16 @@ class WindowOperator(Operator):
                 out = out.with_columns(
                     pl.col(name).clip(low.cast(pl.Float64), high.cast(pl.Float64))
                 )
-        ordered = [*self.key, START, END, *self.plan.output_names(), "revision", "final", OP]
+        ordered = [
+            *self.key,
+            START,
+            END,
+            *self.plan.output_names(),
+            "revision",
+            "final",
+            OP,
+            OPENED_LATE,
+        ]
         return out.select(ordered)
 
     def on_watermark(self, watermark: int) -> OperatorOutput:

@@ -16,7 +16,7 @@ import polars as pl
 
 from sensorstream.engine.aggregates import Aggregate
 from sensorstream.engine.operator import WATERMARK, OperatorOutput
-from sensorstream.engine.outputs import END, START
+from sensorstream.engine.outputs import END, OPENED_LATE, START
 from sensorstream.engine.time import micros
 from sensorstream.engine.windows.base import EmitMode, WindowOperator
 
@@ -63,7 +63,12 @@ class FixedWindowOperator(WindowOperator):
             self._fold_sketch(rows, group)
             # The group-by stays eager on purpose: the lazy engine may add up a group's floats
             # in a varying order, and results must be identical to the bit after a restart.
-            partials = self._partials(rows, group).with_columns(
+            # Readings arrive in watermark order, so the window's earliest watermark is
+            # its first reading's: past the window's end, the window was opened late.
+            opened = (pl.col(WATERMARK).min() >= pl.col(START).first() + self.size).alias(
+                OPENED_LATE
+            )
+            partials = self._partials(rows, group, opened).with_columns(
                 (pl.col(START) + self.size).alias(END)
             )
             self.state = self._merge(self._concat_state(self._fresh(partials)), group)

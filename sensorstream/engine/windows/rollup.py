@@ -17,7 +17,7 @@ import polars as pl
 from sensorstream.engine import percentiles
 from sensorstream.engine.aggregates import sketch_partials
 from sensorstream.engine.operator import WATERMARK, Operator, OperatorOutput, OperatorState
-from sensorstream.engine.outputs import DELETE, END, OP, START, UPSERT
+from sensorstream.engine.outputs import DELETE, END, OP, OPENED_LATE, START, UPSERT
 from sensorstream.engine.windows.base import DIRTY, FINAL, REVISION
 from sensorstream.engine.windows.fixed import FixedWindowOperator
 from sensorstream.readings import TS, TS_TYPE
@@ -98,6 +98,7 @@ class RollupOperator(Operator):
                 pl.col(REVISION).fill_null(0),
                 pl.col(FINAL).fill_null(False),
                 pl.lit(True).alias(DIRTY),
+                pl.lit(False).alias(OPENED_LATE),  # not tracked for roll-ups
             )
             .select(state.columns)
         )

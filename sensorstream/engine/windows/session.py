@@ -19,7 +19,7 @@ import polars as pl
 from sensorstream.engine import percentiles
 from sensorstream.engine.aggregates import Aggregate
 from sensorstream.engine.operator import WATERMARK, OperatorOutput
-from sensorstream.engine.outputs import DELETE, END, OP, START
+from sensorstream.engine.outputs import DELETE, END, OP, OPENED_LATE, START
 from sensorstream.engine.time import micros
 from sensorstream.engine.windows.base import DIRTY, FINAL, REVISION, EmitMode, WindowOperator
 from sensorstream.errors import ConfigError
@@ -145,6 +145,8 @@ class SessionOperator(WindowOperator):
         combined = combined.with_columns(
             self._per_key(starts_session.cast(pl.Int64).cum_sum()).alias(_SESSION)
         )
+        # Whether late readings opened a session is not tracked (a session grows and merges).
+        not_tracked = [pl.lit(False).alias(OPENED_LATE)] if OPENED_LATE in combined.columns else []
         first_start = pl.col(START).min()
         survivor = pl.col(START) == first_start
         merged = combined.group_by([*self.key, _SESSION], maintain_order=True).agg(
@@ -155,6 +157,7 @@ class SessionOperator(WindowOperator):
             (pl.col(DIRTY).any() | (pl.len() > 1)).alias(DIRTY),
             pl.col(FINAL).filter(survivor).any().alias(FINAL),
             pl.col(START).filter((pl.col(REVISION) > 0) & ~survivor).alias("__retract"),
+            *not_tracked,
         )
         retract = (
             merged.select(*self.key, pl.col("__retract").alias(START))

@@ -160,3 +160,21 @@ def test_the_same_input_gives_the_same_alert_ids_whatever_the_batches() -> None:
         return sorted(pl.concat(frames).select("transition_id", "state").rows())
 
     assert ids(whole) == ids(pieces)
+
+
+def test_a_window_opened_by_late_readings_is_a_correction_in_any_batching() -> None:
+    windows = WindowStep("m", TumblingWindow(s(10)), ("device_id",), (Aggregate("mean", "value"),))
+    on_means = RuleStep("hot", "m", Threshold("value_mean", (("warning", 20.0),)))
+    # [10, 20) and [20, 30) close on time; then a reading at 5 opens [0, 10) after its end.
+    rows = [("d1", 11, 25.0), ("d1", 21, 25.0), ("d1", 35, 1.0), ("d1", 5, 30.0), ("d1", 50, 1.0)]
+    one = events_of(plan(windows, on_means, lateness=40), batch(*rows))
+    many = events_of(plan(windows, on_means, lateness=40), *(batch(row) for row in rows))
+    assert (
+        one
+        == many
+        == [
+            ("correction", "warning", 9, "correction"),
+            ("firing", "warning", 19, "transition"),
+            ("resolved", None, 39, "transition"),
+        ]
+    )
