@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from sensorstream.engine.rules import CONDITIONS
 from sensorstream.pipeline.spec import parse_spec
 
 ROOT = Path(__file__).parents[3]
@@ -54,13 +55,7 @@ def fragments(name: str) -> list[tuple[str, str]]:
     return found
 
 
-# docs/rule-kinds.md: the rule kinds' sections, until they are folded into docs/rules.md.
-KINDS_DOC = "docs/rule-kinds.md"
-CASES = (
-    fragments("docs/rules.md")
-    + (fragments(KINDS_DOC) if (ROOT / KINDS_DOC).exists() else [])
-    + [case for case in fragments("README.md") if "rule:" in case[1]]
-)
+CASES = fragments("docs/rules.md") + [case for case in fragments("README.md") if "rule:" in case[1]]
 
 
 @pytest.mark.parametrize(("ident", "pipeline"), CASES, ids=[ident for ident, _ in CASES])
@@ -72,6 +67,13 @@ def test_every_yaml_example_of_steps_and_rules_in_the_docs_loads(ident: str, pip
 
 def test_the_rules_docs_have_examples_of_each_shape() -> None:
     kinds = {ident.split("#")[1].count(".") for ident, _ in CASES}
-    assert len(CASES) >= 7
+    assert len(CASES) >= 15
     assert any(ident.startswith("README") for ident, _ in CASES)
     assert kinds == {0, 1}
+
+
+def test_every_condition_kind_has_a_section_and_an_example_in_the_rules_docs() -> None:
+    text = (ROOT / "docs/rules.md").read_text(encoding="utf-8")
+    for kind in CONDITIONS:
+        assert f"### `{kind}`" in text, kind
+        assert any(re.search(rf"[{{\s-]{kind}:", pipeline) for _, pipeline in CASES), kind
