@@ -24,6 +24,7 @@ def corrections(
     rule: str, condition: Condition, key: Sequence[str], seen: pl.DataFrame
 ) -> list[dict[str, Any]]:
     """A correction record for each corrected result whose level alone would differ."""
+    seen = seen.sort([*key, TS], maintain_order=True)  # as a condition's level() wants it
     judged_level = seen[LEVEL]
     frame = seen.drop(LEVEL).with_columns(pl.lit(False).alias(CARRIED))
     frame = frame.with_columns(

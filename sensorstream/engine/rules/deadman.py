@@ -31,7 +31,12 @@ from typing import Literal
 
 import polars as pl
 
-from sensorstream.engine.rules.conditions import CARRIED, Condition, over_key
+from sensorstream.engine.rules.conditions import (
+    CARRIED,
+    Condition,
+    filled_in_key,
+    shifted_in_key,
+)
 from sensorstream.engine.rules.lifecycle import LEVEL
 from sensorstream.engine.time import micros
 from sensorstream.errors import ConfigError
@@ -96,8 +101,8 @@ class Deadman(Condition):
         heard = pl.when(carried).then(pl.col(LAST)).otherwise(ts)
         marked = frame.with_columns(
             heard.alias("__heard"),
-            over_key(heard.shift(1), key).alias("__previous"),
-            over_key(silent.shift(1), key).fill_null(False).alias("__was_silent"),
+            shifted_in_key(heard, key).alias("__previous"),
+            shifted_in_key(silent, key).fill_null(False).alias("__was_silent"),
         )
         previous = pl.col("__previous")
         breaks = ~carried & previous.is_not_null() & (ts - previous > self._timeout_us)
@@ -129,7 +134,7 @@ class Deadman(Condition):
         level = pl.when(carried).then(pl.col(LEVEL)).when(silent).then(1).otherwise(0)
         heard = pl.when(carried).then(pl.col(LAST)).when(~silent).then(pl.col(TS).cast(pl.Int64))
         frame = frame.with_columns(
-            level.cast(pl.Int8).alias(LEVEL), over_key(heard.forward_fill(), key).alias(LAST)
+            level.cast(pl.Int8).alias(LEVEL), filled_in_key(heard, key).alias(LAST)
         )
         return frame.drop(SILENT, strict=False)
 

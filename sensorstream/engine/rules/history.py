@@ -57,8 +57,7 @@ def with_lags(
         .filter(pl.col(VALUE).is_not_null())
         .sort(ROW, maintain_order=True)
     )
-    position = pl.int_range(pl.len())
-    sequence = sequence.with_columns((position.over(by) if by else position).alias("__pos"))
+    sequence = sequence.with_columns(_position_in_key(by).alias("__pos"))
     lags = [
         pl.when(pl.col("__pos") >= i).then(pl.col(VALUE).shift(i)).alias(lag(i))
         for i in range(1, count + 1)
@@ -71,6 +70,16 @@ def with_lags(
         else sequence.select(recent.implode())
     )
     return values.drop("__pos", _HISTORY_ROW, *by), kept
+
+
+def _position_in_key(key: Sequence[str]) -> pl.Expr:
+    """Each row's number within its key (0 for its first), in a frame sorted by key."""
+    position = pl.int_range(pl.len())
+    if not key:
+        return position
+    segment = (pl.col(key[0]) if len(key) == 1 else pl.struct(list(key))).rle_id()
+    begins = (segment != segment.shift(1)).fill_null(True)
+    return position - pl.when(begins).then(position).forward_fill()
 
 
 def total(names: Sequence[str]) -> pl.Expr:

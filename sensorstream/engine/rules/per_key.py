@@ -17,7 +17,12 @@ from functools import cached_property
 
 import polars as pl
 
-from sensorstream.engine.rules.conditions import CARRIED, Condition, over_key
+from sensorstream.engine.rules.conditions import (
+    CARRIED,
+    Condition,
+    filled_in_key,
+    shifted_in_key,
+)
 from sensorstream.engine.rules.lifecycle import LEVEL
 from sensorstream.engine.time import micros
 from sensorstream.errors import ConfigError
@@ -171,12 +176,12 @@ class Unchanged(Condition):
         carried = pl.col(CARRIED)
         text = self._text(frame)
         ts = pl.col(TS).cast(pl.Int64)
-        known = over_key(pl.when(carried).then(pl.col(_LAST)).otherwise(text).forward_fill(), key)
+        known = filled_in_key(pl.when(carried).then(pl.col(_LAST)).otherwise(text), key)
         frame = frame.with_columns(known.alias("__known"))
-        before = over_key(pl.col("__known").shift(1), key)
+        before = shifted_in_key(pl.col("__known"), key)
         begins = ~carried & text.is_not_null() & (before.is_null() | (text != before))
         since = pl.when(carried).then(pl.col(_SINCE)).when(begins).then(ts).otherwise(None)
-        frame = frame.with_columns(over_key(since.forward_fill(), key).alias(_SINCE))
+        frame = frame.with_columns(filled_in_key(since, key).alias(_SINCE))
         held = (ts - pl.col(_SINCE)) >= micros(self.hold)
         return _judged(frame, held, pl.col("__known").alias(_LAST)).drop("__known")
 
@@ -260,11 +265,11 @@ class Rate(Condition):
             .otherwise(None)
         )
         frame = frame.with_columns(
-            over_key(last_value.forward_fill(), key).alias(_RATE_VALUE),
-            over_key(last_ts.forward_fill(), key).alias(_RATE_TS),
+            filled_in_key(last_value, key).alias(_RATE_VALUE),
+            filled_in_key(last_ts, key).alias(_RATE_TS),
         )
-        previous = over_key(pl.col(_RATE_VALUE).shift(1), key)
-        elapsed = ts - over_key(pl.col(_RATE_TS).shift(1), key)
+        previous = shifted_in_key(pl.col(_RATE_VALUE), key)
+        elapsed = ts - shifted_in_key(pl.col(_RATE_TS), key)
         change = pl.when(elapsed > 0).then(self.change(value, previous, elapsed))
         breach = pl.lit(False)
         if self.rise is not None:

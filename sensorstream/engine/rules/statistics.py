@@ -21,7 +21,13 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from sensorstream.engine.rules.conditions import CARRIED, Condition, over_key
+from sensorstream.engine.rules.conditions import (
+    CARRIED,
+    Condition,
+    filled_in_key,
+    over_key,
+    shifted_in_key,
+)
 from sensorstream.engine.rules.history import (
     ROW,
     VALUE,
@@ -205,7 +211,7 @@ class Ewma(Condition):
         mean = over_key(seeded.ewm_mean(alpha=self.alpha, adjust=False), key)
         count = pl.when(carried).then(pl.col(_COUNT)).otherwise(1)
         taken = taken.with_columns(mean.alias(_MEAN), over_key(count.cum_sum(), key).alias(_COUNT))
-        before = over_key(pl.col(_MEAN).shift(1), key)
+        before = shifted_in_key(pl.col(_MEAN), key)
         distance = value - before
         spread = (
             pl.when(carried)
@@ -216,7 +222,7 @@ class Ewma(Condition):
         )
         variance = over_key(spread.ewm_mean(alpha=self.alpha, adjust=False), key)
         taken = taken.with_columns(distance.alias("__distance"), variance.alias(_VARIANCE))
-        std = over_key(pl.col(_VARIANCE).shift(1), key).sqrt()
+        std = shifted_in_key(pl.col(_VARIANCE), key).sqrt()
         judged = (
             ~carried
             & (pl.col(_COUNT) - 1 >= self.min_observations)
@@ -240,7 +246,7 @@ def fill_forward(frame: pl.DataFrame, kept: pl.DataFrame, key: Sequence[str]) ->
     """``frame`` with ``kept``'s columns joined on ``__i``, carried forward over rows without."""
     names = [c for c in kept.columns if c != ROW]
     frame = frame.join(kept, on=ROW, how="left", maintain_order="left")
-    return frame.with_columns(over_key(pl.col(n).forward_fill(), key) for n in names)
+    return frame.with_columns(filled_in_key(pl.col(n), key).alias(n) for n in names)
 
 
 _RECENT = "__spike_recent"
