@@ -140,6 +140,13 @@ class KeyAlert:
     changes: list[int] = field(default_factory=list)  # times of recent state changes
     flapping_since: int | None = None
     shown: str = OK  # the state last reported
+    text: str | None = field(default=None, compare=False)  # the key as JSON, once made
+
+    def key_text(self, key: dict[str, Any]) -> str:
+        """The key's text (:func:`key_text`), made once per key while it is remembered."""
+        if self.text is None:
+            self.text = key_text(key)
+        return self.text
 
     @staticmethod
     def of(row: dict[str, Any]) -> KeyAlert:
@@ -300,7 +307,7 @@ class Reporter:
             alert.changes.append(at)
         if before.state == _OK and after.state != _OK and alert.flapping_since is None:
             started = after.run_start if after.run_start is not None else at
-            alert.alert = alert_id(self.rule, key_text(key), started)
+            alert.alert = alert_id(self.rule, alert.key_text(key), started)
             alert.episode, alert.sequence = started, 0
         if alert.flapping_since is not None:
             return []  # quiet until it settles
@@ -335,12 +342,12 @@ class Reporter:
         reason: str,
     ) -> dict[str, Any]:
         if alert.alert is None:  # not reached: an alert is open whenever a change is reported
-            alert.alert, alert.episode = alert_id(self.rule, key_text(key), at), at
+            alert.alert, alert.episode = alert_id(self.rule, alert.key_text(key), at), at
         record = {
             "transition_id": f"{alert.alert}-{alert.sequence}",
             "alert_id": alert.alert,
             "rule": self.rule,
-            "key": key_text(key),
+            "key": alert.key_text(key),
             "state": state,
             "previous_state": alert.shown,
             "severity": self.severity_name(severity),

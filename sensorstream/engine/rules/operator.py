@@ -442,7 +442,15 @@ class RuleOperator(Operator):
 
     # -- clocks: pending alerts that have held long enough, flapping keys that settled ---------
     def _clocks(self, watermark: int) -> list[dict[str, Any]]:
-        flapping = [key for key, alert in self.alerts.items() if alert.flapping_since is not None]
+        """Pending runs that have now held for ``for``, and flapping keys due to settle."""
+        settle = self.reporter.settle
+        flapping = [
+            key
+            for key, alert in self.alerts.items()
+            if alert.flapping_since is not None
+            and alert.changes
+            and alert.changes[-1] + settle <= watermark
+        ]
         if self.carry is None or self.carry.height == 0 or not (self.hold or flapping):
             return []
         due = (
