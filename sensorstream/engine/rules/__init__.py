@@ -18,9 +18,10 @@ from sensorstream.engine.outputs import START, TRANSITION_SCHEMA, OutputKind, Sh
 from sensorstream.engine.rules.anomaly import Anomaly
 from sensorstream.engine.rules.conditions import AllOf, Condition, Expression, Threshold
 from sensorstream.engine.rules.deadman import Deadman
+from sensorstream.engine.rules.intake import Judge
 from sensorstream.engine.rules.kinds import CONDITIONS
 from sensorstream.engine.rules.lifecycle import AlertPolicy, Flapping
-from sensorstream.engine.rules.operator import Judge, RuleOperator
+from sensorstream.engine.rules.operator import RuleOperator
 from sensorstream.engine.rules.per_key import Range, Rate, Unchanged
 from sensorstream.engine.rules.statistics import Ewma, Spike, ZScore
 from sensorstream.engine.rules.ticked import TickedRuleOperator
