@@ -109,6 +109,30 @@ class Condition(ABC):
         return f"{self.severities[level - 1]}"
 
 
+class OneColumn(Condition):
+    """A condition on one column, with one severity: what most kinds read and show.
+
+    The subclass declares ``column`` and ``severity`` as its fields.
+    """
+
+    column: str
+    severity: str
+
+    @property
+    def severities(self) -> tuple[str, ...]:
+        """Its one severity."""
+        return (self.severity,)
+
+    @property
+    def value(self) -> str | None:
+        """The value judged."""
+        return self.column
+
+    def reads(self) -> list[str]:
+        """The value column."""
+        return [self.column]
+
+
 def over_key(expr: pl.Expr, key: Sequence[str]) -> pl.Expr:
     """``expr`` per key (over the whole frame when the rule has no key)."""
     return expr.over(list(key)) if key else expr

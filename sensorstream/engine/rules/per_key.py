@@ -20,6 +20,7 @@ import polars as pl
 from sensorstream.engine.rules.conditions import (
     CARRIED,
     Condition,
+    OneColumn,
     filled_in_key,
     shifted_in_key,
 )
@@ -39,7 +40,7 @@ def _judged(frame: pl.DataFrame, breach: pl.Expr, *updates: pl.Expr) -> pl.DataF
 
 
 @dataclass(frozen=True)
-class Range(Condition):
+class Range(OneColumn):
     """Outside the key's own range: ``low <= value <= high`` is ok, per key value.
 
     The ranges are a small table (:meth:`table`) joined to each release on the rule's key,
@@ -67,20 +68,6 @@ class Range(Condition):
             if low > high:
                 msg = f"the range of {key!r} must not end below its start, got [{low:g}, {high:g}]"
                 raise ConfigError(msg)
-
-    @property
-    def severities(self) -> tuple[str, ...]:
-        """Its one severity."""
-        return (self.severity,)
-
-    @property
-    def value(self) -> str | None:
-        """The value compared."""
-        return self.column
-
-    def reads(self) -> list[str]:
-        """The value column."""
-        return [self.column]
 
     def check_key(self, key: Sequence[str]) -> str | None:
         """Ranges are per value of one key column."""
@@ -196,7 +183,7 @@ _RATE_VALUE, _RATE_TS = "__rate_value", "__rate_ts"
 
 
 @dataclass(frozen=True)
-class Rate(Condition):
+class Rate(OneColumn):
     """A rise of more than ``rise`` (or a fall of more than ``fall``) per ``per``.
 
     The change is against the key's previous observation, scaled to ``per``:
@@ -224,20 +211,6 @@ class Rate(Condition):
         if self.per <= timedelta(0):
             msg = f"per must be a positive duration, got {self.per}"
             raise ConfigError(msg)
-
-    @property
-    def severities(self) -> tuple[str, ...]:
-        """Its one severity."""
-        return (self.severity,)
-
-    @property
-    def value(self) -> str | None:
-        """The value whose change is measured."""
-        return self.column
-
-    def reads(self) -> list[str]:
-        """The value column."""
-        return [self.column]
 
     def carry(self) -> dict[str, pl.DataType]:
         """The key's last value and its time."""

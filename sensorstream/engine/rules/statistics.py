@@ -23,7 +23,7 @@ import polars as pl
 
 from sensorstream.engine.rules.conditions import (
     CARRIED,
-    Condition,
+    OneColumn,
     filled_in_key,
     over_key,
     shifted_in_key,
@@ -49,12 +49,8 @@ def _levels(frame: pl.DataFrame, breach: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(computed.alias(LEVEL)).drop("__breach")
 
 
-def _one_severity(severity: str) -> tuple[str, ...]:
-    return (severity,)
-
-
 @dataclass(frozen=True)
-class ZScore(Condition):
+class ZScore(OneColumn):
     """``(value - mean) / stddev`` over the key's previous ``window`` values, beyond a bound.
 
     ``above: 3`` breaches at a z-score over 3, ``below: -3`` under -3 (either or both).
@@ -91,20 +87,6 @@ class ZScore(Condition):
                 f"got {self.min_observations}"
             )
             raise ConfigError(msg)
-
-    @property
-    def severities(self) -> tuple[str, ...]:
-        """Its one severity."""
-        return _one_severity(self.severity)
-
-    @property
-    def value(self) -> str | None:
-        """The value judged."""
-        return self.column
-
-    def reads(self) -> list[str]:
-        """The value column."""
-        return [self.column]
 
     def carry(self) -> dict[str, pl.DataType]:
         """The key's last ``window`` values."""
@@ -150,7 +132,7 @@ _MEAN, _VARIANCE, _COUNT = "__ewma_mean", "__ewma_variance", "__ewma_count"
 
 
 @dataclass(frozen=True)
-class Ewma(Condition):
+class Ewma(OneColumn):
     """Outside ``band`` standard deviations of the key's exponentially weighted mean.
 
     The mean follows ``mean += alpha * (value - mean)`` (Polars' ``ewm_mean`` with
@@ -180,20 +162,6 @@ class Ewma(Condition):
         if self.min_observations < 2:
             msg = f"min_observations must be at least 2, got {self.min_observations}"
             raise ConfigError(msg)
-
-    @property
-    def severities(self) -> tuple[str, ...]:
-        """Its one severity."""
-        return _one_severity(self.severity)
-
-    @property
-    def value(self) -> str | None:
-        """The value judged."""
-        return self.column
-
-    def reads(self) -> list[str]:
-        """The value column."""
-        return [self.column]
 
     def carry(self) -> dict[str, pl.DataType]:
         """The mean, variance and count after the key's last value."""
@@ -253,7 +221,7 @@ _RECENT = "__spike_recent"
 
 
 @dataclass(frozen=True)
-class Spike(Condition):
+class Spike(OneColumn):
     """Beyond ``above``, or beyond ``times`` the key's baseline (YAML ``times_baseline``).
 
     The baseline is the mean of the key's previous ``baseline`` values, excluding the
@@ -281,20 +249,6 @@ class Spike(Condition):
         if self.baseline < 1:
             msg = f"baseline must be at least 1 observation, got {self.baseline}"
             raise ConfigError(msg)
-
-    @property
-    def severities(self) -> tuple[str, ...]:
-        """Its one severity."""
-        return _one_severity(self.severity)
-
-    @property
-    def value(self) -> str | None:
-        """The value judged."""
-        return self.column
-
-    def reads(self) -> list[str]:
-        """The value column."""
-        return [self.column]
 
     def carry(self) -> dict[str, pl.DataType]:
         """The key's last ``baseline`` values (only with a relative bound)."""
