@@ -109,8 +109,8 @@ def spike_levels(above: float | None, times: float | None, baseline: int, values
         assert value is not None
         breach = above is not None and value > above
         if times is not None and len(seen) >= baseline:
-            base = _total(seen[::-1][:baseline]) / baseline
-            breach = breach or (base > 0 and value > times * base)
+            summed = _total(seen[::-1][:baseline])  # the mean's sum, compared undivided
+            breach = breach or (summed > 0 and value * baseline > times * summed)
         points.append((ts, int(breach)))
         seen.append(value)
     return points

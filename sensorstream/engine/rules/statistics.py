@@ -271,9 +271,11 @@ class Spike(OneColumn):
         else:
             values, kept = with_lags(frame, key, self.column, _RECENT, self.baseline)
             names = [lag(i) for i in range(1, self.baseline + 1)]
-            base = total(names) / self.baseline
-            relative = (present(names) == self.baseline) & (base > 0)
-            beyond = relative & (pl.col(VALUE) > self.times * base)
+            # value > times * (sum / n), as value * n > times * sum: no division, whose
+            # rounding (Polars may multiply by 1/n) would decide ties.
+            summed = total(names)
+            relative = (present(names) == self.baseline) & (summed > 0)
+            beyond = relative & (pl.col(VALUE) * self.baseline > self.times * summed)
             if self.above is not None:
                 beyond = beyond | (pl.col(VALUE) > self.above)
         breach = values.select(ROW, beyond.fill_null(False).alias("__breach"))
