@@ -2,9 +2,10 @@
 
 The DuckDB sink keeps one row per transition (``alert_transitions``); an alert's current
 state is its latest transition. Corrections (a judged window corrected by late readings)
-are transitions of kind ``correction``: they are part of an alert's history and leave its
-state as it was. Acknowledgements and silences are kept apart, in a file that stays
-writable while a pipeline runs (:mod:`~sensorstream.store.alert_actions`);
+are transitions of kind ``correction``: one joins the history of the key's alert open at
+its window's time (else it has an id of its own) and leaves the alert's state as it was.
+Acknowledgements and silences are kept apart, in a file that stays writable while a
+pipeline runs (:mod:`~sensorstream.store.alert_actions`);
 :func:`with_actions` shows them beside the alerts.
 """
 

@@ -8,22 +8,32 @@ readings opened after later windows were judged is one too, against ``ok`` (revi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
 
 from sensorstream.engine.outputs import REVISION, START
 from sensorstream.engine.rules.conditions import CARRIED, Condition
-from sensorstream.engine.rules.lifecycle import LEVEL, alert_id, key_text
+from sensorstream.engine.rules.lifecycle import LEVEL, KeyAlert, alert_id, key_text
 from sensorstream.engine.time import micros_of
 from sensorstream.readings import TS
 
 
 def corrections(
-    rule: str, condition: Condition, key: Sequence[str], seen: pl.DataFrame
+    rule: str,
+    condition: Condition,
+    key: Sequence[str],
+    seen: pl.DataFrame,
+    alerts: Mapping[tuple[Any, ...], KeyAlert],
 ) -> list[dict[str, Any]]:
-    """A correction record for each corrected result whose level alone would differ."""
+    """A correction record for each corrected result whose level alone would differ.
+
+    A correction belongs to the key's open alert if that alert had begun by the window's
+    time (so ``alerts show`` lists it in the alert's history); otherwise it has an id of
+    its own, from the rule, the key and the window. Its transition id names the window
+    and the revision, so corrections of several windows of one alert never collide.
+    """
     seen = seen.sort([*key, TS], maintain_order=True)  # as a condition's level() wants it
     judged_level = seen[LEVEL]
     frame = seen.drop(LEVEL).with_columns(pl.lit(False).alias(CARRIED))
@@ -41,20 +51,30 @@ def corrections(
         values = {name: row[name] for name in key}
         text = key_text(values)
         start = micros_of(row[START])
+        at = micros_of(row[TS])
         shown = row[value] if value is not None else None
         would = names[int(after) - 1] if after else "ok"
         was = names[int(before) - 1] if before else "ok"
-        ident = alert_id(rule, text, start)
+        open_alert = alerts.get(tuple(values.values()))
+        if (
+            open_alert is not None
+            and open_alert.alert is not None
+            and open_alert.episode is not None
+            and open_alert.episode <= at
+        ):
+            ident = open_alert.alert
+        else:
+            ident = alert_id(rule, text, start)
         records.append(
             {
-                "transition_id": f"{ident}-r{row[REVISION]}",
+                "transition_id": f"{ident}-w{start}-r{row[REVISION]}",
                 "alert_id": ident,
                 "rule": rule,
                 "key": text,
                 "state": "correction",
                 "previous_state": was,
                 "severity": None if not after else names[int(after) - 1],
-                "event_time": micros_of(row[TS]),
+                "event_time": at,
                 "started_at": start,
                 "value": None if shown is None else float(shown),
                 "reason": (

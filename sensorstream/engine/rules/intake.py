@@ -19,6 +19,7 @@ import polars as pl
 from sensorstream.engine.outputs import END, FINAL, OP, OPENED_LATE, REVISION, UPSERT, WATERMARK
 from sensorstream.engine.rules.conditions import Condition
 from sensorstream.engine.rules.corrections import corrections
+from sensorstream.engine.rules.lifecycle import KeyAlert
 from sensorstream.engine.rules.states import LEVEL, STATE
 from sensorstream.readings import TS
 
@@ -39,6 +40,7 @@ class Intake:
     buffer: pl.DataFrame | None  # held until released in event time
     carry: pl.DataFrame | None  # one row per key: where it stands
     judged: pl.DataFrame | None  # recent judged results, for corrections
+    alerts: dict[tuple[Any, ...], KeyAlert]  # keys with something to remember
 
     def _intake(self, batch: pl.DataFrame, watermark: int) -> tuple[pl.Series, pl.DataFrame | None]:
         """Readings in, in one pass over the batch: which are late, and which are due now.
@@ -128,7 +130,7 @@ class Intake:
             if opened.height:
                 final = final.filter(~(pl.col(OPENED_LATE) & (pl.col(REVISION) == 0)))
                 opened = self._observed(opened).with_columns(pl.lit(0, pl.Int8).alias(LEVEL))
-                records = corrections(self.name, self.condition, self.key, opened)
+                records = corrections(self.name, self.condition, self.key, opened, self.alerts)
                 self._note_judged(opened)
         corrected = final.filter(pl.col(REVISION) > 0)
         if self.judged is None or corrected.height == 0:
@@ -142,7 +144,7 @@ class Intake:
         fresh = final.join(
             seen.select(self.identity), on=self.identity, how="anti", nulls_equal=True
         )
-        return fresh, records + corrections(self.name, self.condition, self.key, seen)
+        return fresh, records + corrections(self.name, self.condition, self.key, seen, self.alerts)
 
     def _note_judged(self, judged: pl.DataFrame) -> None:
         """Remember the levels of judged results, to tell whether a correction changes one."""

@@ -178,3 +178,17 @@ def test_a_window_opened_by_late_readings_is_a_correction_in_any_batching() -> N
             ("resolved", None, 39, "transition"),
         ]
     )
+
+
+def test_a_correction_is_part_of_the_open_alerts_history() -> None:
+    windows = WindowStep("m", TumblingWindow(s(10)), ("device_id",), (Aggregate("mean", "value"),))
+    on_means = RuleStep("hot", "m", Threshold("value_mean", (("warning", 20.0),)))
+    feed = [batch(("d1", 1, 25.0), ("d1", 12, 30.0)), batch(("d1", 5, 5.0)), batch(("d1", 30, 1.0))]
+    run = run_task(plan(windows, on_means, lateness=20), feed)
+    frames = [o.events["hot"] for o in run.outputs if "hot" in o.events]
+    table = pl.concat(frames).sort("event_time", "sequence")
+    firing, correction = table.row(0, named=True), table.row(1, named=True)
+    assert (firing["state"], correction["state"]) == ("firing", "correction")
+    assert correction["alert_id"] == firing["alert_id"]
+    assert correction["transition_id"] != firing["transition_id"]
+    assert table["transition_id"].n_unique() == table.height
