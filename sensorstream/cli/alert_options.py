@@ -16,9 +16,9 @@ import typer
 from sensorstream.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
-    from sensorstream.store.alert_actions import AlertActions
+    from sensorstream.actions.alert_actions import AlertActions
+    from sensorstream.actions.silences import KeyValue
     from sensorstream.store.query import Store
-    from sensorstream.store.silences import KeyValue
 
 Db = Annotated[Path, typer.Option(help="The DuckDB store the pipeline writes.")]
 PipelineOption = Annotated[
@@ -71,7 +71,7 @@ def parse_until(text: str) -> datetime:
 
 def parse_duration(flag: str, text: str) -> timedelta:
     """A positive duration such as ``30m`` or ``2h`` (``--for``)."""
-    from sensorstream.pipeline.durations import parse_duration as parse
+    from sensorstream.durations import parse_duration as parse
 
     try:
         value = parse(text)

@@ -3,7 +3,7 @@
 ``list`` and ``show`` read the DuckDB store, which a running pipeline holds locked (DuckDB
 lets no other process open it meanwhile): they work once the pipeline has stopped. ``ack``,
 ``silence``, ``unsilence`` and ``silences`` use the SQLite file beside the store
-(:mod:`sensorstream.store.alert_actions`), which stays open to all: they work while the
+(:mod:`sensorstream.actions.alert_actions`), which stays open to all: they work while the
 pipeline runs, and its webhook and console sinks heed a new silence at once. The HTTP API
 calls the same functions (:mod:`sensorstream.store.alert_history` builds ``show``'s
 sections). Everything that came from data prints through

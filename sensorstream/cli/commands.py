@@ -244,7 +244,7 @@ def _finish(outcome: Outcome) -> None:
 
 def _duration(flag: str, text: str) -> timedelta:
     """A duration option's value; a bad one fails naming the option."""
-    from sensorstream.pipeline.durations import parse_duration
+    from sensorstream.durations import parse_duration
 
     try:
         return parse_duration(text)

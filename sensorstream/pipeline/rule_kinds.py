@@ -21,6 +21,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from sensorstream.durations import Duration
 from sensorstream.engine.rules import (
     Anomaly,
     Condition,
@@ -33,7 +34,6 @@ from sensorstream.engine.rules import (
     ZScore,
 )
 from sensorstream.errors import ConfigError
-from sensorstream.pipeline.durations import Duration
 
 
 class KindSpec(BaseModel):

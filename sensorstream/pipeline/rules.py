@@ -27,6 +27,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
+from sensorstream.durations import Duration
 from sensorstream.engine.rules import (
     AlertPolicy,
     AllOf,
@@ -37,7 +38,6 @@ from sensorstream.engine.rules import (
     Threshold,
 )
 from sensorstream.engine.steps import READINGS
-from sensorstream.pipeline.durations import Duration
 from sensorstream.pipeline.rule_kinds import (
     KIND_SPECS,
     AnomalySpec,

@@ -15,10 +15,10 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
 
+from sensorstream.durations import Duration
 from sensorstream.engine.plan import Dedup, EnginePlan, EventTime
 from sensorstream.engine.steps import StepError
 from sensorstream.errors import ConfigError
-from sensorstream.pipeline.durations import Duration
 from sensorstream.pipeline.steps import (
     DeriveStepSpec,
     StepSpec,

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
+from sensorstream.durations import Duration
 from sensorstream.engine.aggregates import Aggregate
 from sensorstream.engine.derive import DeriveStep
 from sensorstream.engine.steps import READINGS, Step, StepError
@@ -38,7 +39,6 @@ from sensorstream.engine.windows import (
     WindowStep,
 )
 from sensorstream.errors import ConfigError, SensorstreamError
-from sensorstream.pipeline.durations import Duration
 from sensorstream.pipeline.rules import RuleStepSpec
 
 _AGGREGATE = re.compile(r"^\s*(\w+(?:\.\d+)?)\s*(?:\(\s*([\w.-]*)\s*\))?\s*(?:as\s+(\w+))?\s*$")

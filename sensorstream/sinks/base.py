@@ -40,7 +40,7 @@ class PipelineInfo:
     # webhook's outbox) keeps it beside them. None when no runner says (tests).
     checkpoint_dir: Path | None = None
     # The DuckDB stores the pipeline writes: alert acknowledgements and silences live beside
-    # the first (sensorstream.store.alert_actions), so alert sinks read silences there.
+    # the first (sensorstream.actions.alert_actions), so alert sinks read silences there.
     stores: tuple[Path, ...] = ()
 
 

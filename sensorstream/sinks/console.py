@@ -5,7 +5,7 @@ batch print as one compact table. When every row shares a window, which is the u
 as the watermark closes windows, the window goes in the title and not in every row.
 
 Alert transitions print one line each; a transition whose notifications a silence mutes
-(:mod:`sensorstream.store.silences`, beside the pipeline's DuckDB store) prints dimmed
+(:mod:`sensorstream.actions.silences`, beside the pipeline's DuckDB store) prints dimmed
 and marked ``(silenced)``: it is still an alert, and still stored.
 
 Key values, reasons, origins and raw payloads are data: they print literally, with control
@@ -25,11 +25,11 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from sensorstream.actions.actions_file import actions_path
+from sensorstream.actions.silences import SilenceWatcher
 from sensorstream.display import safe_text, visible_bytes
 from sensorstream.engine.outputs import END, OP, START
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch
-from sensorstream.store.actions_file import actions_path
-from sensorstream.store.silences import SilenceWatcher
 
 _RAW_WIDTH = 80  # characters of a dead letter's raw payload worth showing
 

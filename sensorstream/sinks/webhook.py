@@ -53,14 +53,14 @@ import orjson
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sensorstream.actions.actions_file import actions_path
+from sensorstream.actions.alert_actions import AlertActions
+from sensorstream.durations import Duration
 from sensorstream.engine.outputs import TRANSITION_SCHEMA
 from sensorstream.errors import ConfigError, SinkError, StoreError
-from sensorstream.pipeline.durations import Duration
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch
 from sensorstream.sinks.webhook_delivery import DeliveryThread, Poster, RetryPolicy, origin
 from sensorstream.sinks.webhook_outbox import Outbox, Queued, default_outbox
-from sensorstream.store.actions_file import actions_path
-from sensorstream.store.alert_actions import AlertActions
 
 State = Literal["pending", "firing", "resolved", "flapping", "correction"]
 DEFAULT_STATES: tuple[State, ...] = ("firing", "resolved", "flapping", "correction")

@@ -9,7 +9,7 @@ kept-alive connection. What becomes of an attempt::
     408, 429, 5xx, timeout, no answer    sent again after a backoff (RetryPolicy); failed
                                          once out of retries, if they are limited
     any other status (4xx, a redirect)   failed at once: resending gets the same answer
-    a silence matches it                 silenced, not sent (store/silences.py)
+    a silence matches it                 silenced, not sent (actions/silences.py)
 
 Every attempt counts in ``attempts`` and leaves its error (the status and the start of the
 answer, or what went wrong on the network) in ``last_error``. The pipeline's thread never
@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from sensorstream.actions.actions_file import from_us
+from sensorstream.actions.silences import SilenceWatcher
 from sensorstream.display import visible
 from sensorstream.sinks.webhook_outbox import Delivery, Outbox
-from sensorstream.store.actions_file import from_us
-from sensorstream.store.silences import SilenceWatcher
 
 Verdict = Literal["delivered", "retry", "failed"]
 USER_AGENT = "sensorstream-webhook/1"

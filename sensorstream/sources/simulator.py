@@ -26,8 +26,8 @@ import polars as pl
 import pyarrow.parquet as pq
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from sensorstream.durations import Duration
 from sensorstream.errors import ConfigError
-from sensorstream.pipeline.durations import Duration
 from sensorstream.readings import ReadingFormat, decode_json_lines
 from sensorstream.sources.base import Clock, Identity, Source, SourceBatch
 from sensorstream.sources.file_formats import EXTENSIONS, FileFormat

@@ -2,10 +2,8 @@
 
 - :mod:`~sensorstream.store.query`: :class:`Store`, a read-only view of a DuckDB store;
 - :mod:`~sensorstream.store.alerts`: its alert queries (transitions, current alerts);
-- :mod:`~sensorstream.store.alert_actions`: acknowledgements and silences, in a SQLite file
-  beside the store that stays writable while a pipeline runs
-  (:mod:`~sensorstream.store.actions_file`); how silences match and mute:
-  :mod:`~sensorstream.store.silences`.
+- acknowledgements and silences (:mod:`sensorstream.actions`, a SQLite file beside the store
+  that stays writable while a pipeline runs), re-exported here for the CLI and the API.
 
 The names load on first use, so a sink or command that only needs silences does not load
 DuckDB and Polars.
@@ -17,14 +15,14 @@ from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sensorstream.store.alert_actions import AlertActions
+    from sensorstream.actions.alert_actions import AlertActions
+    from sensorstream.actions.silences import Silence, SilenceWatcher
     from sensorstream.store.query import Store, StoreCounts, StoredPipeline, StoredStep
-    from sensorstream.store.silences import Silence, SilenceWatcher
 
 _HOMES = {
-    "AlertActions": "sensorstream.store.alert_actions",
-    "Silence": "sensorstream.store.silences",
-    "SilenceWatcher": "sensorstream.store.silences",
+    "AlertActions": "sensorstream.actions.alert_actions",
+    "Silence": "sensorstream.actions.silences",
+    "SilenceWatcher": "sensorstream.actions.silences",
     "Store": "sensorstream.store.query",
     "StoreCounts": "sensorstream.store.query",
     "StoredPipeline": "sensorstream.store.query",

@@ -13,10 +13,10 @@ from datetime import datetime
 
 import polars as pl
 
+from sensorstream.actions.actions_file import from_us
+from sensorstream.actions.alert_actions import AlertActions
+from sensorstream.actions.silences import Silence
 from sensorstream.sinks.webhook_outbox import read_deliveries
-from sensorstream.store.actions_file import from_us
-from sensorstream.store.alert_actions import AlertActions
-from sensorstream.store.silences import Silence
 
 _MOMENT = pl.Datetime("us", "UTC")
 HISTORY_SECTIONS = ("transitions and corrections", "acknowledgements", "silences", "deliveries")

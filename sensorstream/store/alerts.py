@@ -5,7 +5,7 @@ state is its latest transition. Corrections (a judged window corrected by late r
 are transitions of kind ``correction``: one joins the history of the key's alert open at
 its window's time (else it has an id of its own) and leaves the alert's state as it was.
 Acknowledgements and silences are kept apart, in a file that stays writable while a
-pipeline runs (:mod:`~sensorstream.store.alert_actions`);
+pipeline runs (:mod:`~sensorstream.actions.alert_actions`);
 :func:`with_actions` shows them beside the alerts.
 """
 
@@ -17,10 +17,10 @@ from datetime import datetime
 
 import polars as pl
 
+from sensorstream.actions.alert_actions import AlertActions
+from sensorstream.actions.silences import KeyValue, key_matches
 from sensorstream.engine.outputs import TRANSITION_SCHEMA
 from sensorstream.sinks.duckdb_tables import ALERT_TRANSITIONS, EMITTED_AT
-from sensorstream.store.alert_actions import AlertActions
-from sensorstream.store.silences import KeyValue, key_matches
 
 SqlParameters = Sequence[object]
 _COLUMNS = ", ".join(["partition", "position", *TRANSITION_SCHEMA, EMITTED_AT])

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from sensorstream.actions.alert_actions import AlertActions
 from sensorstream.cli import app
 from sensorstream.sinks import DuckDBSink
-from sensorstream.store.alert_actions import AlertActions
 from sensorstream.testing import duckdb_held_elsewhere
 from sensorstream.testing.webhooks import WebhookReceiver
 from tests.unit.sinks.webhook_helpers import (

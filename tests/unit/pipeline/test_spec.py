@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from sensorstream import HoppingWindow, Pipeline, SessionWindow, TumblingWindow
+from sensorstream.durations import format_duration, parse_duration
 from sensorstream.errors import ConfigError
-from sensorstream.pipeline.durations import format_duration, parse_duration
 from sensorstream.pipeline.spec import load_spec, parse_aggregate, parse_spec
 from sensorstream.sinks import DuckDBSinkSettings
 from sensorstream.sources import SimulatorSourceSettings

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from sensorstream.actions.alert_actions import AlertActions
 from sensorstream.errors import ConfigError
 from sensorstream.pipeline.spec import parse_spec
 from sensorstream.sinks import WebhookSink, WebhookSinkSettings
-from sensorstream.store.alert_actions import AlertActions
 from sensorstream.testing.webhooks import WebhookReceiver
 from tests.unit.sinks.webhook_helpers import (
     batch,

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from sensorstream.actions.actions_file import actions_path
+from sensorstream.actions.alert_actions import AlertActions
+from sensorstream.actions.silences import SilenceWatcher
 from sensorstream.errors import StoreError
 from sensorstream.sinks import DuckDBSink
 from sensorstream.store import Store
-from sensorstream.store.actions_file import actions_path
-from sensorstream.store.alert_actions import AlertActions
 from sensorstream.store.alerts import with_actions
-from sensorstream.store.silences import SilenceWatcher
 from sensorstream.testing import ManualClock, duckdb_held_elsewhere
 from tests.unit.sinks.webhook_helpers import PIPELINE, batch, info, transition
 

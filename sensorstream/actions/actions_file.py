@@ -3,7 +3,7 @@
 ``out.duckdb`` -> ``out.duckdb.alerts.sqlite`` (:func:`actions_path`): SQLite in WAL mode,
 so any number of processes read while one writes, writers take turns after a short lock
 wait, and each commit is durable (``synchronous=FULL``). Why SQLite and not the DuckDB
-store itself: see :mod:`sensorstream.store.alert_actions`. Times are stored as microseconds
+store itself: see :mod:`sensorstream.actions.alert_actions`. Times are stored as microseconds
 since 1970 (UTC) and come back as aware datetimes.
 """
 

@@ -23,8 +23,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from sensorstream.actions.actions_file import connect, from_us
 from sensorstream.errors import StoreError
-from sensorstream.store.actions_file import connect, from_us
 
 KeyValue = str | int | float | bool | None
 SILENCE_COLUMNS = "id, pipeline, rule, key, until_us, by, note, created_us, removed_us, removed_by"

@@ -2,7 +2,7 @@
 
 They live in a small SQLite file beside the DuckDB store (``out.duckdb`` ->
 ``out.duckdb.alerts.sqlite``,
-:func:`~sensorstream.store.actions_file.actions_path`), not in the store itself. DuckDB lets
+:func:`~sensorstream.actions.actions_file.actions_path`), not in the store itself. DuckDB lets
 one process open a file for writing and no other process open it at all meanwhile, so an
 operator could acknowledge or silence nothing while the pipeline raising the alerts runs,
 which is when it matters most. SQLite in WAL mode lets any number of processes read while
@@ -24,7 +24,7 @@ What is kept, beside the alerts' transitions in the store (joined by ``alert_id`
                       so ``sensorstream alerts show`` finds them
 
 How silences mute (notifications, never alerts) and how sinks see a new one at once:
-:mod:`~sensorstream.store.silences`; the file itself: :mod:`~sensorstream.store.actions_file`.
+:mod:`~sensorstream.actions.silences`; the file itself: :mod:`~sensorstream.actions.actions_file`.
 """
 
 from __future__ import annotations
@@ -38,15 +38,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sensorstream.errors import StoreError
-from sensorstream.store.actions_file import actions_path, connect, failed, from_us, to_us
-from sensorstream.store.silences import (
+from sensorstream.actions.actions_file import actions_path, connect, failed, from_us, to_us
+from sensorstream.actions.silences import (
     SILENCE_COLUMNS,
     KeyValue,
     Silence,
     is_scalar,
     silence_from_row,
 )
+from sensorstream.errors import StoreError
 
 Clock = Callable[[], datetime]
 MAX_NAME, MAX_NOTE = 200, 2000  # characters of ``by`` and of a note
