@@ -24,7 +24,7 @@ from sensorstream.engine.steps import Step, StepError
 from sensorstream.readings import TS
 
 if TYPE_CHECKING:
-    from sensorstream.engine.plan import EventTime
+    from sensorstream.engine.time import EventTime
 
 
 def parse_expression(text: str, *, step: str, field: str) -> pl.Expr:

@@ -19,27 +19,13 @@ from sensorstream.engine.graph import Graph
 from sensorstream.engine.outputs import OutputKind, Shape
 from sensorstream.engine.rules import RuleStep
 from sensorstream.engine.steps import Step, StepError
+from sensorstream.engine.time import EventTime as EventTime  # where steps find it
 from sensorstream.engine.windows import WindowStep
-from sensorstream.errors import ConfigError
 from sensorstream.readings import DEVICE, TS, TS_TYPE
 
 STEP_KINDS: dict[str, type[Step]] = {"window": WindowStep, "derive": DeriveStep, "rule": RuleStep}
 # Readings reach a partition by device: a step keyed by something else needs repartitioning.
 PARTITION_KEY = (DEVICE,)
-
-
-@dataclass(frozen=True)
-class EventTime:
-    """How event time is judged: disorder tolerated, lateness accepted, idleness allowed."""
-
-    out_of_orderness: timedelta = timedelta(seconds=5)
-    allowed_lateness: timedelta = timedelta(0)
-    idle_timeout: timedelta | None = timedelta(seconds=30)
-
-    def __post_init__(self) -> None:
-        if self.out_of_orderness < timedelta(0) or self.allowed_lateness < timedelta(0):
-            msg = "out_of_orderness and allowed_lateness must not be negative"
-            raise ConfigError(msg)
 
 
 @dataclass(frozen=True)
@@ -61,7 +47,7 @@ class EnginePlan:
 
     measurements: tuple[str, ...]
     steps: tuple[Step, ...] = ()
-    event_time: EventTime = EventTime()
+    event_time: EventTime = field(default_factory=EventTime)
     dedup: Dedup = Dedup()
     columns: Mapping[str, pl.DataType] | None = field(default=None, compare=False)
 

@@ -24,7 +24,7 @@ from sensorstream.engine.outputs import Shape
 from sensorstream.errors import ConfigError
 
 if TYPE_CHECKING:
-    from sensorstream.engine.plan import EventTime
+    from sensorstream.engine.time import EventTime
 
 READINGS = "readings"
 

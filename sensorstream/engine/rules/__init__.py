@@ -29,7 +29,7 @@ from sensorstream.engine.steps import Step, StepError
 from sensorstream.engine.time import micros
 
 if TYPE_CHECKING:
-    from sensorstream.engine.plan import EventTime
+    from sensorstream.engine.time import EventTime
 
 __all__ = [
     "CONDITIONS",

@@ -27,7 +27,7 @@ from sensorstream.engine.windows.tumbling import TumblingWindow
 from sensorstream.readings import TS_TYPE
 
 if TYPE_CHECKING:
-    from sensorstream.engine.plan import EventTime
+    from sensorstream.engine.time import EventTime
 
 Window = TumblingWindow | HoppingWindow | SessionWindow
 
