@@ -73,10 +73,6 @@ class Graph:
                 pending.remove(step)
         return Graph(tuple(order), inputs, outputs)
 
-    def readers_of(self, name: str) -> tuple[Step, ...]:
-        """The steps that read ``name`` (a step, or ``readings``), in run order."""
-        return tuple(step for step in self.order if step.input == name)
-
 
 def _cycle(pending: Sequence[Step]) -> list[str]:
     """One circle among steps none of which can run, as names ending where they start."""

@@ -68,12 +68,13 @@ def alert_history(
         "delivered_at": moment,
         "last_error": pl.String(),
     }
-    return {
-        "transitions and corrections": history,
-        "acknowledgements": acks,
-        "silences": silences_frame(matching, now),
-        "deliveries": pl.DataFrame(deliveries, schema=delivery_schema, orient="row"),
-    }
+    sections = (
+        history,
+        acks,
+        silences_frame(matching, now),
+        pl.DataFrame(deliveries, schema=delivery_schema, orient="row"),
+    )
+    return dict(zip(HISTORY_SECTIONS, sections, strict=True))
 
 
 def silences_frame(listed: list[Silence], now: datetime) -> pl.DataFrame:
