@@ -18,15 +18,13 @@ import argparse
 import json
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 # A sibling script, not a package: mypy sees it as benchmarks.w1_tumbling.
-from w1_tumbling import dataset, w1_pipeline  # type: ignore[import-not-found]
+from w1_tumbling import dataset, run_command, run_sensorstream  # type: ignore[import-not-found]
 
 RULES: list[dict[str, Any]] = [
     {
@@ -60,44 +58,6 @@ RULES: list[dict[str, Any]] = [
 ]
 
 
-def run(path: Path, *, rules: bool) -> dict[str, float]:
-    """One run in this process: W1, with or without the rules."""
-    from sensorstream.pipeline.spec import PipelineSpec
-    from sensorstream.runtime.runner import Runner
-
-    with tempfile.TemporaryDirectory() as scratch:
-        pipeline = w1_pipeline(path, Path(scratch))
-        if rules:
-            pipeline["steps"] = [*pipeline["steps"], *RULES]
-        spec = PipelineSpec.model_validate(pipeline)
-        started = time.perf_counter()
-        summary = Runner(spec).run()
-        seconds = time.perf_counter() - started
-    return {
-        "readings": summary.counters.get("lines"),
-        "seconds": seconds,
-        "readings_per_s": summary.counters.get("lines") / seconds,
-        "transitions": summary.counters.get("alert_transitions"),
-    }
-
-
-def whole(path: Path, *, rules: bool, readings: int) -> dict[str, float]:
-    """``sensorstream run`` in the default configuration, as a whole process."""
-    import yaml
-
-    with tempfile.TemporaryDirectory() as scratch:
-        spec = Path(scratch) / "w1.yaml"
-        pipeline = w1_pipeline(path, Path(scratch), store_readings=True)
-        if rules:
-            pipeline["steps"] = [*pipeline["steps"], *RULES]
-        spec.write_text(yaml.safe_dump(pipeline, sort_keys=False))
-        command = [sys.executable, "-m", "sensorstream", "run", str(spec), "--no-progress"]
-        started = time.perf_counter()
-        subprocess.run(command, check=True, capture_output=True)
-        seconds = time.perf_counter() - started
-    return {"seconds": seconds, "readings_per_s": readings / seconds}
-
-
 def child(path: Path, *, rules: bool) -> dict[str, float]:
     command = [sys.executable, __file__, "--child", str(path), *(["--rules"] if rules else [])]
     output = subprocess.run(command, check=True, capture_output=True, text=True)
@@ -114,7 +74,7 @@ def main() -> None:
     parser.add_argument("--rules", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run(args.child, rules=args.rules)))
+        print(json.dumps(run_sensorstream(args.child, extra_steps=RULES if args.rules else ())))
         return
     path = dataset(args.readings, args.devices)
     repeat = max(1, args.repeat)
@@ -122,8 +82,10 @@ def main() -> None:
     for _ in range(repeat):
         runs["plain"].append(child(path, rules=False))
         runs["ruled"].append(child(path, rules=True))
-        runs["whole"].append(whole(path, rules=False, readings=args.readings))
-        runs["whole+"].append(whole(path, rules=True, readings=args.readings))
+        runs["whole"].append(run_command(path, store_readings=True, readings=args.readings))
+        runs["whole+"].append(
+            run_command(path, store_readings=True, readings=args.readings, extra_steps=RULES)
+        )
     best = {name: min(found, key=lambda r: r["seconds"]) for name, found in runs.items()}
     print(f"W1 with rules: {args.readings:,} readings (fastest of {repeat} runs each)")
     print("  the engine in its process (raw readings not stored):")

@@ -22,9 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -63,9 +64,17 @@ def prefix(path: Path, lines: int) -> Path:
 
 
 def w1_pipeline(
-    path: Path, scratch: Path, *, dedup: bool = True, store_readings: bool = False
+    path: Path,
+    scratch: Path,
+    *,
+    dedup: bool = True,
+    store_readings: bool = False,
+    extra_steps: Sequence[dict[str, Any]] = (),
 ) -> dict[str, object]:
-    """The W1 pipeline as a YAML mapping: per-device 1-minute windows into DuckDB."""
+    """The W1 pipeline as a YAML mapping: per-device 1-minute windows into DuckDB.
+
+    ``extra_steps`` follow the window step (``benchmarks/w1_rules.py`` adds rules).
+    """
     return {
         "name": "w1",
         "source": {"type": "file", "path": str(path)},
@@ -83,7 +92,8 @@ def w1_pipeline(
                     "max(temperature)",
                     "mean(humidity)",
                 ],
-            }
+            },
+            *extra_steps,
         ],
         "sinks": [
             {
@@ -96,13 +106,16 @@ def w1_pipeline(
     }
 
 
-def run_sensorstream(path: Path, *, dedup: bool = True) -> dict[str, float]:
+def run_sensorstream(
+    path: Path, *, dedup: bool = True, extra_steps: Sequence[dict[str, Any]] = ()
+) -> dict[str, float]:
     """One engine run over the file, in this process; returns its figures."""
     from sensorstream.pipeline.spec import PipelineSpec
     from sensorstream.runtime.runner import Runner
 
     with tempfile.TemporaryDirectory() as scratch:
-        spec = PipelineSpec.model_validate(w1_pipeline(path, Path(scratch), dedup=dedup))
+        pipeline = w1_pipeline(path, Path(scratch), dedup=dedup, extra_steps=extra_steps)
+        spec = PipelineSpec.model_validate(pipeline)
         started = time.perf_counter()
         summary = Runner(spec).run()
         seconds = time.perf_counter() - started
@@ -113,17 +126,26 @@ def run_sensorstream(path: Path, *, dedup: bool = True) -> dict[str, float]:
         "seconds": seconds,
         "readings_per_s": summary.counters.get("lines") / seconds,
         "peak_rss_mib": peak_kib / 1024,
+        "transitions": summary.counters.get("alert_transitions"),
     }
 
 
-def run_command(path: Path, *, store_readings: bool, readings: int) -> dict[str, float]:
+def run_command(
+    path: Path,
+    *,
+    store_readings: bool,
+    readings: int,
+    extra_steps: Sequence[dict[str, Any]] = (),
+) -> dict[str, float]:
     """``sensorstream run`` as a user runs it: a whole process, timed from outside."""
     import yaml
 
     with tempfile.TemporaryDirectory() as scratch:
         spec = Path(scratch) / "w1.yaml"
-        pipeline = w1_pipeline(path, Path(scratch), store_readings=store_readings)
-        spec.write_text(yaml.safe_dump(pipeline))
+        pipeline = w1_pipeline(
+            path, Path(scratch), store_readings=store_readings, extra_steps=extra_steps
+        )
+        spec.write_text(yaml.safe_dump(pipeline, sort_keys=False))  # levels keep their order
         command = [sys.executable, "-m", "sensorstream", "run", str(spec), "--no-progress"]
         started = time.perf_counter()
         subprocess.run(command, check=True, capture_output=True)
