@@ -31,13 +31,9 @@ from typing import Literal
 
 import polars as pl
 
-from sensorstream.engine.rules.conditions import (
-    CARRIED,
-    Condition,
-    filled_in_key,
-    shifted_in_key,
-)
+from sensorstream.engine.rules.conditions import CARRIED, Condition
 from sensorstream.engine.rules.lifecycle import LEVEL
+from sensorstream.engine.rules.within_key import filled_in_key, shifted_in_key
 from sensorstream.engine.time import micros
 from sensorstream.errors import ConfigError
 from sensorstream.readings import TS

@@ -17,14 +17,9 @@ from functools import cached_property
 
 import polars as pl
 
-from sensorstream.engine.rules.conditions import (
-    CARRIED,
-    Condition,
-    OneColumn,
-    filled_in_key,
-    shifted_in_key,
-)
+from sensorstream.engine.rules.conditions import CARRIED, Condition, OneColumn
 from sensorstream.engine.rules.lifecycle import LEVEL
+from sensorstream.engine.rules.within_key import filled_in_key, shifted_in_key
 from sensorstream.engine.time import micros
 from sensorstream.errors import ConfigError
 from sensorstream.readings import TS

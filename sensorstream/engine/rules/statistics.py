@@ -21,13 +21,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from sensorstream.engine.rules.conditions import (
-    CARRIED,
-    OneColumn,
-    filled_in_key,
-    over_key,
-    shifted_in_key,
-)
+from sensorstream.engine.rules.conditions import CARRIED, OneColumn
 from sensorstream.engine.rules.history import (
     ROW,
     VALUE,
@@ -38,6 +32,7 @@ from sensorstream.engine.rules.history import (
     with_lags,
 )
 from sensorstream.engine.rules.lifecycle import LEVEL
+from sensorstream.engine.rules.within_key import filled_in_key, over_key, shifted_in_key
 from sensorstream.errors import ConfigError
 
 
