@@ -2,7 +2,8 @@
 
 An operator runs inside one partition's task and sees what its input step emitted for that
 partition only, in arrival order, each row carrying the watermark that held just before it
-(``__watermark``, microseconds). It is told when the watermark moves without new rows
+(``__watermark``, microseconds); an operator of several inputs (a join) gets each input's
+rows through :meth:`Operator.process_from`. It is told when the watermark moves without new rows
 (:meth:`Operator.on_watermark`) and when processing time moves (:meth:`Operator.on_tick`:
 the engine has no clock, so a processing-time rule learns the time here). Its whole state,
 frames and metadata, is what :meth:`Operator.snapshot` returns and :meth:`Operator.restore`
@@ -55,6 +56,17 @@ class Operator(ABC):
     @abstractmethod
     def process(self, batch: pl.DataFrame, watermark_after: int) -> OperatorOutput:
         """Fold a batch in; ``watermark_after`` is the partition's watermark after the batch."""
+
+    def process_from(self, index: int, batch: pl.DataFrame, watermark_after: int) -> OperatorOutput:
+        """Fold in a batch of input ``index`` (0 is the main input; a join has two).
+
+        ``watermark_after`` is the step's watermark after the batch: the minimum over the
+        streams its inputs come from. One-input operators need not override this.
+        """
+        if index != 0:
+            msg = f"{type(self).__name__} reads one input, not input {index}"
+            raise ValueError(msg)
+        return self.process(batch, watermark_after)
 
     def on_watermark(self, watermark: int) -> OperatorOutput:
         """React to the watermark moving without new rows (idleness, end of input)."""

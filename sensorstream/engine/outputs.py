@@ -9,6 +9,8 @@ A step's output is one of three kinds:
   higher ``revision``), and a row whose ``_op`` is ``delete`` retracts it. Window steps.
 - **events**: append-only records, each with a deterministic id (the same input gives the
   same ids, crash or no crash). Rule steps' alert transitions.
+- **table**: the latest value per key, with its versions in event time: a reference table
+  loaded from outside, or a table step over a changelog stream. Only a join reads one.
 
 Sinks dispatch on the kind; a step downstream of another sees its output as a stream of
 observations either way (a result's event time is the last instant of its window).
@@ -60,6 +62,7 @@ class OutputKind(StrEnum):
     STREAM = "stream"
     RESULTS = "results"
     EVENTS = "events"
+    TABLE = "table"
 
 
 def outputs_of(shape: Shape) -> tuple[str, ...]:

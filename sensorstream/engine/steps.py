@@ -1,6 +1,7 @@
 """A step: a declaration that names its input, says what it emits, and builds its operator.
 
-Steps form a graph: each reads ``readings`` or another step's output. A declaration is a
+Steps form a graph: each reads a stream (``readings`` by default) or another step's output;
+a join reads two (:attr:`Step.inputs`), one of which may be a table. A declaration is a
 frozen dataclass (it round-trips through YAML); the operator it builds holds the per-key
 state of one partition. The kinds of step (window, derive, rule) are registered in
 :data:`sensorstream.engine.plan.STEP_KINDS`.
@@ -16,6 +17,7 @@ district) will need its input repartitioned by its key, which the scale-out brin
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -58,6 +60,14 @@ class Step(ABC):
         """How much event time one of its groups spans (a window's size), for dedup's horizon."""
         return timedelta(0)
 
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Every stream, step or table it reads, its main ``input`` first.
+
+        Most steps read one; a join also reads a second stream or a table.
+        """
+        return (self.input,)
+
     @abstractmethod
     def output_shape(self, source: Shape) -> Shape:
         """What this step emits when it reads ``source``; StepError if it cannot read it."""
@@ -65,3 +75,11 @@ class Step(ABC):
     @abstractmethod
     def build(self, source: Shape, event_time: EventTime) -> Operator:
         """The operator that runs this step for one partition."""
+
+    def output_shape_of(self, sources: Sequence[Shape]) -> Shape:
+        """What it emits reading ``sources`` (one shape per name in :attr:`inputs`)."""
+        return self.output_shape(sources[0])
+
+    def build_of(self, sources: Sequence[Shape], event_time: EventTime) -> Operator:
+        """The operator for one partition, given the shapes of all its inputs."""
+        return self.build(sources[0], event_time)
