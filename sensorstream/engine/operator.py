@@ -15,12 +15,16 @@ What the rows it emits mean is its step's output kind (:mod:`~sensorstream.engin
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from sensorstream.engine.outputs import WATERMARK
+
+if TYPE_CHECKING:
+    from sensorstream.engine.tables import VersionedTable
 
 __all__ = ["WATERMARK", "JSONValue", "Operator", "OperatorOutput", "OperatorState"]
 
@@ -46,6 +50,10 @@ class OperatorOutput:
 
     rows: pl.DataFrame | None = None
     late: pl.Series | None = None
+    # Input rows the step refused, each with a ``reason_code`` and ``reason`` (a join's
+    # record whose key the table lacks, under ``missing: dead_letter``): stored as dead
+    # letters and counted per step, never silently dropped.
+    rejected: pl.DataFrame | None = None
 
 
 class Operator(ABC):
@@ -67,6 +75,10 @@ class Operator(ABC):
             msg = f"{type(self).__name__} reads one input, not input {index}"
             raise ValueError(msg)
         return self.process(batch, watermark_after)
+
+    def bind_tables(self, tables: Mapping[str, VersionedTable]) -> None:
+        """Be handed the partition's tables by name (a join finds the one it reads here)."""
+        del tables
 
     def on_watermark(self, watermark: int) -> OperatorOutput:
         """React to the watermark moving without new rows (idleness, end of input)."""

@@ -88,6 +88,9 @@ class Shape:
     kind: OutputKind
     columns: dict[str, pl.DataType] | None = None
     key: tuple[str, ...] = ()
+    # A table whose versions follow a stream's event time (a table step): a temporal join
+    # waits for that stream's watermark. A reference table's versions come from loads.
+    timed: bool = False
 
     def missing(self, names: list[str] | tuple[str, ...], *, what: str, source: str) -> str | None:
         """Why ``what`` cannot read these columns of ``source`` (the first one missing), or None.

@@ -16,14 +16,22 @@ import polars as pl
 
 from sensorstream.engine.derive import DeriveStep
 from sensorstream.engine.graph import Graph
+from sensorstream.engine.joins.tables import TableJoinStep, TableStep
 from sensorstream.engine.outputs import OutputKind, Shape
 from sensorstream.engine.rules import RuleStep
-from sensorstream.engine.steps import Step, StepError
+from sensorstream.engine.steps import READINGS, Step, StepError
+from sensorstream.engine.tables import TableDecl
 from sensorstream.engine.time import EventTime as EventTime  # where steps find it
 from sensorstream.engine.windows import WindowStep
 from sensorstream.readings import DEVICE, TS, TS_TYPE
 
-STEP_KINDS: dict[str, type[Step]] = {"window": WindowStep, "derive": DeriveStep, "rule": RuleStep}
+STEP_KINDS: dict[str, type[Step]] = {
+    "window": WindowStep,
+    "derive": DeriveStep,
+    "rule": RuleStep,
+    "table": TableStep,
+    "table_join": TableJoinStep,
+}
 # Readings reach a partition by device: a step keyed by something else needs repartitioning.
 PARTITION_KEY = (DEVICE,)
 
@@ -38,11 +46,27 @@ class Dedup:
 
 
 @dataclass(frozen=True)
+class StreamDecl:
+    """One input stream: its name, measurement columns and canonical schema.
+
+    ``event_time`` and ``dedup`` are None where the stream follows the pipeline's.
+    """
+
+    name: str
+    measurements: tuple[str, ...]
+    columns: Mapping[str, pl.DataType] | None = field(default=None, compare=False)
+    event_time: EventTime | None = None
+    dedup: Dedup | None = None
+
+
+@dataclass(frozen=True)
 class EnginePlan:
     """Everything the engine needs to know about a pipeline, free of any I/O.
 
-    ``columns`` is the readings' canonical schema; without it (engine tests) step
-    declarations are not checked against the readings' columns.
+    ``measurements`` and ``columns`` describe the ``readings`` stream; ``streams`` declares
+    further named streams and ``tables`` the reference tables joins read. Without
+    ``columns`` (engine tests) step declarations are not checked against the columns.
+    A plan whose ``measurements`` are empty has no ``readings`` stream, only ``streams``.
     """
 
     measurements: tuple[str, ...]
@@ -50,16 +74,36 @@ class EnginePlan:
     event_time: EventTime = field(default_factory=EventTime)
     dedup: Dedup = Dedup()
     columns: Mapping[str, pl.DataType] | None = field(default=None, compare=False)
+    streams: tuple[StreamDecl, ...] = ()
+    tables: tuple[TableDecl, ...] = ()
+
+    @cached_property
+    def inputs(self) -> tuple[StreamDecl, ...]:
+        """Every input stream, ``readings`` first when the plan has it."""
+        default = (
+            (StreamDecl(READINGS, self.measurements, self.columns),) if self.measurements else ()
+        )
+        return (*default, *self.streams)
+
+    def event_time_of(self, stream: str) -> EventTime:
+        """The event-time policy of one stream."""
+        decl = next(s for s in self.inputs if s.name == stream)
+        return decl.event_time or self.event_time
 
     @cached_property
     def graph(self) -> Graph:
         """The steps checked and ordered (StepError for one that does not fit)."""
-        columns = None
-        if self.columns is not None:
-            columns = {name: dtype for name, dtype in self.columns.items()}
-            columns.setdefault(DEVICE, pl.String())
-            columns.setdefault(TS, TS_TYPE)
-        return Graph.of(self.steps, Shape(OutputKind.STREAM, columns, PARTITION_KEY))
+        sources: dict[str, Shape] = {}
+        for stream in self.inputs:
+            columns = None
+            if stream.columns is not None:
+                columns = {name: dtype for name, dtype in stream.columns.items()}
+                columns.setdefault(DEVICE, pl.String())
+                columns.setdefault(TS, TS_TYPE)
+            sources[stream.name] = Shape(OutputKind.STREAM, columns, PARTITION_KEY)
+        for table in self.tables:
+            sources[table.name] = Shape(OutputKind.TABLE, dict(table.schema), table.key)
+        return Graph.of(self.steps, sources)
 
     @property
     def windows(self) -> tuple[WindowStep, ...]:

@@ -1,10 +1,13 @@
-"""One partition's processing: deduplicate, track the watermark, run the step graph.
+"""One partition's processing: deduplicate, track watermarks, run the step graph.
 
 Each input partition has its own task with its own state, so a partition's state (with
-its source position, kept by the runtime) can be checkpointed, restored, or moved to
-another worker as a unit. Every reading that enters is classified exactly once:
-``duplicate``, ``late`` (too late for every time-sensitive step that reads readings) or
-``accepted``.
+its source positions, kept by the runtime) can be checkpointed, restored, or moved to
+another worker as a unit. A pipeline of several streams gives partition ``n`` of every
+stream to task ``n`` (the streams are co-partitioned by their key), so a join sees both
+of its sides. Each stream has its own watermark and deduplication; a step's watermark is
+the minimum over the streams it reads, directly or through other steps. Every record
+that enters is classified exactly once: ``duplicate``, ``late`` (too late for every
+time-sensitive step that reads its stream) or ``accepted``.
 
 Steps run in the graph's order, each on what its input emitted in the same round (a
 source batch, a watermark move, a tick). What a step emits reaches the steps reading it
@@ -14,21 +17,23 @@ watermark that held before the batch, so an hourly roll-up still takes the last 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import polars as pl
 
 from sensorstream.engine.dedup import Deduplicator
-from sensorstream.engine.operator import Operator, OperatorState
+from sensorstream.engine.joins.tables import TableOperator
+from sensorstream.engine.operator import Operator, OperatorOutput, OperatorState
 from sensorstream.engine.outputs import END, OPENED_LATE, ROW, WATERMARK, OutputKind
-from sensorstream.engine.plan import Dedup, EnginePlan, EventTime
+from sensorstream.engine.plan import Dedup, EnginePlan, EventTime, StreamDecl
 from sensorstream.engine.steps import READINGS, Step
+from sensorstream.engine.tables import VersionedTable
 from sensorstream.engine.time import micros
-from sensorstream.engine.watermarks import WatermarkTracker
+from sensorstream.engine.watermarks import MAX_WATERMARK, WatermarkTracker
 from sensorstream.readings import DEVICE, MESSAGE_ID, TS, TS_TYPE
 
-__all__ = ["Dedup", "EnginePlan", "EventTime", "PartitionTask", "TaskOutput"]
+__all__ = ["Dedup", "EnginePlan", "EventTime", "PartitionTask", "StreamDecl", "TaskOutput"]
 
 
 @dataclass
@@ -42,59 +47,95 @@ class TaskOutput:
     late_by_step: dict[str, int] = field(default_factory=dict)  # rows too late for each step
     results: dict[str, pl.DataFrame] = field(default_factory=dict)  # results steps' upserts
     events: dict[str, pl.DataFrame] = field(default_factory=dict)  # rule steps' events
+    # Rows a step refused (a join's record with no reference row), with reason columns.
+    rejected: dict[str, pl.DataFrame] = field(default_factory=dict)
+    stream: str = READINGS  # the stream whose batch this was
+
+
+class _StreamState:
+    """One stream's intake in one partition: its watermark and its deduplication."""
+
+    def __init__(self, decl: StreamDecl, plan: EnginePlan) -> None:
+        policy = decl.event_time or plan.event_time
+        idle = micros(policy.idle_timeout) if policy.idle_timeout is not None else None
+        self.watermarks = WatermarkTracker(micros(policy.out_of_orderness), idle)
+        dedup = decl.dedup or plan.dedup
+        self.dedup: Deduplicator | None = None
+        if dedup.enabled:
+            keys: Sequence[str] = (
+                [MESSAGE_ID] if dedup.by == "message_id" else [DEVICE, TS, *decl.measurements]
+            )
+            self.dedup = Deduplicator(keys, micros(plan.dedup_horizon()))
+
+    def evict(self) -> None:
+        if self.dedup is not None:
+            self.dedup.evict(self.watermarks.watermark)
 
 
 class PartitionTask:
-    """Runs the plan over one partition's readings, batch after batch."""
+    """Runs the plan over one partition's records, batch after batch, stream by stream."""
 
     def __init__(self, plan: EnginePlan) -> None:
         self.plan = plan
-        policy = plan.event_time
-        idle = micros(policy.idle_timeout) if policy.idle_timeout is not None else None
-        self.watermarks = WatermarkTracker(micros(policy.out_of_orderness), idle)
-        self.dedup: Deduplicator | None = None
-        if plan.dedup.enabled:
-            keys: Sequence[str] = (
-                [MESSAGE_ID] if plan.dedup.by == "message_id" else [DEVICE, TS, *plan.measurements]
-            )
-            self.dedup = Deduplicator(keys, micros(plan.dedup_horizon()))
+        self.streams = {decl.name: _StreamState(decl, plan) for decl in plan.inputs}
         graph = plan.graph
         self.order: tuple[Step, ...] = graph.order
         self.kinds = {name: shape.kind for name, shape in graph.outputs.items()}
         self.operators: dict[str, Operator] = {
-            step.name: step.build(graph.inputs[step.name], policy) for step in graph.order
+            step.name: step.build_of(graph.shapes_of(step), plan.event_time) for step in graph.order
         }
-        # Steps whose input rows are readings (directly or through derive steps): the ones
-        # whose lateness classifies readings.
-        self.reading_steps = self._fed_by_readings()
+        # The streams whose watermarks reach each step: its watermark is their minimum.
+        self.step_streams = {step.name: graph.streams_of(step.name) for step in graph.order}
+        self.tables: dict[str, VersionedTable] = {
+            decl.name: VersionedTable(decl) for decl in plan.tables
+        }
+        for name, operator in self.operators.items():
+            if isinstance(operator, TableOperator):
+                self.tables[name] = operator.table
+        for operator in self.operators.values():
+            operator.bind_tables(self.tables)
+        self.table_readers = {
+            table: [step for step in graph.order if table in step.inputs[1:]]
+            for table in self.tables
+        }
+        # Per stream, the steps whose input rows are its records (directly or through
+        # derive steps and table joins): the ones whose lateness classifies its records.
+        self.reading_steps = {stream: self._fed_by(stream) for stream in self.streams}
 
-    def _fed_by_readings(self) -> set[str]:
-        fed = {READINGS}
+    def _fed_by(self, stream: str) -> set[str]:
+        fed = {stream}
         for step in self.order:
             if step.input in fed and self.kinds[step.input] is OutputKind.STREAM:
                 fed.add(step.name)
-        return fed - {READINGS}
+        return fed - {stream}
 
     @property
     def watermark(self) -> int:
-        """The partition's watermark in microseconds."""
-        return self.watermarks.watermark
+        """The partition's watermark in microseconds: the least of its streams'."""
+        return min((s.watermarks.watermark for s in self.streams.values()), default=0)
 
-    def process(self, readings: pl.DataFrame, now_us: int) -> TaskOutput:
-        """Classify and fold one batch of valid readings (in arrival order)."""
-        before = self.watermarks.watermark
-        annotated = self.watermarks.annotate(readings, now_us)
-        watermark = self.watermarks.watermark
+    def watermark_of(self, stream: str) -> int:
+        """One stream's watermark in this partition."""
+        return self.streams[stream].watermarks.watermark
+
+    def _watermarks(self) -> dict[str, int]:
+        return {name: s.watermarks.watermark for name, s in self.streams.items()}
+
+    def process(self, readings: pl.DataFrame, now_us: int, stream: str = READINGS) -> TaskOutput:
+        """Classify and fold one batch of valid records of ``stream`` (in arrival order)."""
+        intake = self.streams[stream]
+        before = self._watermarks()
+        annotated = intake.watermarks.annotate(readings, now_us)
         duplicates = 0
-        if self.dedup is not None:
-            duplicate = self.dedup.split(annotated)
+        if intake.dedup is not None:
+            duplicate = intake.dedup.split(annotated)
             duplicates = int(duplicate.sum())
             if duplicates:
                 annotated = annotated.filter(~duplicate)
-            self.dedup.evict(watermark)
+            intake.evict()
         annotated = annotated.with_row_index(ROW)
-        output = TaskOutput(duplicates=duplicates)
-        late_for = self._round(annotated, before, watermark, now_us, output)
+        output = TaskOutput(duplicates=duplicates, stream=stream)
+        late_for = self._round(stream, annotated, before, now_us, output)
         clean = annotated.drop(WATERMARK, ROW)
         if late_for and any(mask.any() for mask in late_for):
             self._classify_late(clean, late_for, output)
@@ -129,44 +170,48 @@ class PartitionTask:
 
     def _round(
         self,
-        readings: pl.DataFrame | None,
-        before: int,
-        watermark: int,
+        stream: str | None,
+        records: pl.DataFrame | None,
+        before: Mapping[str, int],
         now_us: int | None,
         output: TaskOutput,
     ) -> list[pl.Series]:
-        """Run every step once, each on what its input emitted; return the readings' late masks.
+        """Run every step once, each on what its inputs emitted; return the records' late masks.
 
-        ``readings`` (with their watermarks and row numbers) is None when only the
-        watermark or the clock moved.
+        ``records`` (of ``stream``, with their watermarks and row numbers) is None when only
+        watermarks or the clock moved.
         """
-        emitted: dict[str, pl.DataFrame | None] = {READINGS: readings}
+        after = self._watermarks()
+        emitted: dict[str, pl.DataFrame | None] = {}
+        if stream is not None:
+            emitted[stream] = records
+        fed = self.reading_steps.get(stream, set()) if stream is not None else set()
         late_for: list[pl.Series] = []
-        moved = watermark > before
         for step in self.order:
             operator = self.operators[step.name]
-            rows = self._input_rows(step, emitted, before)
+            streams = self.step_streams[step.name]
+            step_before = min((before[s] for s in streams), default=MAX_WATERMARK)
+            step_after = min((after[s] for s in streams), default=MAX_WATERMARK)
             parts: list[pl.DataFrame] = []
-            if rows is not None and rows.height:
-                result = operator.process(rows, watermark)
-                if result.late is not None and result.late.any():
-                    output.late_by_step[step.name] = int(result.late.sum())
+            called = False
+            for index, name in enumerate(step.inputs):
+                rows = self._input_rows(name, emitted, step_before)
+                if rows is None or not rows.height:
+                    continue
+                called = True
+                result = operator.process_from(index, rows, step_after)
+                self._collect(step, result, parts, output)
                 if (
                     result.late is not None
-                    and step.name in self.reading_steps
-                    and readings is not None
+                    and records is not None
+                    and (name == stream or name in fed)
+                    and ROW in rows.columns
                 ):
-                    late_for.append(self._per_reading(result.late, rows, readings).alias(step.name))
-            elif moved:
-                result = operator.on_watermark(watermark)
-            else:
-                result = None
-            if result is not None and result.rows is not None and result.rows.height:
-                parts.append(result.rows)
+                    late_for.append(self._per_reading(result.late, rows, records).alias(step.name))
+            if not called and step_after > step_before:
+                self._collect(step, operator.on_watermark(step_after), parts, output)
             if now_us is not None:
-                ticked = operator.on_tick(now_us)
-                if ticked.rows is not None and ticked.rows.height:
-                    parts.append(ticked.rows)
+                self._collect(step, operator.on_tick(now_us), parts, output)
             produced = (
                 pl.concat(parts, how="diagonal_relaxed")
                 if len(parts) > 1
@@ -179,14 +224,33 @@ class PartitionTask:
                     output.results[step.name] = produced.drop(OPENED_LATE, strict=False)
                 elif kind is OutputKind.EVENTS:
                     output.events[step.name] = produced
+        self._evict_tables(after)
         return late_for
 
+    @staticmethod
+    def _collect(
+        step: Step, result: OperatorOutput, parts: list[pl.DataFrame], output: TaskOutput
+    ) -> None:
+        """Keep what one call emitted, and count what it found late or refused."""
+        if result.late is not None and result.late.any():
+            output.late_by_step[step.name] = output.late_by_step.get(step.name, 0) + int(
+                result.late.sum()
+            )
+        if result.rows is not None and result.rows.height:
+            parts.append(result.rows)
+        if result.rejected is not None and result.rejected.height:
+            refused = result.rejected.drop(ROW, WATERMARK, strict=False)
+            earlier = output.rejected.get(step.name)
+            output.rejected[step.name] = (
+                refused if earlier is None else pl.concat([earlier, refused], how="diagonal")
+            )
+
     def _input_rows(
-        self, step: Step, emitted: dict[str, pl.DataFrame | None], before: int
+        self, name: str, emitted: dict[str, pl.DataFrame | None], before: int
     ) -> pl.DataFrame | None:
-        """What ``step`` reads this round, as observations with their watermarks."""
-        rows = emitted.get(step.input)
-        if rows is None or self.kinds[step.input] is not OutputKind.RESULTS:
+        """What a step reads of ``name`` this round, as observations with their watermarks."""
+        rows = emitted.get(name)
+        if rows is None or self.kinds[name] is not OutputKind.RESULTS:
             return rows
         # A result is an observation at its window's last instant, seen before the watermark
         # that closed it moves on.
@@ -202,37 +266,70 @@ class PartitionTask:
         if rows.height == readings.height and rows is readings:
             return late
         late_rows = rows.filter(late)[ROW]
-        return readings[ROW].is_in(late_rows.implode())
+        return readings[ROW].is_in(late_rows.drop_nulls().implode())
+
+    def _evict_tables(self, watermarks: Mapping[str, int]) -> None:
+        """Drop table versions no reader can still ask for (only the latest, for lookups)."""
+        lateness = micros(self.plan.event_time.allowed_lateness)
+        for name, table in self.tables.items():
+            horizon = MAX_WATERMARK
+            for step in self.table_readers[name]:
+                if getattr(step, "mode", "latest") == "as_of":
+                    streams = self.step_streams[step.name]
+                    mark = min((watermarks[s] for s in streams), default=MAX_WATERMARK)
+                    horizon = min(horizon, mark - lateness)
+            table.evict(horizon)
+
+    def apply_table(self, name: str, rows: pl.DataFrame, *, full: bool, at_us: int) -> None:
+        """A reference table's new content (``full``: the whole table) from ``at_us`` on."""
+        table = self.tables[name]
+        if full:
+            table.replace_all(rows, at_us)
+        else:
+            table.upsert(rows, at_us)
 
     def tick(self, now_us: int) -> TaskOutput:
-        """Processing time moves: an idle partition's watermark may follow it."""
-        before = self.watermarks.watermark
-        moved = self.watermarks.tick(now_us)
+        """Processing time moves: an idle stream's watermark may follow it."""
+        before = self._watermarks()
+        moved = [s for s in self.streams.values() if s.watermarks.tick(now_us)]
         output = TaskOutput()
-        self._round(None, before, self.watermarks.watermark, now_us, output)
-        if moved:
-            self._evict_dedup()
+        self._round(None, None, before, now_us, output)
+        for intake in moved:
+            intake.evict()
+        return output
+
+    def close_stream(self, stream: str) -> TaskOutput:
+        """One stream's input ended: it holds no step's watermark back any more."""
+        before = self._watermarks()
+        self.streams[stream].watermarks.close()
+        output = TaskOutput(stream=stream)
+        self._round(None, None, before, None, output)
+        self.streams[stream].evict()
         return output
 
     def finish(self) -> TaskOutput:
         """End of input: close every window."""
-        before = self.watermarks.watermark
-        self.watermarks.close()
+        before = self._watermarks()
+        for intake in self.streams.values():
+            intake.watermarks.close()
         output = TaskOutput()
-        self._round(None, before, self.watermarks.watermark, None, output)
-        self._evict_dedup()
+        self._round(None, None, before, None, output)
+        for intake in self.streams.values():
+            intake.evict()
         return output
-
-    def _evict_dedup(self) -> None:
-        if self.dedup is not None:
-            self.dedup.evict(self.watermarks.watermark)
 
     def snapshot(self) -> OperatorState:
         """The whole partition state: frames under each step's name, and its metadata."""
-        meta: dict[str, object] = {"watermarks": self.watermarks.snapshot()}
+        meta: dict[str, object] = {
+            "watermarks": {name: s.watermarks.snapshot() for name, s in self.streams.items()}
+        }
         state = OperatorState(meta=meta)
-        if self.dedup is not None:
-            state.frames["dedup"] = self.dedup.snapshot()
+        for name, intake in self.streams.items():
+            if intake.dedup is not None:
+                state.frames[f"dedup:{name}"] = intake.dedup.snapshot()
+        for name in {decl.name for decl in self.plan.tables}:
+            for frame_name, frame in self.tables[name].snapshot().frames.items():
+                state.frames[f"table:{name}/{frame_name}"] = frame
         steps: dict[str, object] = {}
         for name, operator in self.operators.items():
             taken = operator.snapshot()
@@ -246,15 +343,23 @@ class PartitionTask:
 
     def restore(self, state: OperatorState) -> None:
         """Continue from :meth:`snapshot`."""
-        self.watermarks.restore(state.meta["watermarks"])
-        if self.dedup is not None and "dedup" in state.frames:
-            self.dedup.restore(state.frames["dedup"])
+        for name, tracked in state.meta["watermarks"].items():
+            if name in self.streams:
+                self.streams[name].watermarks.restore(tracked)
+        for name, intake in self.streams.items():
+            frame = state.frames.get(f"dedup:{name}")
+            if intake.dedup is not None and frame is not None:
+                intake.dedup.restore(frame)
+        for decl in self.plan.tables:
+            self.tables[decl.name].restore(
+                OperatorState(frames=_prefixed(state.frames, f"table:{decl.name}/"))
+            )
         metas = state.meta.get("steps", {})
         for name, operator in self.operators.items():
-            prefix = f"{name}/"
-            frames = {
-                key[len(prefix) :]: frame
-                for key, frame in state.frames.items()
-                if key.startswith(prefix)
-            }
+            frames = _prefixed(state.frames, f"{name}/")
             operator.restore(OperatorState(frames=frames, meta=dict(metas.get(name, {}))))
+
+
+def _prefixed(frames: Mapping[str, pl.DataFrame], prefix: str) -> dict[str, pl.DataFrame]:
+    """The frames whose names start with ``prefix``, under the rest of their names."""
+    return {key[len(prefix) :]: frame for key, frame in frames.items() if key.startswith(prefix)}

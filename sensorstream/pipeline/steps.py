@@ -39,6 +39,7 @@ from sensorstream.engine.windows import (
     WindowStep,
 )
 from sensorstream.errors import ConfigError, SensorstreamError
+from sensorstream.pipeline.joins import TableJoinStepSpec, TableStepSpec
 from sensorstream.pipeline.rules import RuleStepSpec
 
 _AGGREGATE = re.compile(r"^\s*(\w+(?:\.\d+)?)\s*(?:\(\s*([\w.-]*)\s*\))?\s*(?:as\s+(\w+))?\s*$")
@@ -173,15 +174,24 @@ class DeriveStepSpec(_Model):
 def _kind(value: Any) -> str | None:
     """Which kind of step a YAML mapping declares, by the key it holds."""
     if isinstance(value, BaseModel):
-        return {WindowStepSpec: _WINDOW, DeriveStepSpec: _DERIVE, RuleStepSpec: _RULE}.get(
-            type(value)
-        )
+        return {
+            WindowStepSpec: _WINDOW,
+            DeriveStepSpec: _DERIVE,
+            RuleStepSpec: _RULE,
+            TableStepSpec: _TABLE,
+            TableJoinStepSpec: _TABLE_JOIN,
+        }.get(type(value))
     if not isinstance(value, dict):
         return None
     if "window" in value:
         return _WINDOW
     if "rule" in value:
         return _RULE
+    if "table" in value:
+        return _TABLE
+    if "join" in value:
+        join = value["join"]
+        return _TABLE_JOIN if isinstance(join, dict) and "table" in join else None
     if "derive" in value or "where" in value:
         return _DERIVE
     return None
@@ -190,16 +200,20 @@ def _kind(value: Any) -> str | None:
 # Tags no YAML key can be, so that error locations drop them (steps[0].aggregates, not
 # steps[0].window.aggregates).
 _WINDOW, _DERIVE, _RULE = "window step", "derive step", "rule step"
+_TABLE, _TABLE_JOIN = "table step", "table join step"
 StepSpec = Annotated[
     Annotated[WindowStepSpec, Tag(_WINDOW)]
     | Annotated[DeriveStepSpec, Tag(_DERIVE)]
-    | Annotated[RuleStepSpec, Tag(_RULE)],
+    | Annotated[RuleStepSpec, Tag(_RULE)]
+    | Annotated[TableStepSpec, Tag(_TABLE)]
+    | Annotated[TableJoinStepSpec, Tag(_TABLE_JOIN)],
     Discriminator(
         _kind,
         custom_error_type="step_kind",
         custom_error_message=(
             "a step declares what it does: window (with aggregates), derive (new columns), "
-            "where (a filter) or rule (a condition to alert on)"
+            "where (a filter), rule (a condition to alert on), table (a stream kept as a "
+            "table) or join (with a table: join: {table: ...})"
         ),
     ),
 ]

@@ -27,6 +27,7 @@ from polars.testing import assert_frame_equal
 
 from sensorstream.engine.aggregates import Aggregate
 from sensorstream.engine.derive import DeriveStep
+from sensorstream.engine.joins.tables import TableJoinStep, TableStep
 from sensorstream.engine.outputs import OutputKind
 from sensorstream.engine.plan import STEP_KINDS, Dedup, EnginePlan, EventTime
 from sensorstream.engine.rules import (
@@ -129,6 +130,30 @@ SAMPLES: dict[str, list[tuple[Step, ...]]] = {
         ),
     ],
 }
+# A table kept from a stream, and readings enriched from it as of their own time (a latest
+# lookup of a table fed by the same stream depends, by definition, on arrival order).
+LAST_HUMIDITY = DeriveStep("h", "readings", columns=(("h", "humidity"),))
+ENRICHED_WINDOW = WindowStep(
+    "wh", TumblingWindow(2 * SECOND), ("device_id",), (Aggregate("max", "h"),), input="with_h"
+)
+SAMPLES["table"] = [
+    (
+        LAST_HUMIDITY,
+        TableStep("last_h", "h", columns=("h",), delete_when="humidity < 0"),
+        TableJoinStep("with_h", "readings", table="last_h", mode="as_of"),
+        ENRICHED_WINDOW,
+    ),
+]
+SAMPLES["table_join"] = [
+    (
+        LAST_HUMIDITY,
+        TableStep("last_h", "h", columns=("h",)),
+        TableJoinStep(
+            "with_h", "readings", table="last_h", mode="as_of", missing="dead_letter"
+        ),
+        ENRICHED_WINDOW,
+    ),
+]
 # Besides threshold and when: a rule of each condition kind (``CONDITIONS``).
 BANDS = DeriveStep("bands", "readings", columns=(("band", "temperature > 0"),))
 HAS_RIVER = importlib.util.find_spec("river") is not None
@@ -332,6 +357,28 @@ def _as_yaml(step: Step) -> dict[str, object]:
             "input": step.input,
             "derive": dict(step.columns),
             "where": step.where,
+        }
+    if isinstance(step, TableStep):
+        return {
+            "name": step.name,
+            "input": step.input,
+            "table": {
+                "key": list(step.key),
+                "delete_when": step.delete_when,
+                "columns": list(step.columns),
+            },
+        }
+    if isinstance(step, TableJoinStep):
+        return {
+            "name": step.name,
+            "input": step.input,
+            "join": {
+                "table": step.table,
+                "on": list(step.on),
+                "mode": step.mode,
+                "columns": list(step.columns),
+                "missing": step.missing,
+            },
         }
     assert isinstance(step, RuleStep)
     declared: dict[str, object] = {

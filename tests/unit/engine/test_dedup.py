@@ -51,12 +51,13 @@ def test_repeat_older_than_the_horizon_is_not_recognised() -> None:
 def test_state_is_evicted_after_the_horizon() -> None:
     task = PartitionTask(plan(dedup=Dedup(horizon=s(5))))
     task.process(batch(("d1", 10, 1.0), ("d1", 11, 1.0)), now_us=0)
-    assert task.dedup is not None
-    assert task.dedup.seen.height == 2
+    dedup = task.streams["readings"].dedup
+    assert dedup is not None
+    assert dedup.seen.height == 2
     task.process(batch(("d1", 16, 1.0)), now_us=0)
-    assert task.dedup.seen["ts"].to_list() == [us(11), us(16)]
+    assert dedup.seen["ts"].to_list() == [us(11), us(16)]
     task.finish()
-    assert task.dedup.seen.height == 0
+    assert dedup.seen.height == 0
 
 
 def test_disabled_dedup_keeps_repeats() -> None:

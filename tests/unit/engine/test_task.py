@@ -164,7 +164,7 @@ def test_snapshot_is_frames_and_json_metadata() -> None:
     task.process(batch(*STREAM[:6]), now_us=0)
     state = task.snapshot()
     assert json.loads(json.dumps(state.meta)) == state.meta
-    assert {"dedup", "fast/windows", "slow/windows", "fast/sketch", "slow/sketch"} <= set(
+    assert {"dedup:readings", "fast/windows", "slow/windows", "fast/sketch", "slow/sketch"} <= set(
         state.frames
     )
 
