@@ -117,25 +117,60 @@ class EnginePlan:
         spans = [step.span for step in self.steps] or [timedelta(0)]
         return self.event_time.out_of_orderness + self.event_time.allowed_lateness + max(spans)
 
-    def check_partitioning(self, partitions: int) -> None:
-        """Refuse a step that could not be exact when the input comes in several partitions.
+    def check_partitioning(self, partitions: int | Mapping[str, int]) -> None:
+        """Refuse a step that could not be exact when its input comes in several partitions.
 
-        Readings are partitioned by device; a step whose groups could span partitions (keyed
-        by a district, or by nothing) would need its input repartitioned by its key first.
+        ``partitions`` is each stream's partition count (one count: every stream's). Records
+        are partitioned by device; a step whose groups could span partitions (keyed by a
+        district, or by nothing) would need its input repartitioned by its key first. A step
+        reading two streams needs them partitioned alike and joined on the partition key,
+        so that both sides of every key meet in one partition; a reference table reaches
+        every partition whole (it is replicated), so it needs nothing.
         """
-        if partitions <= 1:
-            return
-        for step in self.graph.order:
-            key = step.grouping(self.graph.inputs[step.name])
-            if not key and not isinstance(step, DeriveStep):
-                why = "it groups everything together, which spans partitions"
-            elif key and not set(PARTITION_KEY) <= set(key):
-                why = f"it groups by {list(key)}, and groups may span partitions"
-            else:
+        counts = (
+            dict.fromkeys((s.name for s in self.inputs), partitions)
+            if isinstance(partitions, int)
+            else dict(partitions)
+        )
+        graph = self.graph
+        for step in graph.order:
+            streams = sorted(graph.streams_of(step.name))
+            seen = {name: counts.get(name, 1) for name in streams}
+            most = max(seen.values(), default=1)
+            if len(set(seen.values())) > 1:
+                described = ", ".join(f"{name} in {n}" for name, n in seen.items())
+                msg = (
+                    f"it reads streams partitioned differently ({described}): a join needs "
+                    "both sides in the same number of partitions, by the same key, or its "
+                    "table declared under tables: (replicated to every partition)"
+                )
+                raise StepError(step.name, "input", msg)
+            if most <= 1:
                 continue
-            msg = (
-                f"the input comes in {partitions} partitions (by {', '.join(PARTITION_KEY)}) "
-                f"and {why}: key it by {', '.join(PARTITION_KEY)} too, or read one partition "
-                "(repartitioning by other keys comes with the scale-out)"
-            )
-            raise StepError(step.name, "key", msg)
+            self._check_step_partitioning(step, most)
+
+    def _check_step_partitioning(self, step: Step, partitions: int) -> None:
+        if isinstance(step, TableJoinStep) and self.graph.streams_of(step.table):
+            table_key = self.graph.outputs[step.table].key
+            if tuple(step.on) != PARTITION_KEY or table_key != PARTITION_KEY:
+                msg = (
+                    f"the streams come in {partitions} partitions (by "
+                    f"{', '.join(PARTITION_KEY)}) and the join matches on {list(step.on)}: a "
+                    f"table kept from a stream must be keyed and joined by "
+                    f"{', '.join(PARTITION_KEY)}, or be a reference table under tables:"
+                )
+                raise StepError(step.name, "on", msg)
+            return
+        key = step.grouping(self.graph.inputs[step.name])
+        if not key and not isinstance(step, (DeriveStep, TableJoinStep)):
+            why = "it groups everything together, which spans partitions"
+        elif key and not set(PARTITION_KEY) <= set(key):
+            why = f"it groups by {list(key)}, and groups may span partitions"
+        else:
+            return
+        msg = (
+            f"the input comes in {partitions} partitions (by {', '.join(PARTITION_KEY)}) "
+            f"and {why}: key it by {', '.join(PARTITION_KEY)} too, or read one partition "
+            "(repartitioning by other keys comes with the scale-out)"
+        )
+        raise StepError(step.name, "key", msg)

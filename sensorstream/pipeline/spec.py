@@ -9,15 +9,24 @@ Validation errors name the field's path and, for YAML files, its line::
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sensorstream.durations import Duration
-from sensorstream.engine.plan import Dedup, EnginePlan, EventTime
-from sensorstream.engine.steps import StepError
+from sensorstream.engine.plan import Dedup, EnginePlan, EventTime, StreamDecl
+from sensorstream.engine.steps import READINGS, StepError
 from sensorstream.errors import ConfigError
 from sensorstream.pipeline.steps import (
     DeriveStepSpec,
@@ -115,6 +124,14 @@ class EventTimeSpec(_Model):
     allowed_lateness: Duration = Field(default="0s", validate_default=True)
     idle_timeout: Duration | None = Field(default="30s", validate_default=True)
 
+    def to_event_time(self) -> EventTime:
+        """The engine-side policy."""
+        return EventTime(
+            out_of_orderness=self.out_of_orderness,
+            allowed_lateness=self.allowed_lateness,
+            idle_timeout=self.idle_timeout,
+        )
+
 
 class DedupSpec(_Model):
     """Which repeats to drop."""
@@ -122,6 +139,10 @@ class DedupSpec(_Model):
     enabled: bool = True
     by: Literal["exact", "message_id"] = "exact"
     horizon: Duration | None = None
+
+    def to_dedup(self) -> Dedup:
+        """The engine-side policy."""
+        return Dedup(enabled=self.enabled, by=self.by, horizon=self.horizon)
 
 
 class CheckpointSpec(_Model):
@@ -131,17 +152,66 @@ class CheckpointSpec(_Model):
     interval: Duration = Field(default="5s", validate_default=True)
 
 
-class PipelineSpec(_Model):
-    """A whole pipeline: source, reading format, event time, steps, sinks, checkpoints."""
+class StreamSpec(_Model):
+    """One named input stream: its source and record format, and its own event-time policy.
 
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    ``event_time`` and ``dedup`` default to the pipeline's.
+    """
+
     source: SourceSettings
     readings: ReadingsSpec
+    event_time: EventTimeSpec | None = None
+    dedup: DedupSpec | None = None
+
+
+class PipelineSpec(_Model):
+    """A whole pipeline: streams, tables, event time, steps, sinks, checkpoints.
+
+    ``source`` and ``readings`` declare the ``readings`` stream; ``streams`` declares
+    further named ones (``devices``, ``events``), each read by the steps that name it.
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    source: SourceSettings | None = None
+    readings: ReadingsSpec | None = None
+    streams: dict[str, StreamSpec] = {}
     event_time: EventTimeSpec = EventTimeSpec()
     dedup: DedupSpec = DedupSpec()
     steps: list[StepSpec] = []
     sinks: list[SinkSettings] = []
     checkpoint: CheckpointSpec = CheckpointSpec()
+
+    @model_validator(mode="after")
+    def _some_stream(self) -> PipelineSpec:
+        if (self.source is None) != (self.readings is None):
+            missing = "readings" if self.readings is None else "source"
+            msg = (
+                f"source and readings declare the readings stream together: add {missing}, "
+                "or declare every stream under streams:"
+            )
+            raise ValueError(msg)
+        if self.source is None and not self.streams:
+            msg = "a pipeline reads at least one stream: give source and readings, or streams"
+            raise ValueError(msg)
+        for name in self.streams:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                msg = f"stream name {name!r}: use letters, digits and _, not starting with a digit"
+                raise ValueError(msg)
+            if name == READINGS and self.source is not None:
+                msg = (
+                    "a stream named readings clashes with source/readings, which declare it; "
+                    "rename the stream"
+                )
+                raise ValueError(msg)
+        return self
+
+    def stream_specs(self) -> dict[str, StreamSpec]:
+        """Every input stream by name, ``readings`` first when the pipeline has it."""
+        streams: dict[str, StreamSpec] = {}
+        if self.source is not None and self.readings is not None:
+            streams[READINGS] = StreamSpec(source=self.source, readings=self.readings)
+        streams.update(self.streams)
+        return streams
 
     @field_validator("steps")
     @classmethod
@@ -159,16 +229,23 @@ class PipelineSpec(_Model):
 
     def to_plan(self) -> EnginePlan:
         """The engine-side plan, its step graph checked."""
+        streams = tuple(
+            StreamDecl(
+                name,
+                tuple(stream.readings.measurements),
+                stream.readings.to_format().canonical_schema(),
+                event_time=stream.event_time.to_event_time() if stream.event_time else None,
+                dedup=stream.dedup.to_dedup() if stream.dedup else None,
+            )
+            for name, stream in self.streams.items()
+        )
         plan = EnginePlan(
-            measurements=tuple(self.readings.measurements),
+            measurements=tuple(self.readings.measurements) if self.readings else (),
             steps=engine_steps(self.steps),
-            event_time=EventTime(
-                out_of_orderness=self.event_time.out_of_orderness,
-                allowed_lateness=self.event_time.allowed_lateness,
-                idle_timeout=self.event_time.idle_timeout,
-            ),
-            dedup=Dedup(enabled=self.dedup.enabled, by=self.dedup.by, horizon=self.dedup.horizon),
-            columns=self.readings.to_format().canonical_schema(),
+            event_time=self.event_time.to_event_time(),
+            dedup=self.dedup.to_dedup(),
+            columns=self.readings.to_format().canonical_schema() if self.readings else None,
+            streams=streams,
         )
         _ = plan.graph
         return plan
@@ -178,13 +255,22 @@ class PipelineSpec(_Model):
         relevant = self.model_dump(
             mode="json", include={"readings", "event_time", "dedup", "steps"}
         )
+        if self.streams:  # only then, so that a one-stream pipeline keeps its checkpoints
+            relevant["streams"] = {
+                name: stream.model_dump(mode="json", include={"readings", "event_time", "dedup"})
+                for name, stream in self.streams.items()
+            }
         return hashlib.sha256(repr(sorted(relevant.items())).encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:
         """The spec as YAML that :func:`load_spec` reads back to an equal spec."""
         data = self.model_dump(mode="json", exclude_defaults=True)
         # The discriminators must survive even where they equal a default.
-        data["source"] = {"type": self.source.type, **data.get("source", {})}
+        if self.source is not None:
+            data["source"] = {"type": self.source.type, **data.get("source", {})}
+        for name, stream in self.streams.items():
+            dumped = data["streams"][name]
+            dumped["source"] = {"type": stream.source.type, **dumped.get("source", {})}
         if self.sinks:
             data["sinks"] = [
                 {"type": sink.type, **dumped}

@@ -35,4 +35,6 @@ REASONS: Final[dict[str, str]] = {
     "not_finite": "a float measurement is NaN or infinite",
     "out_of_range": "a geo measurement lies outside -90..90 latitude or -180..180 longitude",
     "no_measurements": "none of the declared measurements is present",
+    # Refused by a step after intake (the record itself was valid).
+    "missing_reference": "a join's table has no row for the record's key (missing: dead_letter)",
 }

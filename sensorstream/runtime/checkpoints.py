@@ -39,6 +39,9 @@ class Checkpoint:
     partitions: dict[int, OperatorState] = field(default_factory=dict)
     finished: bool = False
     source: dict[str, Any] = field(default_factory=dict)  # Source.identity() when taken
+    # Per stream, per partition, the source position (a pipeline of several streams; one
+    # stream's are ``positions`` themselves).
+    streams: dict[str, dict[int, int]] = field(default_factory=dict)
 
 
 class CheckpointStore:
@@ -89,6 +92,10 @@ class CheckpointStore:
             partitions=partitions,
             finished=bool(manifest.get("finished", False)),
             source=dict(manifest.get("source", {})),
+            streams={
+                str(name): {int(k): int(v) for k, v in positions.items()}
+                for name, positions in manifest.get("streams", {}).items()
+            },
         )
 
     def save(self, checkpoint: Checkpoint) -> Path:
@@ -120,6 +127,7 @@ class CheckpointStore:
             "partitions": partitions,
             "finished": checkpoint.finished,
             "source": checkpoint.source,
+            "streams": checkpoint.streams,
         }
         (staging / "manifest.json").write_text(json.dumps(manifest))
         _fsync_tree(staging)

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+import polars as pl
+
 from sensorstream.engine.task import TaskOutput
 from sensorstream.sources.base import SourceBatch
 
@@ -25,6 +27,8 @@ OUTCOMES = ("accepted", "duplicates", "late", "dead_letters", "blank")
 TOTALS = ("lines", *OUTCOMES, "results", "batches")
 LATE_FOR = "late:"
 DEAD_FOR = "dead_letters:"
+REJECTED_FOR = "rejected:"
+STREAM_FOR = "stream:"
 
 
 class Counters(dict[str, int]):
@@ -44,8 +48,19 @@ class Counters(dict[str, int]):
         if amount:
             self[name] = self.get(name) + amount
 
-    def count_batch(self, item: SourceBatch, output: TaskOutput) -> None:
-        """Count one source batch and what the engine made of its readings."""
+    def count_batch(
+        self, item: SourceBatch, output: TaskOutput, *, stream: str | None = None
+    ) -> None:
+        """Count one source batch and what the engine made of its readings.
+
+        With ``stream`` (a pipeline of several), the batch is also counted under the
+        stream's own names (``stream:events:lines``, ...), so each stream balances alone.
+        """
+        if stream is not None:
+            own = Counters()
+            own.count_batch(item, output)
+            for name in ("lines", *OUTCOMES):
+                self.add(f"{STREAM_FOR}{stream}:{name}", own.get(name))
         self.add("batches", 1)
         self.add("lines", item.lines)
         self.add("blank", item.blank)
@@ -60,10 +75,42 @@ class Counters(dict[str, int]):
             self.add(f"{LATE_FOR}{step}", count)
         self.add("accepted", output.accepted.height if output.accepted is not None else 0)
 
+    def count_rejected(self, rejected: Mapping[str, pl.DataFrame]) -> None:
+        """Count records a step refused (a join's missing reference), per step.
+
+        They were accepted at intake, so they are not among the outcomes of a line: a
+        refusal is counted besides, like lateness for one step.
+        """
+        for step, frame in rejected.items():
+            self.add("rejected", frame.height)
+            self.add(f"{REJECTED_FOR}{step}", frame.height)
+
     @property
     def balanced(self) -> bool:
-        """Every line accounted for: accepted + duplicates + late + dead letters + blank."""
-        return self.get("lines") == sum(self.get(name) for name in OUTCOMES)
+        """Every line accounted for: accepted + duplicates + late + dead letters + blank.
+
+        In a pipeline of several streams, each stream's lines balance too.
+        """
+        if self.get("lines") != sum(self.get(name) for name in OUTCOMES):
+            return False
+        return all(
+            self.get(f"{STREAM_FOR}{stream}:lines")
+            == sum(self.get(f"{STREAM_FOR}{stream}:{name}") for name in OUTCOMES)
+            for stream in self.streams()
+        )
+
+    def streams(self) -> list[str]:
+        """The streams counted on their own (none in a one-stream pipeline)."""
+        suffix = ":lines"
+        return sorted(
+            name[len(STREAM_FOR) : -len(suffix)]
+            for name in self
+            if name.startswith(STREAM_FOR) and name.endswith(suffix)
+        )
+
+    def rejected_by_step(self) -> dict[str, int]:
+        """Records each step refused."""
+        return _with_prefix(self, REJECTED_FOR)
 
     def late_by_step(self) -> dict[str, int]:
         """Readings too late for each step (a reading late for all of them counts in each)."""

@@ -1,4 +1,9 @@
-"""The embedded runner: source -> one task per partition -> sinks, with checkpoints.
+"""The embedded runner: sources -> one task per partition -> sinks, with checkpoints.
+
+A pipeline reads one or more streams, each from its own source; partition ``n`` of every
+stream goes to task ``n``, and the streams are read interleaved in event-time order
+(:mod:`~sensorstream.runtime.streams`). What a task writes to the sinks is tagged with the
+task's position: the sum of its streams' source positions, which grows with every batch.
 
 The loop is the only place where the engine meets I/O and the clock. After each batch it
 hands every output to the sinks; every ``checkpoint.interval`` of processing time it flushes
@@ -16,20 +21,25 @@ add up (:mod:`~sensorstream.runtime.counters`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
+import polars as pl
+
 from sensorstream.engine.outputs import OutputKind, outputs_of
+from sensorstream.engine.steps import READINGS
 from sensorstream.engine.task import PartitionTask, TaskOutput
 from sensorstream.engine.time import micros
 from sensorstream.errors import CheckpointError
 from sensorstream.pipeline.spec import PipelineSpec
 from sensorstream.runtime.checkpoints import Checkpoint, CheckpointStore
 from sensorstream.runtime.counters import Counters, RunSummary
+from sensorstream.runtime.rejected import rejected_dead_letters
+from sensorstream.runtime.streams import Interleaver, StreamInput
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch, StepInfo
 from sensorstream.sinks.duckdb import DuckDBSink
-from sensorstream.sources.base import Clock, Identity, Source, SourceBatch
+from sensorstream.sources.base import Clock, Identity, InputChange, Source, SourceBatch
 
 
 def system_clock() -> datetime:
@@ -45,13 +55,18 @@ Progress = Callable[[SourceBatch, Counters], None]
 
 
 class Runner:
-    """Runs one pipeline in this process until its source ends or :meth:`stop` is called."""
+    """Runs one pipeline in this process until its sources end or :meth:`stop` is called.
+
+    ``source`` replaces the ``readings`` stream's source (tests); ``sources`` replaces any
+    stream's by name.
+    """
 
     def __init__(
         self,
         spec: PipelineSpec,
         *,
         source: Source | None = None,
+        sources: Mapping[str, Source] | None = None,
         sinks: list[Sink] | None = None,
         clock: Clock = system_clock,
         checkpoint_dir: Path | None = None,
@@ -60,8 +75,17 @@ class Runner:
     ) -> None:
         self.spec = spec
         self.plan = spec.to_plan()
-        self.format = spec.readings.to_format()
-        self.source = source if source is not None else spec.source.build()
+        given = dict(sources or {})
+        if source is not None:
+            given[READINGS] = source
+        self.streams = {
+            name: StreamInput(
+                name,
+                given[name] if name in given else stream.source.build(),
+                stream.readings.to_format(),
+            )
+            for name, stream in spec.stream_specs().items()
+        }
         self.sinks = sinks if sinks is not None else [s.build() for s in spec.sinks]
         self.clock = clock
         folder = checkpoint_dir or spec.checkpoint.dir or Path(".sensorstream") / spec.name
@@ -70,13 +94,34 @@ class Runner:
             self.checkpoints.clear()
         self.on_batch = on_batch
         self.interval_us = micros(spec.checkpoint.interval)
-        partitions = self.source.partitions()
-        self.plan.check_partitioning(len(partitions))
+        counts = {name: len(stream.partitions) for name, stream in self.streams.items()}
+        self.plan.check_partitioning(counts)
+        partitions = sorted({p for stream in self.streams.values() for p in stream.partitions})
         self.tasks = {p: PartitionTask(self.plan) for p in partitions}
-        self.positions: dict[int, int] = {}
+        # Per stream, per partition: the source position to resume after.
+        self.stream_positions: dict[str, dict[int, int]] = {name: {} for name in self.streams}
         self.counters = {p: Counters() for p in self.tasks}
+        self.interleaver = Interleaver(self.streams, self._stream_watermark)
         self._stopping = False
         self._finished = False
+
+    @property
+    def source(self) -> Source:
+        """The first stream's source (the only one, in a one-stream pipeline)."""
+        return next(iter(self.streams.values())).source
+
+    @property
+    def positions(self) -> dict[int, int]:
+        """Each task's position: the sum of its streams' source positions."""
+        return {
+            p: sum(positions[p] for positions in self.stream_positions.values() if p in positions)
+            for p in self.tasks
+            if any(p in positions for positions in self.stream_positions.values())
+        }
+
+    def _stream_watermark(self, stream: str) -> int:
+        partitions = self.streams[stream].partitions
+        return min(self.tasks[p].watermark_of(stream) for p in partitions)
 
     def info(self) -> PipelineInfo:
         """What the sinks are told about this pipeline."""
@@ -86,12 +131,13 @@ class Runner:
             if shape.kind is OutputKind.RESULTS
             else StepInfo(step.name, shape.key, (), kind="alerts")
             for step in graph.order
-            if (shape := graph.outputs[step.name]).kind is not OutputKind.STREAM
+            if (shape := graph.outputs[step.name]).kind in (OutputKind.RESULTS, OutputKind.EVENTS)
         )
+        first = next(iter(self.streams.values()))
         return PipelineInfo(
             self.spec.name,
             steps,
-            self.format.canonical_schema(),
+            first.format.canonical_schema(),
             checkpoint_dir=self.checkpoints.folder,
             stores=tuple(sink.path for sink in self.sinks if isinstance(sink, DuckDBSink)),
         )
@@ -100,25 +146,33 @@ class Runner:
         """Ask the loop to checkpoint and return after the current batch."""
         self._stopping = True
 
+    def _identity(self) -> Identity:
+        """What every stream reads (one stream's identity alone, as before streams)."""
+        if len(self.streams) == 1:
+            return self.source.identity()
+        return {"streams": {name: s.source.identity() for name, s in self.streams.items()}}
+
     def run(self) -> RunSummary:
-        """Run to the end of the source (or :meth:`stop`); returns the summary.
+        """Run to the end of the sources (or :meth:`stop`); returns the summary.
 
         A pipeline whose checkpoint says it already read all of its (unchanged) input does
         nothing and says so (:attr:`RunSummary.already_complete`).
         """
         started = time.perf_counter()
-        self.source.prepare(self.format)
-        identity = self.source.identity()
+        for stream in self.streams.values():
+            stream.source.prepare(stream.format)
+        identity = self._identity()
         try:
             resumed = self._restore()
             lines_before = self._total().get("lines")
             already_complete = self._finished
             if not self._finished:
-                items = self.source.read(self.format, dict(self.positions), self.clock)
-                self._consume(iter(items), identity)
+                self.interleaver.open(self.stream_positions, self.clock)
+                self._consume(identity)
             self._checkpoint(identity)
         finally:
-            self.source.close()
+            for stream in self.streams.values():
+                stream.source.close()
             for sink in self.sinks:
                 sink.close()
         return RunSummary(
@@ -131,25 +185,27 @@ class Runner:
             watermarks={p: t.watermark for p, t in self.tasks.items()},
         )
 
-    def _consume(self, items: Iterator[SourceBatch | None], identity: Identity) -> None:
-        """Handle the source's batches until it ends or a stop is asked for.
+    def _consume(self, identity: Identity) -> None:
+        """Handle the sources' batches until they end or a stop is asked for.
 
-        If the source fails, what was handled so far is checkpointed before the error goes
+        If a source fails, what was handled so far is checkpointed before the error goes
         on: a rerun resumes after the last good batch instead of starting over.
         """
         last_checkpoint = _epoch_us(self.clock())
         while True:
             try:
-                item = next(items)
-            except StopIteration:
-                self._finish()
-                return
+                pulled = self.interleaver.next()
             except Exception as error:
                 self._checkpoint_after_failure(identity, error)
                 raise
             now = _epoch_us(self.clock())
-            if item is not None:
-                self._handle(item, now)
+            if pulled.batch is not None and pulled.stream is not None:
+                self._handle(pulled.stream, pulled.batch, now)
+            elif pulled.ended and pulled.stream is not None:
+                if self.interleaver.finished:
+                    self._finish()
+                    return
+                self._close_stream(pulled.stream)
             self._tick(now)
             if now - last_checkpoint >= self.interval_us:
                 self._checkpoint(identity)
@@ -166,7 +222,10 @@ class Runner:
                 sink.restore({})  # a fresh start: forget this pipeline's earlier output
             return False
         self._check_input(checkpoint)
-        self.positions = dict(checkpoint.positions)
+        streams = checkpoint.streams or {READINGS: checkpoint.positions}
+        for name, positions in streams.items():
+            if name in self.stream_positions:
+                self.stream_positions[name] = dict(positions)
         for partition, counters in checkpoint.counters.items():
             if partition in self.counters:
                 self.counters[partition] = Counters(counters)
@@ -180,9 +239,19 @@ class Runner:
 
     def _check_input(self, checkpoint: Checkpoint) -> None:
         """Refuse to resume into an input other than the one the checkpoint was taken of."""
-        change = self.source.compare(checkpoint.source)
-        if change is None:
-            return
+        if len(self.streams) == 1:
+            changes = [self.source.compare(checkpoint.source)]
+        else:
+            recorded = checkpoint.source.get("streams", {})
+            changes = [
+                stream.source.compare(recorded.get(name, {}))
+                for name, stream in self.streams.items()
+            ]
+        for change in changes:
+            if change is not None:
+                self._refuse(change, checkpoint)
+
+    def _refuse(self, change: InputChange, checkpoint: Checkpoint) -> None:
         where = self.checkpoints.folder
         if not change.grown:
             msg = (
@@ -199,29 +268,32 @@ class Runner:
             )
             raise CheckpointError(msg)
 
-    def _handle(self, item: SourceBatch, now: int) -> None:
+    def _handle(self, stream: str, item: SourceBatch, now: int) -> None:
         task = self.tasks[item.partition]
-        output = task.process(item.readings, now)
-        self.counters[item.partition].count_batch(item, output)
-        self._write(item.partition, item.position, output, item)
-        self.positions[item.partition] = item.position
+        output = task.process(item.readings, now, stream)
+        self.counters[item.partition].count_batch(
+            item, output, stream=stream if len(self.streams) > 1 else None
+        )
+        self.stream_positions[stream][item.partition] = item.position
+        self._write(item.partition, output, item)
         if self.on_batch is not None:
             self.on_batch(item, self._total())
 
-    def _write(
-        self, partition: int, position: int, output: TaskOutput, item: SourceBatch | None = None
-    ) -> None:
+    def _write(self, partition: int, output: TaskOutput, item: SourceBatch | None = None) -> None:
         counts = self.counters[partition]
         counts.add("results", sum(frame.height for frame in output.results.values()))
         counts.add("alert_transitions", sum(frame.height for frame in output.events.values()))
+        dead = [item.dead_letters] if item is not None and item.dead_letters.height else []
+        if output.rejected:
+            refused = rejected_dead_letters(output.rejected, self.clock())
+            counts.count_rejected(output.rejected)
+            dead.append(refused)
         batch = SinkBatch(
             partition=partition,
-            position=position,
-            readings=output.accepted,
-            dead_letters=item.dead_letters
-            if item is not None and item.dead_letters.height
-            else None,
-            late=output.late,
+            position=self.positions.get(partition, -1),
+            readings=output.accepted if output.stream == READINGS else None,
+            dead_letters=pl.concat(dead) if dead else None,
+            late=output.late if output.stream == READINGS else None,
             results=output.results,
             alerts=output.events,
             counters=self.counters[partition].copy(),
@@ -232,12 +304,17 @@ class Runner:
     def _tick(self, now: int) -> None:
         for partition, task in self.tasks.items():
             output = task.tick(now)
-            if output.results or output.events:
-                self._write(partition, self.positions.get(partition, -1), output)
+            if output.results or output.events or output.rejected:
+                self._write(partition, output)
+
+    def _close_stream(self, stream: str) -> None:
+        """A stream's source ended while others go on: it holds no watermark back."""
+        for partition in self.streams[stream].partitions:
+            self._write(partition, self.tasks[partition].close_stream(stream))
 
     def _finish(self) -> None:
         for partition, task in self.tasks.items():
-            self._write(partition, self.positions.get(partition, -1), task.finish())
+            self._write(partition, task.finish())
         self._finished = True
 
     def _total(self) -> Counters:
@@ -249,11 +326,14 @@ class Runner:
         self.checkpoints.save(
             Checkpoint(
                 fingerprint=self.spec.fingerprint(),
-                positions=dict(self.positions),
+                positions=self.positions,
                 counters={p: dict(c) for p, c in self.counters.items()},
                 partitions={p: task.snapshot() for p, task in self.tasks.items()},
                 finished=self._finished,
                 source=identity,
+                streams={name: dict(p) for name, p in self.stream_positions.items()}
+                if len(self.streams) > 1
+                else {},
             )
         )
 

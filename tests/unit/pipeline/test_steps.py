@@ -85,7 +85,7 @@ def test_a_filter_alone_is_a_derive_step() -> None:
             ("    window: {type: tumbling, size: 1m}\n", ""),
             "steps[1]: a step declares what it does: window (with aggregates), derive",
         ),
-        (("name: avg_1h", "name: readings"), "steps[2].name: 'readings' names the input stream"),
+        (("name: avg_1h", "name: readings"), "steps[2].name: 'readings' names an input stream"),
     ],
 )
 def test_graph_errors_name_the_step_field_and_line(change: tuple[str, str], message: str) -> None:
