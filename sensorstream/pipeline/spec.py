@@ -9,13 +9,15 @@ Validation errors name the field's path and, for YAML files, its line::
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ByteSize,
     ConfigDict,
     Discriminator,
@@ -40,7 +42,7 @@ from sensorstream.pipeline.steps import (
     step_location,
 )
 from sensorstream.readings import Limits, MeasurementType, ReadingFormat, TimeUnit
-from sensorstream.readings.format import path_keys
+from sensorstream.readings.format import PATH_SEPARATOR, path_keys
 from sensorstream.sinks import ConsoleSinkSettings, DuckDBSinkSettings, WebhookSinkSettings
 from sensorstream.sources import FileSourceSettings, SimulatorSourceSettings
 
@@ -126,17 +128,49 @@ def _tags_form(value: object) -> str:
     return "names and paths" if isinstance(value, dict) else "list of names"
 
 
+def _measurement_shape(value: object) -> object:
+    if not isinstance(value, (str, dict, MeasurementSpec)):
+        msg = (
+            f"a measurement is its type ({', '.join(get_args(MeasurementType))}) or a mapping "
+            f"with its type and path ({{type: latlon, path: payload.location.loc}}), got {value!r}"
+        )
+        raise ValueError(msg)
+    return value
+
+
+def _tags_shape(value: object) -> object:
+    if not isinstance(value, (list, tuple, dict)):
+        msg = (
+            "tags are a list of names ([room, site]) or a mapping of name to path "
+            f"({{region: payload.location.region}}), got {value!r}"
+        )
+        raise ValueError(msg)
+    return value
+
+
+def _no_dots(names: Iterable[str], what: str) -> None:
+    for name in names:
+        if PATH_SEPARATOR in name:
+            msg = (
+                f"the {what} name {name!r} holds a dot, which separates the keys of a path: "
+                f"name the {what} without one and give the dotted field as its path"
+            )
+            raise ValueError(msg)
+
+
 # A measurement is its type (temperature: float) or a mapping with its type and field. The
 # tags (with spaces: no YAML key has one) keep them apart in error locations.
 Measurement = Annotated[
     Annotated[MeasurementType, Tag("type name")] | Annotated[MeasurementSpec, Tag("type and path")],
     Discriminator(_measurement_form),
+    BeforeValidator(_measurement_shape),
 ]
 # Tags are a list of names, each read from the field of its name, or name -> field.
 Tags = Annotated[
     Annotated[list[str], Tag("list of names")]
     | Annotated[dict[str, FieldPath], Tag("names and paths")],
     Discriminator(_tags_form),
+    BeforeValidator(_tags_shape),
 ]
 
 
@@ -164,6 +198,7 @@ class ReadingsSpec(_Model):
     def _shortest_measurements(
         cls, measurements: dict[str, MeasurementType | MeasurementSpec]
     ) -> dict[str, MeasurementType | MeasurementSpec]:
+        _no_dots(measurements, "measurement")
         return {
             name: measurement.type
             if isinstance(measurement, MeasurementSpec) and measurement.path in (None, name)
@@ -174,6 +209,7 @@ class ReadingsSpec(_Model):
     @field_validator("tags")
     @classmethod
     def _shortest_tags(cls, tags: list[str] | dict[str, str]) -> list[str] | dict[str, str]:
+        _no_dots(tags, "tag")
         if isinstance(tags, dict) and all(name == where for name, where in tags.items()):
             return list(tags)
         return tags
