@@ -375,8 +375,11 @@ def _line_index(
     index[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
-            index[(*path, key.value)] = key.start_mark.line + 1
-            index.update(_line_index(value, (*path, key.value)))
+            inner = _line_index(value, (*path, key.value))
+            # A block mapping or list starts on the line after its key: the key's line is
+            # where a reader looks for it.
+            inner[(*path, key.value)] = key.start_mark.line + 1
+            index.update(inner)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             index.update(_line_index(item, (*path, i)))
