@@ -46,6 +46,7 @@ HINTS = {
     "invalid_utf8": "Is the input UTF-8 text?",
     "not_an_object": "Is the input NDJSON, one JSON object per line?",
     "wrong_field_count": "Does every CSV row have the header's fields?",
+    "invalid_geo": 'Is the latlon measurement text "lat,lon"? (An object {lat, lon} is geo.)',
 }
 _LOOK = 'Look at some: sensorstream query "SELECT reason, raw FROM dead_letters LIMIT 5"'
 

@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +27,7 @@ from sensorstream.pipeline.spec import (
     CheckpointSpec,
     DedupSpec,
     EventTimeSpec,
+    MeasurementSpec,
     PipelineSpec,
     ReadingsSpec,
     SinkSettings,
@@ -52,7 +53,8 @@ class Pipeline:
 
     name: str
     source: SourceSettings
-    measurements: dict[str, MeasurementType]
+    # A type ("float") or a MeasurementSpec with the field to read it from.
+    measurements: Mapping[str, MeasurementType | MeasurementSpec]
     readings_options: dict[str, Any] = field(default_factory=dict)
     steps: tuple[StepSpec, ...] = ()
     sinks: tuple[SinkSettings, ...] = ()
@@ -165,7 +167,7 @@ class Pipeline:
     def spec(self) -> PipelineSpec:
         """The validated definition, identical to what the equivalent YAML gives."""
         readings = ReadingsSpec.model_validate(
-            {"measurements": self.measurements, **self.readings_options}
+            {"measurements": dict(self.measurements), **self.readings_options}
         )
         spec = PipelineSpec(
             name=self.name,

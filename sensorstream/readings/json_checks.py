@@ -19,8 +19,15 @@ import numpy as np
 import orjson
 import polars as pl
 
-from sensorstream.readings.format import ReadingFormat, dead_letters, empty_dead_letters
+from sensorstream.readings.format import (
+    PATH_SEPARATOR,
+    ReadingFormat,
+    dead_letters,
+    empty_dead_letters,
+    path_keys,
+)
 from sensorstream.readings.scanner import repeated_key_lines
+from sensorstream.readings.validation import field_expr
 
 # What JSON calls white space inside a line; a line of nothing else is blank, not a payload
 # (Polars and the scanner skip exactly these).
@@ -149,12 +156,39 @@ def count_fields(line: bytes) -> int:
 
 
 def _needles(fmt: ReadingFormat) -> dict[str, bytes]:
-    """Each key the pipeline reads, as it appears quoted in compact JSON."""
-    names = list(fmt.wire_schema(pl.String()))
+    """Each key the pipeline reads, as it appears quoted in compact JSON.
+
+    The keys of a nested field's path count, each of them: a repeat of ``payload`` or of
+    ``location`` makes ``payload.location.loc`` as ambiguous as a repeat of ``loc``.
+    """
+    names = [key for where in fmt.wire_fields(pl.String()) for key in path_keys(where)]
     names += [
         part for kind in fmt.measurements.values() if kind == "geo" for part in ("lat", "lon")
     ]
     return {name: f'"{name}"'.encode() for name in dict.fromkeys(names) if name.isprintable()}
+
+
+def _prefixes(fmt: ReadingFormat) -> dict[str, list[str]]:
+    """Each key the pipeline reads and the distinct paths that end in it (``a.b`` for b).
+
+    A geo measurement's ``lat`` and ``lon`` are keys inside its field.
+    """
+    wheres = list(fmt.wire_fields(pl.String()))
+    wheres += [
+        f"{fmt.field_of(name)}{PATH_SEPARATOR}{part}"
+        for name, kind in fmt.measurements.items()
+        if kind == "geo"
+        for part in ("lat", "lon")
+    ]
+    prefixes: dict[str, list[str]] = {}
+    for where in wheres:
+        keys = path_keys(where)
+        for end in range(1, len(keys) + 1):
+            prefix = PATH_SEPARATOR.join(keys[:end])
+            found = prefixes.setdefault(keys[end - 1], [])
+            if prefix not in found:
+                found.append(prefix)
+    return prefixes
 
 
 def duplicated_field(line: bytes, fmt: ReadingFormat) -> str | None:
@@ -196,21 +230,22 @@ def has_duplicate_key(chunk: bytes, wide: pl.DataFrame, fmt: ReadingFormat) -> b
             return False
         lines = chunk.split(b"\n")
         return any(duplicated_field(lines[i], fmt) is not None for i in suspects)
+    prefixes: dict[str, list[str]] | None = None
     for name, needle in needles.items():
-        column = name if name in wide.columns else _geo_column(fmt, wide)
-        present = wide.height - wide[column].null_count() if column is not None else 0
+        if name in wide.columns:
+            present = wide.height - wide[name].null_count()
+        else:
+            # A nested key (or a geo value's lat or lon): each value present at a path
+            # ending in it holds it once.
+            prefixes = _prefixes(fmt) if prefixes is None else prefixes
+            counts = [field_expr(wide, where).is_not_null().sum() for where in prefixes[name]]
+            present = int(wide.select(pl.sum_horizontal(counts)).item()) if counts else 0
         if chunk.count(needle) <= present:
             continue
         for line in chunk.split(b"\n"):
             if line.count(needle) > 1 and duplicated_field(line, fmt) is not None:
                 return True
     return False
-
-
-def _geo_column(fmt: ReadingFormat, wide: pl.DataFrame) -> str | None:
-    """A geo measurement's column (lat and lon keys belong to one), if there is exactly one."""
-    geo = [name for name, kind in fmt.measurements.items() if kind == "geo"]
-    return geo[0] if len(geo) == 1 and geo[0] in wide.columns else None
 
 
 _KIND_CHECKS: dict[str, tuple[type | tuple[type, ...], str]] = {
@@ -249,20 +284,24 @@ def line_problem(line: bytes, fmt: ReadingFormat, number: int) -> Problem | None
             f"field {repeated!r} appears twice in one object; JSON readers disagree on which "
             "value counts"
         )
-    device = value.get(fmt.device_field)
+    broken = _broken_path(value, fmt)
+    if broken is not None:
+        return broken
+    device = _at(value, fmt.device_field)
     if device is not None and (isinstance(device, bool) or not isinstance(device, (str, int))):
         return "wrong_type", (
             f"device id field {fmt.device_field!r} must be a string, got {_json_type(device)}"
         )
-    ts = value.get(fmt.time_field)
+    ts = _at(value, fmt.time_field)
     if ts is not None and (isinstance(ts, bool) or not isinstance(ts, (str, int, float))):
         return "wrong_type", (
             f"timestamp field {fmt.time_field!r} must be an epoch number or an ISO 8601 "
             f"string, got {_json_type(ts)}"
         )
     for name, kind in fmt.measurements.items():
-        item = value.get(name)
-        if item is None:
+        item = _at(value, fmt.field_of(name))
+        if item is None or kind == "latlon":
+            # Polars reads any latlon value as text; validation says what is not "lat,lon".
             continue
         if kind == "geo":
             if not (
@@ -278,9 +317,52 @@ def line_problem(line: bytes, fmt: ReadingFormat, number: int) -> Problem | None
             got = f"{_json_type(item)} {shown(item)}"
             return "wrong_type", f"measurement {name!r} must be {wanted}, got {got}"
     for tag in fmt.tags:
-        item = value.get(tag)
+        item = _at(value, fmt.field_of(tag))
         if item is not None and not isinstance(item, (str, int, float)):
             return "wrong_type", f"tag {tag!r} must be a string, got {_json_type(item)}"
+    return None
+
+
+def _at(value: dict[str, object], where: str) -> object:
+    """The value at a field of a JSON object; None if it, or an object on its way, is missing.
+
+    >>> _at({"payload": {"deviceId": "d-1"}}, "payload.deviceId")
+    'd-1'
+    """
+    if PATH_SEPARATOR not in where:
+        return value.get(where)
+    node: object = value
+    for key in path_keys(where):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node
+
+
+def _broken_path(value: dict[str, object], fmt: ReadingFormat) -> Problem | None:
+    """Why a nested field cannot be read: a value on its way that is not an object, or None.
+
+    A missing or null object on the way only makes the field missing.
+
+    >>> fmt = ReadingFormat({"loc": "latlon"}, paths={"loc": "payload.location.loc"})
+    >>> _broken_path({"payload": "oops"}, fmt)[1]
+    "'payload' must be an object holding the field 'payload.location.loc', got string 'oops'"
+    """
+    if not fmt.nested:
+        return None
+    for where in fmt.wire_fields(pl.String()):
+        keys = path_keys(where)
+        node: object = value
+        for depth, key in enumerate(keys[:-1], start=1):
+            if not isinstance(node, dict):
+                break
+            node = node.get(key)
+            if node is not None and not isinstance(node, dict):
+                prefix = PATH_SEPARATOR.join(keys[:depth])
+                got = f"{_json_type(node)} {shown(node)}"
+                return "wrong_type", (
+                    f"{prefix!r} must be an object holding the field {where!r}, got {got}"
+                )
     return None
 
 

@@ -33,7 +33,10 @@ REASONS: Final[dict[str, str]] = {
     # Values.
     "wrong_type": "a measurement, tag or id has the wrong type",
     "not_finite": "a float measurement is NaN or infinite",
-    "out_of_range": "a geo measurement lies outside -90..90 latitude or -180..180 longitude",
+    "out_of_range": (
+        "a geo or latlon measurement lies outside -90..90 latitude or -180..180 longitude"
+    ),
+    "invalid_geo": 'a latlon measurement is not the text "lat,lon": two numbers and a comma',
     "no_measurements": "none of the declared measurements is present",
     # Refused by a step after intake (the record itself was valid).
     "missing_reference": "a join's table has no row for the record's key (missing: dead_letter)",

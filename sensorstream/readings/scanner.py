@@ -37,8 +37,9 @@ if TYPE_CHECKING:
 
     from numpy.typing import NDArray
 
-# Measurement types the scanner reads (geo values are nested objects: Polars reads those).
-_SCANNABLE = frozenset({"string", "float", "int", "bool"})
+# Measurement types the scanner reads (geo values are nested objects: Polars reads those;
+# a latlon value is text on the wire).
+_SCANNABLE = frozenset({"string", "float", "int", "bool", "latlon"})
 # Smaller chunks are left to Polars, and do not start loading the kernels: at that size
 # the scanner saves less than a millisecond.
 MIN_CHUNK_BYTES = 64 * 1024
@@ -107,7 +108,12 @@ def count_newlines(data: bytes) -> int:
 
 
 def supports(fmt: ReadingFormat) -> bool:
-    """Whether the scanner can read this format: no geo measurement, plain ASCII field names."""
+    """Whether the scanner can read this format: flat, no geo measurement, plain ASCII names.
+
+    A format with a nested field is left to Polars' reader, which takes nested objects.
+    """
+    if fmt.nested:
+        return False
     names = fmt.wire_schema(pl.Int64())
     return all(kind in _SCANNABLE for kind in fmt.measurements.values()) and all(
         name.isascii() and name.isprintable() and '"' not in name and "\\" not in name
@@ -145,10 +151,13 @@ def scan_lines(chunk: bytes, fmt: ReadingFormat, *, wait: bool = False) -> Scann
         "float": kernels.FLOAT,
         "int": kernels.INT,
         "bool": kernels.BOOL,
+        "latlon": kernels.STRING,
     }
+    # A measurement may be read from a field of another name (readings' paths).
+    kind_of_field = {fmt.field_of(m): kind for m, kind in fmt.measurements.items()}
     kinds = np.array(
         [
-            kernels.TIME if name == fmt.time_field else codes[fmt.measurements.get(name, "string")]
+            kernels.TIME if name == fmt.time_field else codes[kind_of_field.get(name, "string")]
             for name in names
         ],
         dtype=np.int8,

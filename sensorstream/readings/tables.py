@@ -8,7 +8,13 @@ import orjson
 import polars as pl
 
 from sensorstream.errors import ConfigError
-from sensorstream.readings.format import Decoded, ReadingFormat, dead_letters
+from sensorstream.readings.format import (
+    PATH_SEPARATOR,
+    Decoded,
+    ReadingFormat,
+    dead_letters,
+    path_keys,
+)
 from sensorstream.readings.validation import reason_message, to_canonical, validate
 
 
@@ -28,28 +34,32 @@ def decode_frame(
     it a rejected row is kept as JSON. Row numbers in messages count from ``first_row``,
     or are each row's own in ``row_numbers`` (rows left out before decoding leave gaps).
     """
-    missing = [c for c in (fmt.device_field, fmt.time_field) if c not in frame.columns]
+    located = {where: _locate(frame, where, origin) for where in fmt.wire_fields(pl.String())}
+    missing = [c for c in (fmt.device_field, fmt.time_field) if located[c] is None]
     if missing:
         msg = f"{origin} has no column {missing[0]!r}; columns are {frame.columns}"
         raise ConfigError(msg)
     wide_columns: list[pl.Expr] = []
     problems: list[pl.Expr] = []
-    for name, dtype in fmt.wire_schema(pl.String()).items():
-        if name not in frame.columns:
+    for name, dtype in fmt.wire_fields(pl.String()).items():
+        found = located[name]
+        if found is None:
             wide_columns.append(pl.lit(None, dtype).alias(name))
             continue
+        column, source = found
         if name == fmt.time_field:
-            source = frame.schema[name]
+            if isinstance(source, pl.Datetime):
+                wide_columns.append(iso_text(column, source).alias(name))
+                continue
             target = pl.Float64() if source.is_numeric() else pl.String()
-            wide_columns.append(pl.col(name).cast(target, strict=False))
+            wide_columns.append(column.cast(target, strict=False).alias(name))
             continue
-        cast = pl.col(name).cast(dtype, strict=False)
-        wide_columns.append(cast)
-        what = "measurement" if name in fmt.measurements else "field"
+        cast = column.cast(dtype, strict=False)
+        wide_columns.append(cast.alias(name))
         problems.append(
-            pl.when(pl.col(name).is_not_null() & cast.is_null()).then(
+            pl.when(column.is_not_null() & cast.is_null()).then(
                 reason_message(
-                    f"{what} {name!r} must be {dtype}, got {{}}", pl.col(name).cast(pl.String)
+                    f"{_what(fmt, name)} must be {dtype}, got {{}}", column.cast(pl.String)
                 )
             )
         )
@@ -88,6 +98,56 @@ def decode_frame(
             )
         )
     return Decoded(valid, pl.concat(dead_parts), frame.height)
+
+
+def _locate(frame: pl.DataFrame, where: str, origin: str) -> tuple[pl.Expr, pl.DataType] | None:
+    """A field of a table and its type: the column of its name, else struct fields by its path.
+
+    None if the table lacks it (a column, or a struct field on the way). A column on the way
+    that is no struct cannot hold the field: a ConfigError (a CSV file, say, has no nesting,
+    and names the column ``payload.location.region`` if it holds the field flattened).
+    """
+    if where in frame.columns:
+        return pl.col(where), frame.schema[where]
+    first, *rest = path_keys(where)
+    if not rest or first not in frame.columns:
+        return None
+    column, dtype = pl.col(first), frame.schema[first]
+    for depth, key in enumerate(rest, start=1):
+        if not isinstance(dtype, pl.Struct):
+            on_the_way = PATH_SEPARATOR.join([first, *rest[: depth - 1]])
+            msg = (
+                f"{origin}: the readings field {where!r} lies inside {on_the_way!r}, which is "
+                f"{dtype}, not a struct; a table without nesting (CSV) holds the field "
+                f"flattened, in a column named {where!r}"
+            )
+            raise ConfigError(msg)
+        inner = {entry.name: entry.dtype for entry in dtype.fields}
+        if key not in inner:
+            return None
+        found = inner[key]
+        column, dtype = column.struct.field(key), found() if isinstance(found, type) else found
+    return column, dtype
+
+
+def _what(fmt: ReadingFormat, where: str) -> str:
+    """How a message names a field: ``measurement 'loc' (field 'payload.loc')``, ``field 'x'``."""
+    measurement = next((m for m in fmt.measurements if fmt.field_of(m) == where), None)
+    if measurement is None:
+        return f"field {where!r}"
+    if measurement == where:
+        return f"measurement {where!r}"
+    return f"measurement {measurement!r} (field {where!r})"
+
+
+def iso_text(column: pl.Expr, dtype: pl.Datetime) -> pl.Expr:
+    """A timestamp-typed time (Parquet) as ISO 8601 text, which decoding reads; naive is UTC."""
+    utc = (
+        column.dt.replace_time_zone("UTC")
+        if dtype.time_zone is None
+        else column.dt.convert_time_zone("UTC")
+    )
+    return utc.dt.to_string("%Y-%m-%dT%H:%M:%S%.f+00:00")
 
 
 def _numbers(rows: list[int], first_row: int, row_numbers: pl.Series | None) -> list[int]:

@@ -10,7 +10,16 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-from sensorstream.readings.format import DEVICE, MESSAGE_ID, TS, TS_TYPE, ReadingFormat, TimeUnit
+from sensorstream.readings.format import (
+    DEVICE,
+    GEO_TYPE,
+    MESSAGE_ID,
+    TS,
+    TS_TYPE,
+    ReadingFormat,
+    TimeUnit,
+    path_keys,
+)
 
 _EPOCH_UNIT_TO_US = {"s": 1_000_000.0, "ms": 1_000.0, "us": 1.0, "ns": 0.001}
 _ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z")
@@ -21,15 +30,24 @@ _LAST_DAY = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
 
 
 def to_canonical(wide: pl.DataFrame, fmt: ReadingFormat) -> pl.DataFrame:
-    """Rename input fields to canonical names and turn the time field into a UTC timestamp."""
-    time_col = pl.col(fmt.time_field)
-    if wide.schema[fmt.time_field] == pl.String():
+    """Rename input fields to canonical names and turn the time field into a UTC timestamp.
+
+    A field is the column of its name (every field of a flat format, and of a table that
+    holds it flattened) or else is reached by struct fields along its path: an object
+    missing on the way gives a null. A latlon measurement's text is parsed into a geo
+    value; the text is kept beside it (``__raw_text <name>``) to explain a rejection.
+    """
+    time_col = field_expr(wide, fmt.time_field)
+    if fmt.time_field in wide.columns:
+        values = wide[fmt.time_field]
+    else:
+        values = wide.select(time_col).to_series()
+    if values.dtype == pl.String():
         as_number = time_col.cast(pl.Float64, strict=False)
         as_text = time_col.str.replace(r"[zZ]$", "+00:00")
         iso = pl.coalesce([as_text.str.strptime(TS_TYPE, f, strict=False) for f in _ISO_FORMATS])
         ts_expr = pl.coalesce(_epoch_to_ts(as_number, fmt.time_unit), iso)
     else:
-        values = wide[fmt.time_field]
         magnitude = values.abs()
         low, high = magnitude.min(), magnitude.max()
         unit = fmt.time_unit
@@ -42,14 +60,53 @@ def to_canonical(wide: pl.DataFrame, fmt: ReadingFormat) -> pl.DataFrame:
             factor = int(_EPOCH_UNIT_TO_US[unit])
             if not isinstance(high, int) or high * factor < _EXACT_FLOAT:
                 ts_expr = (time_col.cast(pl.Int64) * factor).cast(TS_TYPE)
-    columns = [pl.col(fmt.device_field).alias(DEVICE), ts_expr.alias(TS)]
-    columns += [pl.col(m) for m in fmt.measurements]
-    columns += [pl.col(t) for t in fmt.tags]
+    columns = [field_expr(wide, fmt.device_field).alias(DEVICE), ts_expr.alias(TS)]
+    raw_texts: list[pl.Expr] = []
+    for name, kind in fmt.measurements.items():
+        value = field_expr(wide, fmt.field_of(name))
+        if kind == "latlon":
+            columns.append(parse_latlon(value).alias(name))
+            raw_texts.append(value.alias(raw_text_column(name)))
+        else:
+            columns.append(value.alias(name))
+    columns += [field_expr(wide, fmt.field_of(t)).alias(t) for t in fmt.tags]
     if fmt.message_id_field:
-        columns.append(pl.col(fmt.message_id_field).alias(MESSAGE_ID))
+        columns.append(field_expr(wide, fmt.message_id_field).alias(MESSAGE_ID))
     # The raw time value is kept only to explain a rejection.
     columns.append(time_col.alias("__raw_time"))
-    return wide.select(columns)
+    return wide.select(columns + raw_texts)
+
+
+def field_expr(wide: pl.DataFrame, field: str) -> pl.Expr:
+    """A field of a wide frame: the column of its name, else struct fields along its path."""
+    if field in wide.columns:
+        return pl.col(field)
+    first, *rest = path_keys(field)
+    value = pl.col(first)
+    for key in rest:
+        value = value.struct.field(key)
+    return value
+
+
+def raw_text_column(name: str) -> str:
+    """The column beside a latlon measurement that keeps its text as received."""
+    return f"__raw_text {name}"
+
+
+# One number as JSON or a person writes it: 47.37, -8, .5, 1e-3 (no NaN, no infinity).
+_NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+_LATLON = rf"^\s*(?P<lat>{_NUMBER})\s*,\s*(?P<lon>{_NUMBER})\s*$"
+
+
+def parse_latlon(text: pl.Expr) -> pl.Expr:
+    """The text ``"lat,lon"`` (spaces allowed around the comma) as a geo value; else null.
+
+    >>> frame = pl.DataFrame({"at": ["47.37, 8.52", "north", None]})
+    >>> frame.select(parse_latlon(pl.col("at")))["at"].to_list()
+    [{'lat': 47.37, 'lon': 8.52}, None, None]
+    """
+    parts = text.str.extract_groups(_LATLON).cast(GEO_TYPE)
+    return pl.when(parts.struct.field("lat").is_not_null()).then(parts)
 
 
 def _epoch_to_ts(value: pl.Expr, unit: TimeUnit) -> pl.Expr:
@@ -187,7 +244,21 @@ def validate(
                     reason_message(f"measurement {name!r} is not a finite number ({{}})", column),
                 )
             )
-        elif kind == "geo":
+        elif kind in ("geo", "latlon"):
+            if kind == "latlon" and raw_text_column(name) in readings.columns:
+                text = pl.col(raw_text_column(name))
+                checks.append(
+                    (
+                        "invalid_geo",
+                        text.is_not_null() & column.is_null(),
+                        reason_message(
+                            f"measurement {name!r}{_read_from(fmt, name)} must be the text "
+                            '"lat,lon", two numbers separated by a comma (e.g. "47.37,8.52"), '
+                            "got {}",
+                            text,
+                        ),
+                    )
+                )
             lat, lon = column.struct.field("lat"), column.struct.field("lon")
             checks.append(
                 (
@@ -234,6 +305,12 @@ def validate(
         .select("row", "reason_code", "reason")
     )
     return flagged.filter(~bad_mask).select(canonical), reasons
+
+
+def _read_from(fmt: ReadingFormat, name: str) -> str:
+    """`` (field 'a.b')`` for a column read from a field of another name; else nothing."""
+    where = fmt.field_of(name)
+    return "" if where == name else f" (field {where!r})"
 
 
 def _no_reasons() -> pl.DataFrame:
@@ -298,7 +375,7 @@ def _surely_valid(readings: pl.DataFrame, fmt: ReadingFormat, latest: datetime) 
         return False
     for name, kind in fmt.measurements.items():
         column = readings[name]
-        if kind == "geo":
+        if kind in ("geo", "latlon"):
             return False
         if kind == "float" and not column.is_finite().all():
             return False

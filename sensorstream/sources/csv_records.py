@@ -36,6 +36,7 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
+from sensorstream.errors import ConfigError
 from sensorstream.readings import (
     Decoded,
     Limits,
@@ -44,6 +45,7 @@ from sensorstream.readings import (
     dead_letters,
     decode_frame,
 )
+from sensorstream.readings.format import PATH_SEPARATOR
 from sensorstream.sources.csv_header import read_header
 from sensorstream.sources.csv_split import (
     COMMA,
@@ -328,6 +330,35 @@ def _parse(text: bytes, columns: tuple[str, ...], expected: int) -> pl.DataFrame
 
 def _empty(columns: tuple[str, ...]) -> pl.DataFrame:
     return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
+
+
+# Header names a message quotes when a column is missing: enough to spot a misspelling.
+_SHOWN_COLUMNS = 12
+
+
+def check_fields(path: Path, fmt: ReadingFormat) -> None:
+    """Refuse a nested field (a dotted path) that no column of the CSV header is named for.
+
+    CSV has no nesting: a dotted field is read from the column named exactly like it
+    (``payload.location.region``, as flattening tools name them), so without one every
+    row would lack it. Raises a ConfigError naming the field and the header's columns.
+    """
+    nested = [where for where in fmt.wire_fields(pl.String()) if PATH_SEPARATOR in where]
+    if not nested:
+        return
+    with open_input(path) as stream:
+        header, _ = read_header(stream, path, fmt.limits)
+    columns = header.columns if header is not None else ()
+    absent = [where for where in nested if where not in columns]
+    if absent:
+        more = ", ..." if len(columns) > _SHOWN_COLUMNS else ""
+        shown = ", ".join(columns[:_SHOWN_COLUMNS]) + more
+        msg = (
+            f"{path}: the readings field {absent[0]!r} is a nested path, and a CSV file has no "
+            f"nesting: name a column {absent[0]!r} in the header to hold it flattened, or "
+            f"read the field from a top-level column (the header has: {shown or 'nothing'})"
+        )
+        raise ConfigError(msg)
 
 
 def read_csv_records(

@@ -31,6 +31,7 @@ from sensorstream.readings import (
     decode_json_lines,
 )
 from sensorstream.readings.scanner import count_newlines
+from sensorstream.readings.tables import iso_text
 from sensorstream.sources.grid import BLOCK, LINES, cut_stream, grid_point, skip_to, stream_past
 from sensorstream.sources.streams import (
     BOM,
@@ -363,10 +364,4 @@ def _temporal_time_as_iso(frame: pl.DataFrame, time_field: str) -> pl.DataFrame:
     dtype = frame.schema[time_field]
     if not isinstance(dtype, pl.Datetime):
         return frame
-    column = pl.col(time_field)
-    utc = (
-        column.dt.replace_time_zone("UTC")
-        if dtype.time_zone is None
-        else column.dt.convert_time_zone("UTC")
-    )
-    return frame.with_columns(utc.dt.to_string("%Y-%m-%dT%H:%M:%S%.f+00:00").alias(time_field))
+    return frame.with_columns(iso_text(pl.col(time_field), dtype).alias(time_field))

@@ -22,7 +22,7 @@ from sensorstream.errors import ConfigError, SourceError
 from sensorstream.readings import TS, ReadingFormat
 from sensorstream.readings.scanner import MIN_CHUNK_BYTES, preload, supports
 from sensorstream.sources.base import Clock, Identity, InputChange, Source, SourceBatch
-from sensorstream.sources.csv_records import read_csv_records
+from sensorstream.sources.csv_records import check_fields, read_csv_records
 from sensorstream.sources.file_formats import (
     FileFormat,
     RawChunk,
@@ -94,7 +94,14 @@ class FileSource(Source):
         self.prefetch_depth = prefetch
 
     def prepare(self, fmt: ReadingFormat) -> None:
-        """Start loading the NDJSON scanner if this file will be scanned: big, NDJSON, fast."""
+        """Check a CSV header holds the nested fields; load the NDJSON scanner if it will scan.
+
+        A CSV file holds a nested field flattened, in a column named like its dotted path,
+        or not at all: that is a ConfigError now, not a dead letter for every row. The
+        scanner is loaded for a big NDJSON file read as fast as possible.
+        """
+        if self.format == "csv":
+            check_fields(self.path, fmt)
         if self.format != "ndjson" or self.speed is not None or not supports(fmt):
             return
         try:

@@ -29,6 +29,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sensorstream.durations import Duration
 from sensorstream.errors import ConfigError
 from sensorstream.readings import ReadingFormat, decode_json_lines
+from sensorstream.readings.format import PATH_SEPARATOR
 from sensorstream.sources.base import Clock, Identity, Source, SourceBatch
 from sensorstream.sources.file_formats import EXTENSIONS, FileFormat
 from sensorstream.sources.prefetch import prefetch
@@ -213,6 +214,19 @@ class SimulatorSource(Source):
 
     def _fleet_for(self, fmt: ReadingFormat) -> Fleet:
         """The fleet for a reading format: declared measurements first (those get broken)."""
+        named = (*fmt.measurements, *fmt.tags)
+        moved = [
+            where
+            for column, where in fmt.fields().items()
+            if PATH_SEPARATOR in where or (column in named and where != column)
+        ]
+        if moved:
+            msg = (
+                f"the simulator writes flat readings, each measurement and tag under its own "
+                f"name, so it cannot fill the field {moved[0]!r}; read such records from a "
+                "file (source: {type: file, ...})"
+            )
+            raise ConfigError(msg)
         declared = list(fmt.measurements)
         names = list(self.measurements or declared)
         if not set(names) & set(declared):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import yaml
 
 from sensorstream.engine.rules import CONDITIONS
 from sensorstream.pipeline.spec import parse_spec
+from sensorstream.readings import decode_json_lines
 
 ROOT = Path(__file__).parents[3]
 MEASUREMENTS = (
@@ -77,3 +79,27 @@ def test_every_condition_kind_has_a_section_and_an_example_in_the_rules_docs() -
     for kind in CONDITIONS:
         assert f"### `{kind}`" in text, kind
         assert any(re.search(rf"[{{\s-]{kind}:", pipeline) for _, pipeline in CASES), kind
+
+
+READINGS_BLOCKS = [block for block in blocks("docs/inputs.md") if block.startswith("readings:")]
+
+
+@pytest.mark.parametrize("block", READINGS_BLOCKS)
+def test_every_readings_example_in_the_inputs_docs_loads(block: str) -> None:
+    pipeline = f"name: docs\nsource: {{type: file, path: readings.ndjson}}\n{block}"
+    assert parse_spec(pipeline, origin="docs/inputs.md").readings.to_format().measurements
+
+
+def test_the_inputs_docs_example_records_decode_as_the_docs_say() -> None:
+    text = (ROOT / "docs/inputs.md").read_text(encoding="utf-8")
+    records = re.findall(r"```json\n(.*?)```", text, flags=re.DOTALL)
+    nested = next(block for block in READINGS_BLOCKS if "latlon" in block)
+    fmt = parse_spec(f"name: docs\nsource: {{type: file, path: r.ndjson}}\n{nested}").readings
+    decoded = decode_json_lines(
+        records[0].encode(), fmt.to_format(), arrived_at=datetime(2024, 5, 12, 3, tzinfo=UTC)
+    )
+    assert decoded.dead_letters.height == 0
+    assert decoded.readings.select("eventType", "coordinates", "city").rows() == [
+        ("accessRejected", None, None),
+        (None, {"lat": 47.37, "lon": 8.52}, "Zurich"),
+    ]

@@ -41,6 +41,26 @@ def test_yaml_round_trips_through_to_yaml() -> None:
     assert parse_spec(spec.to_yaml()) == spec
 
 
+@pytest.mark.parametrize(
+    "readings",
+    [
+        "measurements: {temperature: float, humidity: float}\n  tags: [site]",
+        "measurements: {temperature: {type: float, path: data.t}, humidity: float}",
+        "measurements: {temperature: float, humidity: float, at: {type: latlon, path: p.loc}}\n"
+        "  tags: {site: p.site, room: room}",
+        "measurements: {temperature: float, humidity: float}\n"
+        "  device_field: meta.device\n  time_field: meta.ts\n  message_id_field: meta.id",
+    ],
+)
+def test_readings_by_name_and_by_path_round_trip_through_to_yaml(readings: str) -> None:
+    text = GOOD.replace("measurements: {temperature: float, humidity: float}", readings)
+    spec = parse_spec(text)
+    again = parse_spec(spec.to_yaml())
+    assert again == spec
+    assert again.fingerprint() == spec.fingerprint()
+    assert again.readings.to_format() == spec.readings.to_format()
+
+
 def test_python_builder_and_yaml_give_the_same_spec() -> None:
     built = (
         Pipeline(

@@ -1,0 +1,155 @@
+"""The readings section in YAML: measurements and tags by name or by path, and their errors."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from sensorstream import Pipeline, TumblingWindow
+from sensorstream.errors import ConfigError
+from sensorstream.pipeline.spec import MeasurementSpec, parse_spec
+from sensorstream.readings import ReadingFormat
+from sensorstream.sources import FileSourceSettings
+
+DOORS = """\
+name: doors
+source: {type: file, path: events.ndjson}
+readings:
+  device_field: deviceId
+  measurements:
+    eventType: string
+    coordinates: {type: latlon, path: payload.location.loc}
+  tags: {region: payload.location.region, city: payload.location.city}
+steps:
+  - name: per_minute
+    window: {type: tumbling, size: 1m}
+    aggregates: [count]
+"""
+
+
+def test_measurements_and_tags_may_be_declared_by_path() -> None:
+    fmt = parse_spec(DOORS).readings.to_format()
+    assert fmt == ReadingFormat(
+        measurements={"eventType": "string", "coordinates": "latlon"},
+        device_field="deviceId",
+        tags=("region", "city"),
+        paths={
+            "coordinates": "payload.location.loc",
+            "region": "payload.location.region",
+            "city": "payload.location.city",
+        },
+    )
+    assert fmt.nested
+
+
+def test_a_path_that_is_the_name_itself_is_the_plain_form() -> None:
+    long = DOORS.replace(
+        "{type: latlon, path: payload.location.loc}", "{type: latlon, path: coordinates}"
+    ).replace("{region: payload.location.region, city: payload.location.city}", "{city: city}")
+    short = DOORS.replace("{type: latlon, path: payload.location.loc}", "latlon").replace(
+        "{region: payload.location.region, city: payload.location.city}", "[city]"
+    )
+    assert parse_spec(long) == parse_spec(short)
+    assert parse_spec(long).readings.measurements["coordinates"] == "latlon"
+    assert parse_spec(long).readings.tags == ["city"]
+
+
+def test_device_time_and_message_id_fields_may_be_paths() -> None:
+    text = DOORS.replace(
+        "device_field: deviceId",
+        "device_field: meta.deviceId\n  time_field: meta.ts\n  message_id_field: meta.id",
+    )
+    fmt = parse_spec(text).readings.to_format()
+    assert (fmt.device_field, fmt.time_field, fmt.message_id_field) == (
+        "meta.deviceId",
+        "meta.ts",
+        "meta.id",
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ("path: payload.location.loc", "path: payload..loc"),
+            "line 7, readings.measurements.coordinates.path: invalid field 'payload..loc'",
+        ),
+        (
+            ("{type: latlon,", "{type: decimal,"),
+            "line 7, readings.measurements.coordinates.type: Input should be 'float', 'int', "
+            "'string', 'bool', 'geo' or 'latlon' (got 'decimal')",
+        ),
+        (
+            ("{type: latlon, path:", "{type: latlon, pth:"),
+            "line 7, readings.measurements.coordinates.pth: unknown field",
+        ),
+        (
+            ("{type: latlon, path: payload.location.loc}", "[latlon]"),
+            "line 7, readings.measurements.coordinates: a measurement is its type (float, int, "
+            "string, bool, geo, latlon) or a mapping with its type and path",
+        ),
+        (
+            ("city: payload.location.city}", "city: 5}"),
+            "line 8, readings.tags.city: Input should be a valid string",
+        ),
+        (
+            ("{region: payload.location.region, city: payload.location.city}", "region"),
+            "line 8, readings.tags: tags are a list of names ([room, site]) or a mapping",
+        ),
+        (
+            ("{region: payload.location.region, city: payload.location.city}", "[site.name]"),
+            "line 8, readings.tags: the tag name 'site.name' holds a dot",
+        ),
+        (
+            ("eventType: string", "event.type: string"),
+            "line 5, readings.measurements: the measurement name 'event.type' holds a dot",
+        ),
+        (
+            ("device_field: deviceId", "device_field: payload."),
+            "line 4, readings.device_field: invalid field 'payload.'",
+        ),
+        (
+            ("region: payload.location.region", "region: payload.location"),
+            "readings: 'region' is read from 'payload.location', and 'payload.location.loc' "
+            "lies inside it",
+        ),
+    ],
+)
+def test_readings_errors_name_the_field_and_its_line(change: tuple[str, str], message: str) -> None:
+    assert change[0] in DOORS
+    with pytest.raises(ConfigError) as error:
+        parse_spec(DOORS.replace(*change), origin="pipeline.yaml")
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        ("path: payload.location.loc", "path: payload.loc"),
+        ("region: payload.location.region", "region: payload.region"),
+        ("device_field: deviceId", "device_field: payload.deviceId"),
+        ("{type: latlon, path: payload.location.loc}", "latlon"),
+    ],
+)
+def test_the_fingerprint_changes_when_a_path_does(change: tuple[str, str]) -> None:
+    assert change[0] in DOORS
+    assert parse_spec(DOORS).fingerprint() != parse_spec(DOORS.replace(*change)).fingerprint()
+
+
+def test_the_python_builder_takes_paths_too() -> None:
+    built = Pipeline(
+        "doors",
+        source=FileSourceSettings(type="file", path=Path("events.ndjson")),
+        measurements={
+            "eventType": "string",
+            "coordinates": MeasurementSpec(type="latlon", path="payload.location.loc"),
+        },
+    ).readings(
+        device_field="deviceId",
+        tags={"region": "payload.location.region", "city": "payload.location.city"},
+    )
+    spec = built.window("per_minute", TumblingWindow(timedelta(minutes=1)), ["count"]).spec()
+    assert spec == parse_spec(DOORS)
+    assert parse_spec(spec.to_yaml()) == spec
