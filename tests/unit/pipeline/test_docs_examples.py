@@ -87,7 +87,7 @@ READINGS_BLOCKS = [block for block in blocks("docs/inputs.md") if block.startswi
 @pytest.mark.parametrize("block", READINGS_BLOCKS)
 def test_every_readings_example_in_the_inputs_docs_loads(block: str) -> None:
     pipeline = f"name: docs\nsource: {{type: file, path: readings.ndjson}}\n{block}"
-    assert parse_spec(pipeline, origin="docs/inputs.md").readings.to_format().measurements
+    assert parse_spec(pipeline, origin="docs/inputs.md").stream().readings.to_format().measurements
 
 
 def test_the_inputs_docs_example_records_decode_as_the_docs_say() -> None:

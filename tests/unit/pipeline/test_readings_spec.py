@@ -30,7 +30,7 @@ steps:
 
 
 def test_measurements_and_tags_may_be_declared_by_path() -> None:
-    fmt = parse_spec(DOORS).readings.to_format()
+    fmt = parse_spec(DOORS).stream().readings.to_format()
     assert fmt == ReadingFormat(
         measurements={"eventType": "string", "coordinates": "latlon"},
         device_field="deviceId",
@@ -52,8 +52,8 @@ def test_a_path_that_is_the_name_itself_is_the_plain_form() -> None:
         "{region: payload.location.region, city: payload.location.city}", "[city]"
     )
     assert parse_spec(long) == parse_spec(short)
-    assert parse_spec(long).readings.measurements["coordinates"] == "latlon"
-    assert parse_spec(long).readings.tags == ["city"]
+    assert parse_spec(long).stream().readings.measurements["coordinates"] == "latlon"
+    assert parse_spec(long).stream().readings.tags == ["city"]
 
 
 def test_device_time_and_message_id_fields_may_be_paths() -> None:
@@ -61,7 +61,7 @@ def test_device_time_and_message_id_fields_may_be_paths() -> None:
         "device_field: deviceId",
         "device_field: meta.deviceId\n  time_field: meta.ts\n  message_id_field: meta.id",
     )
-    fmt = parse_spec(text).readings.to_format()
+    fmt = parse_spec(text).stream().readings.to_format()
     assert (fmt.device_field, fmt.time_field, fmt.message_id_field) == (
         "meta.deviceId",
         "meta.ts",

@@ -58,7 +58,7 @@ def test_readings_by_name_and_by_path_round_trip_through_to_yaml(readings: str) 
     again = parse_spec(spec.to_yaml())
     assert again == spec
     assert again.fingerprint() == spec.fingerprint()
-    assert again.readings.to_format() == spec.readings.to_format()
+    assert again.stream().readings.to_format() == spec.stream().readings.to_format()
 
 
 def test_python_builder_and_yaml_give_the_same_spec() -> None:
