@@ -148,9 +148,7 @@ SAMPLES["table_join"] = [
     (
         LAST_HUMIDITY,
         TableStep("last_h", "h", columns=("h",)),
-        TableJoinStep(
-            "with_h", "readings", table="last_h", mode="as_of", missing="dead_letter"
-        ),
+        TableJoinStep("with_h", "readings", table="last_h", mode="as_of", missing="dead_letter"),
         ENRICHED_WINDOW,
     ),
 ]
