@@ -25,9 +25,7 @@ def to_canonical(wide: pl.DataFrame, fmt: ReadingFormat) -> pl.DataFrame:
     time_col = pl.col(fmt.time_field)
     if wide.schema[fmt.time_field] == pl.String():
         as_number = time_col.cast(pl.Float64, strict=False)
-        as_text = time_col.str.replace(r"[zZ]$", "+00:00")
-        iso = pl.coalesce([as_text.str.strptime(TS_TYPE, f, strict=False) for f in _ISO_FORMATS])
-        ts_expr = pl.coalesce(_epoch_to_ts(as_number, fmt.time_unit), iso)
+        ts_expr = pl.coalesce(_epoch_to_ts(as_number, fmt.time_unit), parse_iso_time(time_col))
     else:
         values = wide[fmt.time_field]
         magnitude = values.abs()
@@ -50,6 +48,17 @@ def to_canonical(wide: pl.DataFrame, fmt: ReadingFormat) -> pl.DataFrame:
     # The raw time value is kept only to explain a rejection.
     columns.append(time_col.alias("__raw_time"))
     return wide.select(columns)
+
+
+def parse_iso_time(text: pl.Expr) -> pl.Expr:
+    """ISO 8601 text with a time zone (``Z`` or ``+02:00``) as a UTC timestamp; else null.
+
+    >>> values = pl.Series(["2024-06-01T14:00:00+02:00", "2024-06-01 12:00:00"])
+    >>> pl.select(parse_iso_time(pl.lit(values))).to_series().to_list()
+    [datetime.datetime(2024, 6, 1, 12, 0, tzinfo=zoneinfo.ZoneInfo(key='UTC')), None]
+    """
+    as_text = text.str.replace(r"[zZ]$", "+00:00")
+    return pl.coalesce([as_text.str.strptime(TS_TYPE, f, strict=False) for f in _ISO_FORMATS])
 
 
 def _epoch_to_ts(value: pl.Expr, unit: TimeUnit) -> pl.Expr:
