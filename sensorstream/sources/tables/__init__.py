@@ -1,0 +1,21 @@
+"""Reference tables in: what streams are joined against, loaded whole and refreshed on change.
+
+``TABLE_SOURCES`` maps the ``type`` a pipeline YAML names under a table's ``source:`` to the
+source class, and ``TableSourceSettings`` reads any of them::
+
+    tables:
+      doors:
+        source: {type: file, path: doors.csv, refresh: {watch: true}}
+      ranges:
+        source:
+          type: postgres
+          dsn_env: RANGES_DSN
+          query: SELECT user_id, low, high, updated_at FROM ranges
+          refresh: {change_column: updated_at, listen: ranges_changed, interval: 30s}
+"""
+
+from __future__ import annotations
+
+from sensorstream.sources.tables.base import TableSource, TableUpdate
+
+__all__ = ["TableSource", "TableUpdate"]
