@@ -16,6 +16,34 @@ source class, and ``TableSourceSettings`` reads any of them::
 
 from __future__ import annotations
 
-from sensorstream.sources.tables.base import TableSource, TableUpdate
+from typing import Annotated
 
-__all__ = ["TableSource", "TableUpdate"]
+from pydantic import Field
+
+from sensorstream.sources.tables.base import TableSource, TableUpdate
+from sensorstream.sources.tables.columns import ColumnType
+from sensorstream.sources.tables.files import (
+    FileRefreshSettings,
+    FileTableSettings,
+    FileTableSource,
+    TableFileFormat,
+)
+
+TABLE_SOURCES: dict[str, type[TableSource]] = {
+    "file": FileTableSource,
+}
+
+TableSourceSettings = Annotated[FileTableSettings, Field(discriminator="type")]
+"""The settings of any table source, told apart by their ``type``."""
+
+__all__ = [
+    "TABLE_SOURCES",
+    "ColumnType",
+    "FileRefreshSettings",
+    "FileTableSettings",
+    "FileTableSource",
+    "TableFileFormat",
+    "TableSource",
+    "TableSourceSettings",
+    "TableUpdate",
+]
