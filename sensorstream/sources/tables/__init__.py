@@ -28,12 +28,20 @@ from sensorstream.sources.tables.files import (
     FileTableSource,
     TableFileFormat,
 )
+from sensorstream.sources.tables.postgres import (
+    PostgresRefreshSettings,
+    PostgresTableSettings,
+    PostgresTableSource,
+)
 
 TABLE_SOURCES: dict[str, type[TableSource]] = {
     "file": FileTableSource,
+    "postgres": PostgresTableSource,
 }
 
-TableSourceSettings = Annotated[FileTableSettings, Field(discriminator="type")]
+TableSourceSettings = Annotated[
+    FileTableSettings | PostgresTableSettings, Field(discriminator="type")
+]
 """The settings of any table source, told apart by their ``type``."""
 
 __all__ = [
@@ -42,6 +50,9 @@ __all__ = [
     "FileRefreshSettings",
     "FileTableSettings",
     "FileTableSource",
+    "PostgresRefreshSettings",
+    "PostgresTableSettings",
+    "PostgresTableSource",
     "TableFileFormat",
     "TableSource",
     "TableSourceSettings",
