@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -114,3 +115,12 @@ def test_invalid_settings_say_what_is_wrong(source: dict[str, Any], message: str
         SETTINGS.validate_python(source)
     assert message in str(raised.value)
 
+
+def test_the_docs_tables_examples_are_valid_settings() -> None:
+    text = (Path(__file__).parents[4] / "docs" / "inputs.md").read_text(encoding="utf-8")
+    found = 0
+    for block in re.findall(r"```yaml\n(tables:.*?)```", text, flags=re.DOTALL):
+        for table in yaml.safe_load(block)["tables"].values():
+            SETTINGS.validate_python(table["source"])
+            found += 1
+    assert found >= 5
