@@ -16,7 +16,7 @@ from abc import abstractmethod
 from collections import deque
 from datetime import timedelta
 
-from sensorstream.errors import SensorstreamError
+from sensorstream.errors import ConfigError, SensorstreamError
 from sensorstream.sources.tables.base import TableSource, TableUpdate
 
 logger = logging.getLogger("sensorstream.tables")
@@ -43,7 +43,7 @@ class RefreshingTableSource(TableSource):
     def __init__(self, name: str, *, refreshes: bool, interval: timedelta | None) -> None:
         if interval is not None and interval <= timedelta(0):
             msg = f"table {name!r}: the refresh interval must be above 0, got {interval}"
-            raise ValueError(msg)
+            raise ConfigError(msg)
         self.name = name
         self.interval = interval
         self.refreshes = refreshes

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import polars as pl
 import pytest
 
-from sensorstream.errors import SourceError
+from sensorstream.errors import ConfigError, SourceError
 from sensorstream.sources.tables import TableUpdate
 from sensorstream.sources.tables.refresh import RefreshingTableSource
 from tests.unit.sources.tables.helpers import last_error, wait_for_refreshes, wait_until
@@ -137,5 +137,5 @@ def test_an_interval_refreshes_without_being_woken() -> None:
 
 
 def test_an_interval_must_be_above_zero() -> None:
-    with pytest.raises(ValueError, match="must be above 0"):
+    with pytest.raises(ConfigError, match="table 'scripted': the refresh interval must be above 0"):
         Scripted(interval=timedelta(0))
