@@ -9,7 +9,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .DEFAULT_GOAL := help
 # Keep the order the recipes promise (lint, then typecheck, then tests) even under `make -j`.
 .NOTPARALLEL:
-.PHONY: help venv demo test lint typecheck format bench clean
+.PHONY: help venv services demo test lint typecheck format bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) \
@@ -27,6 +27,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@# Compile the NDJSON scanner once now; Numba caches it, so no run pays for it later.
 	$(BIN)/python -c 'from sensorstream.readings.scanner import load_kernels; load_kernels()'
 	@touch $@
+
+services: ## Install and start the services the integration tests use (PostgreSQL)
+	bash scripts/postgres.sh install
+	bash scripts/postgres.sh start
 
 demo: venv ## Run the demo pipeline
 	$(BIN)/sensorstream demo

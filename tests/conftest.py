@@ -2,13 +2,30 @@
 
 The Hypothesis profile comes from ``HYPOTHESIS_PROFILE``; without it, CI (``CI=true``) runs
 the thorough ``ci`` profile and a developer's machine the quicker ``dev`` one.
+
+``postgres_dsn`` starts the throwaway PostgreSQL of ``scripts/postgres.sh`` for the session
+(and stops it afterwards, unless it was already running, as after ``make services``);
+``postgres_db`` gives each test a database of its own. Where PostgreSQL is not installed
+their tests are skipped, except under CI, where they fail.
 """
 
 import os
+import subprocess
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 from hypothesis import settings
+from psycopg import sql
+
+REPO = Path(__file__).resolve().parent.parent
+POSTGRES_SCRIPT = REPO / "scripts" / "postgres.sh"
+# initdb and the first start take a few seconds; a loaded CI machine, several times that.
+_SCRIPT_TIMEOUT_S = 180
 
 # No deadline in either profile: a shared 2-core CI machine makes timings noisy, and a slow
 # example is a benchmark's business, not a property test's.
@@ -16,9 +33,13 @@ settings.register_profile("ci", max_examples=200, deadline=None, print_blob=True
 settings.register_profile("dev", max_examples=50, deadline=None)
 
 
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
 def _default_profile() -> str:
     """Return the profile to use when ``HYPOTHESIS_PROFILE`` is not set."""
-    return "ci" if os.environ.get("CI", "").lower() == "true" else "dev"
+    return "ci" if _in_ci() else "dev"
 
 
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default_profile()))
@@ -28,3 +49,55 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", _default_profile()))
 def tmp_store(tmp_path: Path) -> Path:
     """Return the path of a DuckDB store file, not yet created, in the test's own folder."""
     return tmp_path / "store.duckdb"
+
+
+def postgres_script(command: str) -> subprocess.CompletedProcess[str]:
+    """Run ``bash scripts/postgres.sh COMMAND``; its stdout is the DSN, its stderr the story."""
+    return subprocess.run(
+        ["bash", str(POSTGRES_SCRIPT), command],
+        capture_output=True,
+        text=True,
+        timeout=_SCRIPT_TIMEOUT_S,
+        check=False,
+    )
+
+
+def _postgres_unavailable(why: str) -> NoReturn:
+    reason = f"PostgreSQL not available: {why}; run `bash scripts/postgres.sh install`"
+    if _in_ci():
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """Return the DSN of the throwaway PostgreSQL, started (if it is not running) for the session.
+
+    Tests must not change its ``postgres`` database: take one of their own (``postgres_db``).
+    """
+    try:
+        was_running = postgres_script("status").returncode == 0
+        started = postgres_script("start")
+    except (OSError, subprocess.TimeoutExpired) as error:
+        _postgres_unavailable(f"scripts/postgres.sh could not run ({error})")
+    if started.returncode != 0:
+        lines = started.stderr.strip().splitlines() or [f"exit code {started.returncode}"]
+        _postgres_unavailable(lines[-1].removeprefix("postgres.sh: error: "))
+    yield started.stdout.strip().splitlines()[-1]
+    if not was_running:
+        postgres_script("stop")
+
+
+@pytest.fixture
+def postgres_db(postgres_dsn: str) -> Iterator[str]:
+    """Return the DSN of a new, empty database for this test alone; it is dropped afterwards."""
+    name = f"test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlsplit(postgres_dsn)._replace(path=f"/{name}").geturl()
+    finally:
+        with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+            # FORCE: a source's background connection may still be open.
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            connection.execute(drop.format(sql.Identifier(name)))

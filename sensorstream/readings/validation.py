@@ -44,9 +44,7 @@ def to_canonical(wide: pl.DataFrame, fmt: ReadingFormat) -> pl.DataFrame:
         values = wide.select(time_col).to_series()
     if values.dtype == pl.String():
         as_number = time_col.cast(pl.Float64, strict=False)
-        as_text = time_col.str.replace(r"[zZ]$", "+00:00")
-        iso = pl.coalesce([as_text.str.strptime(TS_TYPE, f, strict=False) for f in _ISO_FORMATS])
-        ts_expr = pl.coalesce(_epoch_to_ts(as_number, fmt.time_unit), iso)
+        ts_expr = pl.coalesce(_epoch_to_ts(as_number, fmt.time_unit), parse_iso_time(time_col))
     else:
         magnitude = values.abs()
         low, high = magnitude.min(), magnitude.max()
@@ -107,6 +105,17 @@ def parse_latlon(text: pl.Expr) -> pl.Expr:
     """
     parts = text.str.extract_groups(_LATLON).cast(GEO_TYPE)
     return pl.when(parts.struct.field("lat").is_not_null()).then(parts)
+
+
+def parse_iso_time(text: pl.Expr) -> pl.Expr:
+    """ISO 8601 text with a time zone (``Z`` or ``+02:00``) as a UTC timestamp; else null.
+
+    >>> values = pl.Series(["2024-06-01T14:00:00+02:00", "2024-06-01 12:00:00"])
+    >>> pl.select(parse_iso_time(pl.lit(values))).to_series().to_list()
+    [datetime.datetime(2024, 6, 1, 12, 0, tzinfo=zoneinfo.ZoneInfo(key='UTC')), None]
+    """
+    as_text = text.str.replace(r"[zZ]$", "+00:00")
+    return pl.coalesce([as_text.str.strptime(TS_TYPE, f, strict=False) for f in _ISO_FORMATS])
 
 
 def _epoch_to_ts(value: pl.Expr, unit: TimeUnit) -> pl.Expr:
