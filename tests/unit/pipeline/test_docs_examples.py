@@ -94,7 +94,11 @@ def test_the_inputs_docs_example_records_decode_as_the_docs_say() -> None:
     text = (ROOT / "docs/inputs.md").read_text(encoding="utf-8")
     records = re.findall(r"```json\n(.*?)```", text, flags=re.DOTALL)
     nested = next(block for block in READINGS_BLOCKS if "latlon" in block)
-    fmt = parse_spec(f"name: docs\nsource: {{type: file, path: r.ndjson}}\n{nested}").stream().readings
+    fmt = (
+        parse_spec(f"name: docs\nsource: {{type: file, path: r.ndjson}}\n{nested}")
+        .stream()
+        .readings
+    )
     decoded = decode_json_lines(
         records[0].encode(), fmt.to_format(), arrived_at=datetime(2024, 5, 12, 3, tzinfo=UTC)
     )
