@@ -41,6 +41,8 @@ class TableDecl:
     # Value columns (the key's types are in key_types); a Null type takes whatever comes.
     columns: Mapping[str, pl.DataType]
     key_types: Mapping[str, pl.DataType]
+    # A value column whose time says from when each row holds (else: from its load).
+    valid_from: str | None = None
 
     @property
     def schema(self) -> dict[str, pl.DataType]:
@@ -75,7 +77,8 @@ class VersionedTable:
         """The whole table is now ``rows`` (a reload): changed rows and deletions from ``at_us``.
 
         Keys absent from ``rows`` are deleted; rows equal to their key's latest version add
-        nothing, so reloading an unchanged table keeps the state as it was.
+        nothing, so reloading an unchanged table keeps the state as it was. A table with a
+        ``valid_from`` column dates each row by it instead.
         """
         rows = self._conform(rows)
         latest = self.latest
@@ -83,15 +86,25 @@ class VersionedTable:
         tombstones = gone.with_columns(
             pl.lit(at_us, pl.Int64).alias(VALID_FROM), pl.lit(True).alias(DELETED)
         )
-        self._add(pl.concat([self._changed(rows, at_us), tombstones], how="vertical"))
+        changed = self._changed(rows, self._validity(rows, at_us))
+        self._add(pl.concat([changed, tombstones], how="vertical_relaxed"))
 
     def upsert(self, rows: pl.DataFrame, at_us: int | pl.Series) -> None:
         """Rows that changed (an incremental refresh, a changelog): valid from ``at_us``.
 
         ``at_us`` is one instant for all, or a series of microseconds, one per row (a
-        changelog stream's event times, or a table's own validity column).
+        changelog stream's event times); a table's ``valid_from`` column overrides it.
         """
-        self._add(self._changed(self._conform(rows), at_us))
+        rows = self._conform(rows)
+        self._add(self._changed(rows, self._validity(rows, at_us)))
+
+    def _validity(self, rows: pl.DataFrame, at_us: int | pl.Series) -> int | pl.Series:
+        """From when each row holds: its ``valid_from`` column where it has a time."""
+        column = self.decl.valid_from
+        if column is None or isinstance(at_us, pl.Series):
+            return at_us
+        own = rows[column].cast(pl.Int64)
+        return own.fill_null(at_us)
 
     def delete(self, keys: pl.DataFrame, at_us: int | pl.Series) -> None:
         """Tombstones: these keys have no row from ``at_us`` on."""
@@ -121,10 +134,14 @@ class VersionedTable:
     def _changed(self, rows: pl.DataFrame, at_us: int | pl.Series) -> pl.DataFrame:
         """The versions ``rows`` add: a row equal to its key's latest version adds none."""
         stamped = self._stamped(rows, at_us)
-        if self._versions.height == 0 or not isinstance(at_us, int):
+        if self._versions.height == 0:
             return stamped
         values = list(self.decl.schema)
-        return stamped.join(self.latest.select(values), on=values, how="anti", nulls_equal=True)
+        # A row equal to its key's latest version changes nothing, unless its own time says
+        # it starts a version of its own (a changelog repeating a value still dates it).
+        if isinstance(at_us, int) or self.decl.valid_from is not None:
+            return stamped.join(self.latest.select(values), on=values, how="anti", nulls_equal=True)
+        return stamped
 
     def _add(self, versions: pl.DataFrame) -> None:
         if versions.height == 0:

@@ -37,6 +37,7 @@ from sensorstream.pipeline.steps import (
     parse_aggregate,
     step_location,
 )
+from sensorstream.pipeline.tables import TableSpec
 from sensorstream.sinks import ConsoleSinkSettings, DuckDBSinkSettings, WebhookSinkSettings
 from sensorstream.sources import FileSourceSettings, SimulatorSourceSettings
 
@@ -57,6 +58,7 @@ __all__ = [
     "ReadingsSpec",
     "StepSpec",
     "StreamSpec",
+    "TableSpec",
     "WindowSpec",
     "WindowStepSpec",
     "load_spec",
@@ -127,6 +129,7 @@ class PipelineSpec(_Model):
     source: SourceSettings | None = None
     readings: ReadingsSpec | None = None
     streams: dict[str, StreamSpec] = {}
+    tables: dict[str, TableSpec] = {}
     event_time: EventTimeSpec = EventTimeSpec()
     dedup: DedupSpec = DedupSpec()
     steps: list[StepSpec] = []
@@ -145,16 +148,20 @@ class PipelineSpec(_Model):
         if self.source is None and not self.streams:
             msg = "a pipeline reads at least one stream: give source and readings, or streams"
             raise ValueError(msg)
-        for name in self.streams:
+        for name in [*self.streams, *self.tables]:
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-                msg = f"stream name {name!r}: use letters, digits and _, not starting with a digit"
+                msg = f"name {name!r}: use letters, digits and _, not starting with a digit"
                 raise ValueError(msg)
-            if name == READINGS and self.source is not None:
-                msg = (
-                    "a stream named readings clashes with source/readings, which declare it; "
-                    "rename the stream"
-                )
-                raise ValueError(msg)
+        if READINGS in self.streams and self.source is not None:
+            msg = (
+                "a stream named readings clashes with source/readings, which declare it; "
+                "rename the stream"
+            )
+            raise ValueError(msg)
+        clash = sorted(set(self.tables) & (set(self.streams) | {READINGS}))
+        if clash:
+            msg = f"a table and a stream share the name {clash[0]!r}: rename one"
+            raise ValueError(msg)
         return self
 
     def stream(self, name: str = READINGS) -> StreamSpec:
@@ -206,6 +213,7 @@ class PipelineSpec(_Model):
             dedup=self.dedup.to_dedup(),
             columns=self.readings.to_format().canonical_schema() if self.readings else None,
             streams=streams,
+            tables=tuple(table.decl(name) for name, table in self.tables.items()),
         )
         _ = plan.graph
         return plan
@@ -215,6 +223,11 @@ class PipelineSpec(_Model):
         relevant = self.model_dump(
             mode="json", include={"readings", "event_time", "dedup", "steps"}
         )
+        if self.tables:  # what a table holds shapes state; where it comes from does not
+            relevant["tables"] = {
+                name: table.model_dump(mode="json", include={"key", "columns", "valid_from"})
+                for name, table in self.tables.items()
+            }
         if self.streams:  # only then, so that a one-stream pipeline keeps its checkpoints
             relevant["streams"] = {
                 name: stream.model_dump(mode="json", include={"readings", "event_time", "dedup"})
@@ -231,6 +244,9 @@ class PipelineSpec(_Model):
         for name, stream in self.streams.items():
             dumped = data["streams"][name]
             dumped["source"] = {"type": stream.source.type, **dumped.get("source", {})}
+        for name, table in self.tables.items():
+            dumped = data["tables"][name]
+            dumped["source"] = {"type": table.source.type, **dumped.get("source", {})}
         if self.sinks:
             data["sinks"] = [
                 {"type": sink.type, **dumped}

@@ -152,6 +152,8 @@ class RunSummary:
     already_complete: bool = False
     partitions: dict[int, Counters] = field(default_factory=dict)
     watermarks: dict[int, int] = field(default_factory=dict)
+    # Reference tables whose latest refresh failed (their last good content stayed).
+    table_errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def readings_per_second(self) -> float:

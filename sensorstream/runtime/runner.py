@@ -37,9 +37,11 @@ from sensorstream.runtime.checkpoints import Checkpoint, CheckpointStore
 from sensorstream.runtime.counters import Counters, RunSummary
 from sensorstream.runtime.rejected import rejected_dead_letters
 from sensorstream.runtime.streams import Interleaver, StreamInput
+from sensorstream.runtime.tables import ReferenceTables
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch, StepInfo
 from sensorstream.sinks.duckdb import DuckDBSink
 from sensorstream.sources.base import Clock, Identity, InputChange, Source, SourceBatch
+from sensorstream.sources.tables import TableSource
 
 
 def system_clock() -> datetime:
@@ -58,7 +60,7 @@ class Runner:
     """Runs one pipeline in this process until its sources end or :meth:`stop` is called.
 
     ``source`` replaces the ``readings`` stream's source (tests); ``sources`` replaces any
-    stream's by name.
+    stream's by name, and ``tables`` any reference table's source.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class Runner:
         source: Source | None = None,
         sources: Mapping[str, Source] | None = None,
         sinks: list[Sink] | None = None,
+        tables: Mapping[str, TableSource] | None = None,
         clock: Clock = system_clock,
         checkpoint_dir: Path | None = None,
         fresh: bool = False,
@@ -87,6 +90,7 @@ class Runner:
             for name, stream in spec.stream_specs().items()
         }
         self.sinks = sinks if sinks is not None else [s.build() for s in spec.sinks]
+        self.tables = ReferenceTables(spec.tables, tables)
         self.clock = clock
         folder = checkpoint_dir or spec.checkpoint.dir or Path(".sensorstream") / spec.name
         self.checkpoints = CheckpointStore(folder)
@@ -164,6 +168,7 @@ class Runner:
         identity = self._identity()
         try:
             resumed = self._restore()
+            self.tables.load(self.tasks.values(), restored=resumed)
             lines_before = self._total().get("lines")
             already_complete = self._finished
             if not self._finished:
@@ -171,6 +176,7 @@ class Runner:
                 self._consume(identity)
             self._checkpoint(identity)
         finally:
+            self.tables.close()
             for stream in self.streams.values():
                 stream.source.close()
             for sink in self.sinks:
@@ -183,6 +189,7 @@ class Runner:
             lines_this_run=self._total().get("lines") - lines_before,
             already_complete=already_complete,
             watermarks={p: t.watermark for p, t in self.tasks.items()},
+            table_errors=dict(self.tables.errors),
         )
 
     def _consume(self, identity: Identity) -> None:
@@ -199,6 +206,7 @@ class Runner:
                 self._checkpoint_after_failure(identity, error)
                 raise
             now = _epoch_us(self.clock())
+            self.tables.poll(self.tasks.values())
             if pulled.batch is not None and pulled.stream is not None:
                 self._handle(pulled.stream, pulled.batch, now)
             elif pulled.ended and pulled.stream is not None:

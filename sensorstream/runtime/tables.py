@@ -1,0 +1,96 @@
+"""The pipeline's reference tables at run time: loaded at start, refreshed while running.
+
+Each table's source (a file, a PostgreSQL query) is loaded once before the first batch and
+then polled between batches; a change reaches every partition's task, since a reference
+table is replicated. Polling never blocks: the sources watch and query in their own
+threads. The first content a run loads holds from the beginning of time (a replay of old
+readings still finds it); each later change holds from when it was loaded, in processing
+time, unless the table dates its rows itself (``valid_from``). A refresh that fails, or
+whose rows do not fit the declared columns, keeps the last good content and is reported
+(:attr:`ReferenceTables.errors`), never stopping the pipeline.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+
+import polars as pl
+
+from sensorstream.engine.task import PartitionTask
+from sensorstream.engine.time import micros
+from sensorstream.engine.watermarks import MIN_WATERMARK
+from sensorstream.errors import SourceError
+from sensorstream.pipeline.tables import TableSpec
+from sensorstream.sources.tables import TableSource, TableUpdate
+from sensorstream.sources.tables.columns import apply_schema
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class ReferenceTables:
+    """Every reference table of a pipeline: its source, and how it reaches the tasks."""
+
+    def __init__(
+        self, specs: Mapping[str, TableSpec], sources: Mapping[str, TableSource] | None = None
+    ) -> None:
+        given = dict(sources or {})
+        self.specs = dict(specs)
+        self.sources = {
+            name: given[name] if name in given else spec.source.build(name)
+            for name, spec in self.specs.items()
+        }
+        self.errors: dict[str, str] = {}  # the latest failed refresh of each table
+        self.loads: dict[str, int] = dict.fromkeys(self.specs, 0)  # updates applied
+
+    def load(self, tasks: Iterable[PartitionTask], *, restored: bool) -> None:
+        """Load every table and hand it to the tasks; SourceError if one cannot be read.
+
+        Without restored state the content holds from the beginning of time; after a
+        restore it is a change like any other (and none if the table is as it was).
+        """
+        tasks = list(tasks)
+        for name, source in self.sources.items():
+            update = source.load()
+            at_us = _micros(update.loaded_at) if restored else MIN_WATERMARK
+            self._apply(name, self._conform(name, update), update, tasks, at_us)
+
+    def poll(self, tasks: Iterable[PartitionTask]) -> None:
+        """Apply whatever changed since the last poll (never waits)."""
+        tasks = list(tasks)
+        for name, source in self.sources.items():
+            while (update := source.poll()) is not None:
+                try:
+                    rows = self._conform(name, update)
+                except SourceError as error:
+                    self.errors[name] = str(error)
+                    continue
+                self._apply(name, rows, update, tasks, _micros(update.loaded_at))
+            if source.last_error is not None:
+                self.errors[name] = source.last_error
+
+    def _conform(self, name: str, update: TableUpdate) -> pl.DataFrame:
+        spec = self.specs[name]
+        return apply_schema(update.rows, spec.column_types(), origin=f"table {name!r}")
+
+    def _apply(
+        self,
+        name: str,
+        rows: pl.DataFrame,
+        update: TableUpdate,
+        tasks: list[PartitionTask],
+        at_us: int,
+    ) -> None:
+        for task in tasks:
+            task.apply_table(name, rows, full=update.full, at_us=at_us)
+        self.loads[name] += 1
+        self.errors.pop(name, None)
+
+    def close(self) -> None:
+        """Stop every source's watching."""
+        for source in self.sources.values():
+            source.close()
+
+
+def _micros(moment: datetime) -> int:
+    return micros(moment - _EPOCH)
