@@ -209,6 +209,21 @@ class VersionedTable:
         )
         return joined.with_columns(pl.col(FOUND).fill_null(False))
 
+    def columns_for(
+        self, frame: pl.DataFrame, on: Sequence[str], columns: Sequence[tuple[str, str]]
+    ) -> pl.DataFrame:
+        """``frame`` with some of each key's latest values, under new names, in order.
+
+        ``columns`` pairs a table column with its name on ``frame`` (nulls where the key
+        has no row).
+        """
+        wanted = self.narrowed(frame, on, self.latest)
+        renamed = [pl.col(column).alias(alias) for column, alias in columns]
+        found = wanted.select(*(pl.col(k) for k in self.key), *renamed)
+        return frame.drop([alias for _, alias in columns], strict=False).join(
+            found, left_on=list(on), right_on=self.key, how="left", maintain_order="left"
+        )
+
     def as_of(self, frame: pl.DataFrame, on: Sequence[str], ts: str) -> pl.DataFrame:
         """``frame`` with the values each key had at each row's ``ts``, in order.
 

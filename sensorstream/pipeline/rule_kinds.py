@@ -71,16 +71,35 @@ Span = Annotated[tuple[float, float], BeforeValidator(_span)]
 
 
 class RangeSpec(KindSpec):
-    """``{range: heart_rate, ranges: {u1: [60, 100]}}``: each key value's own range."""
+    """Each key value's own range: listed, or read from a table by the rule's key.
+
+    ``{range: heart_rate, ranges: {u1: [60, 100]}}``, or
+    ``{range: heart_rate, table: ranges, low: low, high: high}``.
+    """
 
     kind: ClassVar[str] = "range"
     range: str
     severity: str = "warning"
-    ranges: dict[str, Span] = Field(min_length=1)
+    ranges: dict[str, Span] | None = Field(default=None, min_length=1)
+    table: str | None = None
+    low: str = "low"
+    high: str = "high"
+
+    @model_validator(mode="after")
+    def _ranges_or_table(self) -> RangeSpec:
+        if (self.ranges is None) == (self.table is None):
+            msg = (
+                "a range lists each key's range (ranges: {u1: [60, 100]}) or names a table "
+                "holding them (table: ranges, low: low, high: high), one of the two"
+            )
+            raise ValueError(msg)
+        return self
 
     def to_condition(self) -> Condition:
         """The engine's per-key range."""
-        spans = tuple((key, low, high) for key, (low, high) in self.ranges.items())
+        if self.table is not None:
+            return Range(self.range, (), self.severity, self.table, self.low, self.high)
+        spans = tuple((key, low, high) for key, (low, high) in (self.ranges or {}).items())
         return Range(self.range, spans, self.severity)
 
 

@@ -8,6 +8,7 @@ meets late data: :mod:`.operator`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -70,6 +71,30 @@ class RuleStep(Step):
     def grouping(self, source: Shape) -> tuple[str, ...]:
         """What this rule groups by when it reads ``source``."""
         return source.key if self.by_input_key else self.key
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """What it judges, then any table its condition reads (a range's table)."""
+        tables = dict.fromkeys(lookup.table for lookup in self.condition.lookups())
+        return (self.input, *tables)
+
+    def output_shape_of(self, sources: Sequence[Shape]) -> Shape:
+        """Alert transitions; StepError if a table it reads lacks what the condition needs."""
+        for name, table in zip(self.inputs[1:], sources[1:], strict=True):
+            if table.kind is not OutputKind.TABLE:
+                why = f"{name!r} is no table: name one under tables:, or a table step"
+                raise StepError(self.name, "rule", why)
+            for lookup in self.condition.lookups():
+                if lookup.table != name:
+                    continue
+                wanted = [column for column, _ in lookup.columns]
+                problem = table.missing(wanted, what="its condition", source=name)
+                if problem is not None:
+                    raise StepError(self.name, "rule", problem)
+            if len(table.key) != 1:
+                why = f"table {name!r} is keyed by {list(table.key)}: a rule looks up by one key"
+                raise StepError(self.name, "rule", why)
+        return self.output_shape(sources[0])
 
     def output_shape(self, source: Shape) -> Shape:
         """Alert transitions: the common columns and the rule's key columns."""

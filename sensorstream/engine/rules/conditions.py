@@ -38,6 +38,17 @@ from sensorstream.engine.rules.within_key import filled_in_key
 from sensorstream.errors import ConfigError
 
 
+@dataclass(frozen=True)
+class TableLookup:
+    """Columns a condition reads from a table, per key (a range's low and high per user).
+
+    ``columns`` pairs each table column with the name it gets on the rows judged.
+    """
+
+    table: str
+    columns: tuple[tuple[str, str], ...]
+
+
 class Condition(ABC):
     """Base of every condition declaration."""
 
@@ -71,6 +82,10 @@ class Condition(ABC):
         """Why it cannot judge per ``key``, or None (a per-key range needs one key column)."""
         del key
         return None
+
+    def lookups(self) -> tuple[TableLookup, ...]:
+        """What it reads from tables, looked up by the rule's key before it judges."""
+        return ()
 
     @property
     def timer(self) -> Literal["event", "processing"] | None:
@@ -316,6 +331,10 @@ class AllOf(Condition):
     def check_key(self, key: Sequence[str]) -> str | None:
         """The first reason any of them has."""
         return next((why for c in self.conditions if (why := c.check_key(key))), None)
+
+    def lookups(self) -> tuple[TableLookup, ...]:
+        """Every condition's table lookups."""
+        return tuple(lookup for condition in self.conditions for lookup in condition.lookups())
 
     def carry(self) -> dict[str, pl.DataType]:
         """Each one's carry, and each one's own level."""

@@ -27,8 +27,8 @@ at the cost of one attribute test.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -69,6 +69,9 @@ from sensorstream.engine.time import micros
 from sensorstream.engine.watermarks import MAX_WATERMARK
 from sensorstream.readings import TS
 
+if TYPE_CHECKING:
+    from sensorstream.engine.tables import VersionedTable
+
 
 class RuleOperator(Intake, Operator):
     """Judges one rule's observations for one partition and reports its alerts' transitions."""
@@ -100,6 +103,7 @@ class RuleOperator(Intake, Operator):
         self.alerts: dict[tuple[Any, ...], KeyAlert] = {}  # keys with something to remember
         self.hold = micros(policy.hold)
         self.timed = condition.timer is not None  # time alone makes observations
+        self.tables: dict[str, VersionedTable] = {}  # what the condition reads, by name
         # The only columns a rule keeps of what it reads: held rows are otherwise copied
         # whole at every step of the way.
         wanted = [*self.key, TS, WATERMARK, *condition.reads()]
@@ -198,7 +202,7 @@ class RuleOperator(Intake, Operator):
             if passed is not None:
                 passed = passed.with_columns(pl.lit(False).alias(CARRIED))
                 frame = self._sorted(pl.concat([frame, passed], how="diagonal_relaxed"))
-        frame = self.condition.level(frame, self.key)
+        frame = self.condition.level(self._looked_up(frame), self.key)
         states = observation_states(
             frame, self.key, consecutive=self.policy.consecutive, hold_us=self.hold
         )
@@ -209,6 +213,16 @@ class RuleOperator(Intake, Operator):
             observed = ~pl.col(CARRIED) & pl.col(END).is_not_null()  # not a deadman's silence
             self._note_judged(frame.filter(observed))
         return records
+
+    def bind_tables(self, tables: Mapping[str, VersionedTable]) -> None:
+        """Find the tables the condition reads (a range's per-key bounds)."""
+        self.tables = {lookup.table: tables[lookup.table] for lookup in self.condition.lookups()}
+
+    def _looked_up(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """``frame`` with the columns its condition reads from tables, by the rule's key."""
+        for lookup in self.condition.lookups():
+            frame = self.tables[lookup.table].columns_for(frame, self.key, lookup.columns)
+        return frame
 
     def _sorted(self, frame: pl.DataFrame) -> pl.DataFrame:
         """By key, the carried row first, then event time (arrival order breaks ties)."""

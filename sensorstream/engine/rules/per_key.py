@@ -17,7 +17,7 @@ from functools import cached_property
 
 import polars as pl
 
-from sensorstream.engine.rules.conditions import CARRIED, Condition, OneColumn
+from sensorstream.engine.rules.conditions import CARRIED, Condition, OneColumn, TableLookup
 from sensorstream.engine.rules.lifecycle import LEVEL
 from sensorstream.engine.rules.within_key import filled_in_key, shifted_in_key
 from sensorstream.engine.time import micros
@@ -38,21 +38,33 @@ def _judged(frame: pl.DataFrame, breach: pl.Expr, *updates: pl.Expr) -> pl.DataF
 class Range(OneColumn):
     """Outside the key's own range: ``low <= value <= high`` is ok, per key value.
 
-    The ranges are a small table (:meth:`table`) joined to each release on the rule's key,
-    so a reference table can take its place once joins land. A key with no range is not
-    judged (always ok); a null value is ok.
+    The ranges are either given (``ranges``: a small table joined to each release on the
+    rule's key) or read from a table by the rule's key (``table``, with its ``low`` and
+    ``high`` columns: heartwatch's historical ranges per user, kept in PostgreSQL). A key
+    with no range is not judged (always ok); a null value is ok.
 
-    >>> Range("heart_rate", (("u1", 60, 100),)).table().row(0)
+    >>> Range("heart_rate", (("u1", 60, 100),)).table_of_ranges().row(0)
     ('u1', 60.0, 100.0)
     """
 
     column: str
-    ranges: tuple[tuple[str, float, float], ...]  # (key value, low, high)
+    ranges: tuple[tuple[str, float, float], ...] = ()  # (key value, low, high)
     severity: str = "warning"
+    table: str | None = None  # a table holding each key's range
+    low: str = "low"
+    high: str = "high"
 
     def __post_init__(self) -> None:
+        if self.table is not None:
+            if self.ranges:
+                msg = "a range reads its ranges from a table or lists them, not both"
+                raise ConfigError(msg)
+            return
         if not self.ranges:
-            msg = "a range needs at least one key's range, e.g. ranges: {u1: [60, 100]}"
+            msg = (
+                "a range needs each key's range, e.g. ranges: {u1: [60, 100]}, or a table "
+                "holding them (table: ranges, low: low, high: high)"
+            )
             raise ConfigError(msg)
         keys = [key for key, _, _ in self.ranges]
         if len(set(keys)) != len(keys):
@@ -70,8 +82,14 @@ class Range(OneColumn):
             return None
         return f"a range is looked up by one key column, and the rule's key is {list(key)}"
 
-    def table(self) -> pl.DataFrame:
-        """The ranges as a frame: key value, low, high."""
+    def lookups(self) -> tuple[TableLookup, ...]:
+        """The table's low and high columns, when the ranges come from a table."""
+        if self.table is None:
+            return ()
+        return (TableLookup(self.table, ((self.low, _LOW), (self.high, _HIGH))),)
+
+    def table_of_ranges(self) -> pl.DataFrame:
+        """The given ranges as a frame: key value, low, high."""
         keys, lows, highs = zip(*self.ranges, strict=True)
         return pl.DataFrame(
             {_KEY: list(keys), _LOW: list(lows), _HIGH: list(highs)},
@@ -80,6 +98,8 @@ class Range(OneColumn):
 
     def candidates(self) -> pl.Expr | None:
         """Rows outside the narrowest band every range holds (the others are in every range)."""
+        if self.table is not None:
+            return None  # a table's ranges change while running: every row may breach
         lowest_high = min(high for _, _, high in self.ranges)
         highest_low = max(low for _, low, _ in self.ranges)
         value = pl.col(self.column)
@@ -88,16 +108,17 @@ class Range(OneColumn):
     def level(self, frame: pl.DataFrame, key: Sequence[str]) -> pl.DataFrame:
         """1 where the value lies outside its key's range (a join per release)."""
         [column] = key
-        joined = frame.join(
-            self.table(),
-            left_on=pl.col(column).cast(pl.String),
-            right_on=_KEY,
-            how="left",
-            maintain_order="left",
-        )
+        if self.table is None:
+            frame = frame.join(
+                self.table_of_ranges(),
+                left_on=pl.col(column).cast(pl.String),
+                right_on=_KEY,
+                how="left",
+                maintain_order="left",
+            )
         value = pl.col(self.column)
-        breach = (value < pl.col(_LOW)) | (value > pl.col(_HIGH))
-        return _judged(joined, breach).drop(_LOW, _HIGH, _KEY, strict=False)
+        breach = (value < pl.col(_LOW).cast(pl.Float64)) | (value > pl.col(_HIGH).cast(pl.Float64))
+        return _judged(frame, breach).drop(_LOW, _HIGH, _KEY, strict=False)
 
     def describe(self, level: int, value: float | None) -> str:
         """``heart_rate 120: outside the key's range``."""
