@@ -106,6 +106,14 @@ class VersionedTable:
         own = rows[column].cast(pl.Int64)
         return own.fill_null(at_us)
 
+    def changelog(self, rows: pl.DataFrame, at_us: pl.Series, deleted: pl.Series) -> None:
+        """A changelog's rows in arrival order: upserts, and deletions where ``deleted``.
+
+        Two changes of a key at one instant keep the later one, as they arrived.
+        """
+        stamped = self._stamped(self._conform(rows), at_us).with_columns(deleted.alias(DELETED))
+        self._add(stamped)
+
     def delete(self, keys: pl.DataFrame, at_us: int | pl.Series) -> None:
         """Tombstones: these keys have no row from ``at_us`` on."""
         keys = self._conform(keys.select(self.key))

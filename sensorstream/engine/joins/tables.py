@@ -114,15 +114,12 @@ class TableOperator(Operator):
         del watermark_after
         late = batch[TS].cast(pl.Int64) < batch[WATERMARK] - self.lateness_us
         timely = batch.filter(~late) if late.any() else batch
+        times = timely[TS].cast(pl.Int64)
         if self._deletes is None:
-            self.table.upsert(timely, timely[TS].cast(pl.Int64))
-            return OperatorOutput(late=late)
-        deleting = timely.select(self._deletes.fill_null(False)).to_series()
-        kept = timely.filter(~deleting)
-        self.table.upsert(kept, kept[TS].cast(pl.Int64))
-        gone = timely.filter(deleting)
-        if gone.height:
-            self.table.delete(gone, gone[TS].cast(pl.Int64))
+            self.table.upsert(timely, times)
+        else:
+            deleting = timely.select(self._deletes.fill_null(False)).to_series()
+            self.table.changelog(timely, times, deleting)
         return OperatorOutput(late=late)
 
     def snapshot(self) -> OperatorState:
