@@ -70,20 +70,28 @@ def w1_pipeline(
     dedup: bool = True,
     store_readings: bool = False,
     extra_steps: Sequence[dict[str, Any]] = (),
+    before_window: Sequence[dict[str, Any]] = (),
+    tables: dict[str, Any] | None = None,
 ) -> dict[str, object]:
     """The W1 pipeline as a YAML mapping: per-device 1-minute windows into DuckDB.
 
-    ``extra_steps`` follow the window step (``benchmarks/w1_rules.py`` adds rules).
+    ``extra_steps`` follow the window step (``benchmarks/w1_rules.py`` adds rules);
+    ``before_window`` come before it, the window reading the last of them, and ``tables``
+    are the reference tables they read (``benchmarks/w1_enriched.py`` adds a join).
     """
+    window_input = before_window[-1]["name"] if before_window else "readings"
     return {
         "name": "w1",
         "source": {"type": "file", "path": str(path)},
         "readings": {"measurements": {"temperature": "float", "humidity": "float"}},
         "event_time": {"out_of_orderness": "5s"},
         "dedup": {"enabled": dedup},
+        **({"tables": tables} if tables else {}),
         "steps": [
+            *before_window,
             {
                 "name": "per_device_1m",
+                "input": window_input,
                 "window": {"type": "tumbling", "size": "1m"},
                 "aggregates": [
                     "count(temperature)",
@@ -107,14 +115,21 @@ def w1_pipeline(
 
 
 def run_sensorstream(
-    path: Path, *, dedup: bool = True, extra_steps: Sequence[dict[str, Any]] = ()
+    path: Path,
+    *,
+    dedup: bool = True,
+    extra_steps: Sequence[dict[str, Any]] = (),
+    **changes: Any,
 ) -> dict[str, float]:
-    """One engine run over the file, in this process; returns its figures."""
+    """One engine run over the file, in this process; returns its figures.
+
+    ``changes`` go to :func:`w1_pipeline` (steps before the window, tables).
+    """
     from sensorstream.pipeline.spec import PipelineSpec
     from sensorstream.runtime.runner import Runner
 
     with tempfile.TemporaryDirectory() as scratch:
-        pipeline = w1_pipeline(path, Path(scratch), dedup=dedup, extra_steps=extra_steps)
+        pipeline = w1_pipeline(path, Path(scratch), dedup=dedup, extra_steps=extra_steps, **changes)
         spec = PipelineSpec.model_validate(pipeline)
         started = time.perf_counter()
         summary = Runner(spec).run()
@@ -136,6 +151,7 @@ def run_command(
     store_readings: bool,
     readings: int,
     extra_steps: Sequence[dict[str, Any]] = (),
+    **changes: Any,
 ) -> dict[str, float]:
     """``sensorstream run`` as a user runs it: a whole process, timed from outside."""
     import yaml
@@ -143,7 +159,11 @@ def run_command(
     with tempfile.TemporaryDirectory() as scratch:
         spec = Path(scratch) / "w1.yaml"
         pipeline = w1_pipeline(
-            path, Path(scratch), store_readings=store_readings, extra_steps=extra_steps
+            path,
+            Path(scratch),
+            store_readings=store_readings,
+            extra_steps=extra_steps,
+            **changes,
         )
         spec.write_text(yaml.safe_dump(pipeline, sort_keys=False))  # levels keep their order
         command = [sys.executable, "-m", "sensorstream", "run", str(spec), "--no-progress"]

@@ -30,6 +30,7 @@ DELETED = "__deleted"
 FOUND = "__found"  # on looked-up rows: whether the key had a row (its values may be null)
 # A version's validity as a timestamp, for frames shown to a person or stored.
 _ORDER = "__order"
+MIN_TIME = -(2**62)  # before any version
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class VersionedTable:
         self.decl = decl
         self.key = list(decl.key)
         self._versions = pl.DataFrame(schema=self._version_schema())
+        # The earliest horizon at which a version could be evicted (None: none could be,
+        # until the next change), so that evicting a large unchanged table costs nothing.
+        self._evictable_from: int | None = None
 
     def _version_schema(self) -> dict[str, pl.DataType]:
         return {**self.decl.schema, VALID_FROM: pl.Int64(), DELETED: pl.Boolean()}
@@ -157,14 +161,14 @@ class VersionedTable:
         combined = pl.concat(
             [self._versions, versions.select(self._versions.columns)], how="vertical_relaxed"
         )
-        # A later change at the same instant wins: keep the last version per key and time.
-        self._versions = (
-            combined.with_row_index(_ORDER)
-            .unique([*self.key, VALID_FROM], keep="last", maintain_order=False)
-            .sort([*self.key, VALID_FROM])
-            .drop(_ORDER)
-        )
+        # Sorted by key and time, arrival order kept among equals; of two changes of a key
+        # at one instant the later stays. Comparing neighbours is cheaper than hashing.
+        # (An arrival number as the last sort key is cheaper than a stable sort.)
+        ordered = combined.with_row_index(_ORDER).sort([*self.key, VALID_FROM, _ORDER])
+        repeated = _same_as_next([*self.key, VALID_FROM])
+        self._versions = ordered.filter(~repeated).drop(_ORDER)
         self.__dict__.pop("latest", None)
+        self._evictable_from = MIN_TIME
 
     # --- reading ------------------------------------------------------------------------
 
@@ -173,7 +177,7 @@ class VersionedTable:
         """Each key's newest row (deleted keys left out), sorted by key: what a lookup sees."""
         if self._versions.height == 0:
             return pl.DataFrame(schema=self.decl.schema)
-        newest = self._versions.unique(self.key, keep="last", maintain_order=True)
+        newest = self._versions.filter(~_same_as_next(self.key))  # each key's last version
         return newest.filter(~pl.col(DELETED)).select(self.decl.schema.keys())
 
     def narrowed(self, frame: pl.DataFrame, on: Sequence[str], rows: pl.DataFrame) -> pl.DataFrame:
@@ -266,18 +270,36 @@ class VersionedTable:
 
     def evict(self, horizon_us: int) -> None:
         """Drop versions no record at or after ``horizon_us`` can ask for."""
-        if self._versions.height == 0:
+        if self._evictable_from is None or horizon_us < self._evictable_from:
+            return
+        if self._single_versions():  # a table loaded once and never changed, most often
+            self._evictable_from = None
             return
         following = pl.col(VALID_FROM).shift(-1).over(self.key)
-        kept = self._versions.with_columns(following.alias("__next")).filter(
-            pl.col("__next").is_null() | (pl.col("__next") > horizon_us)
-        )
+        marked = self._versions.with_columns(following.alias("__next"))
+        kept = marked.filter(pl.col("__next").is_null() | (pl.col("__next") > horizon_us))
         # A key deleted before the horizon, with nothing after: nothing can ask for it.
-        finished = pl.col("__next").is_null() & pl.col(DELETED) & (pl.col(VALID_FROM) <= horizon_us)
-        kept = kept.filter(~finished).drop("__next")
+        last = pl.col("__next").is_null()
+        finished = last & pl.col(DELETED) & (pl.col(VALID_FROM) <= horizon_us)
+        kept = kept.filter(~finished)
+        # When could the next eviction drop anything? When the horizon reaches the
+        # earliest successor of a kept version, or a kept deletion.
+        upcoming = kept.select(
+            pl.min_horizontal(
+                pl.col("__next").min(),
+                pl.col(VALID_FROM).filter(last & pl.col(DELETED)).min(),
+            )
+        ).item()
+        self._evictable_from = None if upcoming is None else int(upcoming)
+        kept = kept.drop("__next")
         if kept.height != self._versions.height:
             self._versions = kept
             self.__dict__.pop("latest", None)
+
+    def _single_versions(self) -> bool:
+        """Every key has one version and none is a deletion: nothing will ever be evicted."""
+        versions = self._versions
+        return not versions[DELETED].any() and versions.height == self.latest.height
 
     def snapshot(self) -> OperatorState:
         """The versions, as one frame."""
@@ -289,6 +311,7 @@ class VersionedTable:
         if frame is not None:
             self._versions = frame.select(_typed(self._version_schema()))
             self.__dict__.pop("latest", None)
+            self._evictable_from = MIN_TIME
 
 
 def _typed(schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
@@ -297,3 +320,10 @@ def _typed(schema: Mapping[str, pl.DataType]) -> list[pl.Expr]:
         pl.col(name) if dtype == pl.Null() else pl.col(name).cast(dtype)
         for name, dtype in schema.items()
     ]
+
+
+def _same_as_next(columns: Sequence[str]) -> pl.Expr:
+    """Rows equal to the next row in all of ``columns`` (nulls equal), for sorted frames."""
+    return pl.all_horizontal(
+        [pl.col(c).eq_missing(pl.col(c).shift(-1)).fill_null(False) for c in columns]
+    ) & pl.int_range(pl.len()).lt(pl.len() - 1)
