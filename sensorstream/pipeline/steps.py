@@ -22,24 +22,17 @@ graph (inputs, circles, columns) and its errors come back with the step's YAML l
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
-from sensorstream.durations import Duration
 from sensorstream.engine.aggregates import Aggregate
 from sensorstream.engine.derive import DeriveStep
 from sensorstream.engine.steps import READINGS, Step, StepError
-from sensorstream.engine.windows import (
-    HoppingWindow,
-    SessionWindow,
-    TumblingWindow,
-    Window,
-    WindowStep,
-)
-from sensorstream.errors import ConfigError, SensorstreamError
+from sensorstream.engine.windows import WindowStep
+from sensorstream.errors import ConfigError
 from sensorstream.pipeline.rules import RuleStepSpec
+from sensorstream.pipeline.windows import WindowSpec as WindowSpec  # where step models find it
 
 _AGGREGATE = re.compile(r"^\s*(\w+(?:\.\d+)?)\s*(?:\(\s*([\w.-]*)\s*\))?\s*(?:as\s+(\w+))?\s*$")
 _STEP_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -47,46 +40,6 @@ _STEP_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WindowSpec(_Model):
-    """A window declaration as YAML writes it.
-
-    ``{type: tumbling, size: 1m}``, ``{type: hopping, size: 5m, slide: 1m}``,
-    ``{type: session, gap: 30s}``.
-    """
-
-    type: Literal["tumbling", "hopping", "session"]
-    size: Duration | None = None
-    slide: Duration | None = None
-    gap: Duration | None = None
-    offset: Duration | None = None
-
-    def to_window(self) -> Window:
-        """The engine-side window declaration."""
-        try:
-            return self._build()
-        except SensorstreamError as error:
-            raise ValueError(str(error)) from None
-
-    def _build(self) -> Window:
-        offset = self.offset or timedelta(0)
-        if self.type == "tumbling":
-            return TumblingWindow(size=_required(self.size, "size", self.type), offset=offset)
-        if self.type == "hopping":
-            return HoppingWindow(
-                size=_required(self.size, "size", self.type),
-                slide=_required(self.slide, "slide", self.type),
-                offset=offset,
-            )
-        return SessionWindow(gap=_required(self.gap, "gap", self.type))
-
-
-def _required(value: Any, name: str, kind: str) -> Any:
-    if value is None:
-        msg = f"a {kind} window needs {name!r}"
-        raise ConfigError(msg)
-    return value
 
 
 def parse_aggregate(text: str) -> Aggregate:
