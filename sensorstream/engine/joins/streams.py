@@ -1,0 +1,404 @@
+"""Stream x stream joins: rows of two streams paired by key, within a time bound or a window.
+
+``StreamJoinStep("badge_and_door", "badges", "doors", on=("device_id",),
+within=timedelta(seconds=10))`` pairs each badge read with each door event of the same
+device at most ten seconds apart; with ``window=TumblingWindow(timedelta(minutes=1))``
+instead of ``within``, with each one of the same minute. What it promises (docs/joins.md
+says it at length):
+
+- **Each pair once, when its later member arrives.** Each side keeps a buffer; a batch of
+  one side is joined with the other side's buffer (one Polars join on the key, then a
+  filter on the time difference), then joins its own buffer. A pair's row has the left
+  columns, then the right ones (a name the left has too gets ``suffix``: ``ts_right``),
+  ``ts`` the later of the two times, and the watermark its arriving member came with.
+- **Late rows are not joined.** A row is late if its time is behind the watermark before it
+  by more than the allowed lateness (in a windowed join: if every window it falls in has
+  passed its lateness). Some partners it could have had may be gone by then, so pairing it
+  would make the output depend on how the input was batched; it is reported in
+  ``OperatorOutput.late`` instead.
+- **State is bounded by the bound, not by the stream.** A buffered row is dropped once the
+  step's watermark W has W - allowed_lateness > ts + within (a windowed copy once W >=
+  window_end + allowed_lateness): no row that is not late can pair with it any more.
+- **how="left"** also emits each left row that paired with nothing, with nulls on the
+  right, when it is dropped. That row carries the watermark that drops it at the
+  earliest, so batching moves when it comes out, never whether or how.
+
+This relies on each row's ``__watermark`` never being below a watermark the step was
+already given: true of the watermark of the row's own stream, and of the minimum over
+the streams.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from math import ceil
+from typing import TYPE_CHECKING, Literal, cast
+
+import polars as pl
+
+from sensorstream.engine.operator import Operator, OperatorOutput, OperatorState
+from sensorstream.engine.outputs import END, ROW, START, WATERMARK, OutputKind, Shape
+from sensorstream.engine.steps import Step, StepError
+from sensorstream.engine.time import micros
+from sensorstream.engine.windows import HoppingWindow, TumblingWindow
+from sensorstream.readings import TS, TS_TYPE
+
+if TYPE_CHECKING:
+    from sensorstream.engine.time import EventTime
+
+JoinHow = Literal["inner", "left"]
+JoinWindow = TumblingWindow | HoppingWindow
+# Bookkeeping columns of the buffers (never emitted): a left row's number and whether it
+# paired (how="left" only), the last watermark a row is kept at, a windowed copy's start.
+_SEQ, _MATCHED, _UNTIL, _START = "__seq", "__matched", "__until", "__start"
+
+
+def payload(columns: Sequence[str]) -> list[str]:
+    """The columns a join carries over: all but the in-flight ones (``__watermark``, ...)."""
+    return [name for name in columns if not name.startswith("__")]
+
+
+def right_names(
+    left: Sequence[str], right: Sequence[str], on: Sequence[str], suffix: str
+) -> dict[str, str]:
+    """How the right side's columns are named in a pair: a name the left has gets ``suffix``.
+
+    The key columns are the left's (they are equal), so they are not among them.
+
+    >>> right_names(["device_id", "ts", "door"], ["device_id", "ts", "badge"], ["device_id"], "_r")
+    {'ts': 'ts_r', 'badge': 'badge'}
+    """
+    taken = set(left)
+    return {
+        name: f"{name}{suffix}" if name in taken else name
+        for name in payload(right)
+        if name not in on
+    }
+
+
+@dataclass(frozen=True)
+class StreamJoinStep(Step):
+    """Pairs rows of two streams with equal ``on`` columns, ``within`` apart or in one window.
+
+    >>> step = StreamJoinStep("pairs", "badges", "doors", ("device_id",), timedelta(seconds=10))
+    >>> step.inputs, step.key
+    (('badges', 'doors'), ('device_id',))
+    """
+
+    name: str
+    input: str
+    other: str
+    on: tuple[str, ...]
+    within: timedelta | None = None
+    how: JoinHow = "inner"
+    window: JoinWindow | None = None
+    suffix: str = "_right"
+    key: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        declared: object = self.on  # checked as declared: a str would pass as a tuple of letters
+        if not isinstance(declared, tuple) or not declared:
+            why = "name the key columns both sides share, e.g. [device_id]"
+            raise StepError(self.name, "join.on", why)
+        for index, column in enumerate(self.on):
+            if column == TS or self.on.index(column) != index:
+                why = f"{column!r} cannot be a key: a key names other columns than ts, once each"
+                raise StepError(self.name, f"join.on[{index}]", why)
+        object.__setattr__(self, "key", tuple(self.on))
+        if self.how not in ("inner", "left"):
+            why = f"how is inner (pairs only) or left (unpaired left rows too), not {self.how!r}"
+            raise StepError(self.name, "join.how", why)
+        if not self.suffix:
+            raise StepError(self.name, "join.suffix", "the suffix must not be empty, e.g. _right")
+        if self.window is None:
+            if self.within is None:
+                why = "say how far apart two rows may be (within: 10s), or join by window"
+                raise StepError(self.name, "join.within", why)
+            if self.within < timedelta(0):
+                raise StepError(self.name, "join.within", f"must not be negative: {self.within}")
+        elif self.within is not None:
+            why = "a windowed join pairs the rows of one window: declare within or window, not both"
+            raise StepError(self.name, "join.within", why)
+        elif not isinstance(window := cast(object, self.window), TumblingWindow | HoppingWindow):
+            why = f"a windowed join takes a tumbling or hopping window, not {window!r}"
+            raise StepError(self.name, "join.window", why)
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The left stream, then the right one."""
+        return (self.input, self.other)
+
+    @property
+    def span(self) -> timedelta:
+        """How far apart two paired rows may be."""
+        return self.window.size if self.window is not None else self.within or timedelta(0)
+
+    def output_shape(self, source: Shape) -> Shape:
+        """Not enough to know: a join's shape needs both sides (:meth:`output_shape_of`)."""
+        del source
+        raise StepError(self.name, "join.stream", "a join reads two inputs, not one")
+
+    def build(self, source: Shape, event_time: EventTime) -> Operator:
+        """Not enough to build: a join needs both sides' shapes (:meth:`build_of`)."""
+        del source, event_time
+        raise StepError(self.name, "join.stream", "a join reads two inputs, not one")
+
+    def output_shape_of(self, sources: Sequence[Shape]) -> Shape:
+        """A stream keyed by the join key: left columns, right columns, the window's bounds.
+
+        StepError if a side is not a stream, lacks a key column, or a name would clash.
+        """
+        left, right = sources
+        for name, shape, where in ((self.input, left, "input"), (self.other, right, "join.stream")):
+            if shape.kind is OutputKind.TABLE:
+                why = f"{name!r} is a table: join it with join: {{table: {name}}}"
+                raise StepError(self.name, where, why)
+            if shape.kind is not OutputKind.STREAM:
+                why = (
+                    f"a stream join reads streams (readings, derive steps over them), and "
+                    f"{name!r} emits {shape.kind.value}; compare window results with a relation"
+                )
+                raise StepError(self.name, where, why)
+            for index, column in enumerate(self.on):
+                problem = shape.missing([column], what="the join key", source=name)
+                if problem is not None:
+                    raise StepError(self.name, f"join.on[{index}]", problem)
+        if left.columns is None or right.columns is None:
+            return Shape(OutputKind.STREAM, None, self.on)
+        return Shape(OutputKind.STREAM, self._columns(left.columns, right.columns), self.on)
+
+    def _columns(
+        self, left: dict[str, pl.DataType], right: dict[str, pl.DataType]
+    ) -> dict[str, pl.DataType]:
+        for index, column in enumerate(self.on):
+            if left[column] != right[column]:
+                why = f"{column!r} is {left[column]} on the left and {right[column]} on the right"
+                raise StepError(self.name, f"join.on[{index}]", why)
+        columns = {name: left[name] for name in payload(list(left))}
+        for name, renamed in right_names(list(columns), list(right), self.on, self.suffix).items():
+            if renamed in columns:
+                why = f"the right's {name!r} would be {renamed!r}, which is taken: pick a suffix"
+                raise StepError(self.name, "join.suffix", why)
+            columns[renamed] = right[name]
+        if self.window is not None:
+            for bound in (START, END):
+                if bound in columns:
+                    why = f"a windowed join adds {bound!r}, which an input already has"
+                    raise StepError(self.name, "join.window", why)
+                columns[bound] = TS_TYPE
+        return columns
+
+    def build_of(self, sources: Sequence[Shape], event_time: EventTime) -> Operator:
+        """The operator for one partition, knowing the right side's columns for unpaired rows."""
+        return StreamJoinOperator(self, event_time.allowed_lateness, sources[1].columns)
+
+
+class StreamJoinOperator(Operator):
+    """Both sides' recent rows, each new batch joined with the other side's (see module doc)."""
+
+    def __init__(
+        self,
+        step: StreamJoinStep,
+        allowed_lateness: timedelta,
+        right_columns: Mapping[str, pl.DataType] | None = None,
+    ) -> None:
+        self.name = step.name
+        self.on = list(step.on)
+        self.suffix = step.suffix
+        self.keep_unpaired = step.how == "left"
+        self.lateness = micros(allowed_lateness)
+        self.within = micros(step.within) if step.within is not None else 0
+        window = step.window
+        self.size = self.slide = self.offset = 0
+        if window is not None:
+            self.size = micros(window.size)
+            self.slide = micros(window.slide if isinstance(window, HoppingWindow) else window.size)
+            self.offset = micros(window.offset)
+        self.windowed = window is not None
+        self.join_on = [*self.on, _START] if self.windowed else self.on
+        # The right's columns, to give unpaired left rows nulls of the right types.
+        self.right_columns = dict(right_columns or {})
+        self.left: pl.DataFrame | None = None
+        self.right: pl.DataFrame | None = None
+        self.next_seq = 0
+
+    @property
+    def buffered_rows(self) -> int:
+        """How many rows (window copies, in a windowed join) both buffers hold."""
+        return sum(frame.height for frame in (self.left, self.right) if frame is not None)
+
+    def process(self, batch: pl.DataFrame, watermark_after: int) -> OperatorOutput:
+        """A batch of the left input (:meth:`process_from` with index 0)."""
+        return self.process_from(0, batch, watermark_after)
+
+    def process_from(self, index: int, batch: pl.DataFrame, watermark_after: int) -> OperatorOutput:
+        """Pair a batch of one side with the other side's buffer, keep it, drop what expired."""
+        if index not in (0, 1):
+            msg = f"a join reads inputs 0 (left) and 1 (right), not input {index}"
+            raise ValueError(msg)
+        arrived, late = self._arrivals(batch)
+        keyed = pl.all_horizontal([pl.col(name).is_not_null() for name in self.on])
+        found: pl.DataFrame | None = None
+        if index == 0:
+            if self.keep_unpaired:
+                start = self.next_seq
+                self.next_seq += arrived.height
+                arrived = arrived.with_columns(
+                    pl.int_range(start, self.next_seq, dtype=pl.Int64).alias(_SEQ),
+                    pl.lit(False).alias(_MATCHED),
+                )
+            else:  # a null key pairs with nothing
+                arrived = arrived.filter(keyed)
+            if arrived.height and self.right is not None and self.right.height:
+                found = self._pairs(arrived, self.right, arriving="left")
+                if self.keep_unpaired and found.height:
+                    arrived = _mark_paired(arrived, found)
+            self.left = _append(self.left, arrived.drop(WATERMARK))
+        else:
+            arrived = arrived.filter(keyed)
+            if arrived.height and self.left is not None and self.left.height:
+                found = self._pairs(self.left, arrived, arriving="right")
+                if self.keep_unpaired and found.height:
+                    self.left = _mark_paired(self.left, found)
+            self.right = _append(self.right, arrived.drop(WATERMARK))
+        pairs = self._formatted(found) if found is not None and found.height else None
+        return OperatorOutput(rows=_ordered(pairs, self._evict(watermark_after)), late=late)
+
+    def on_watermark(self, watermark: int) -> OperatorOutput:
+        """Drop what can no longer pair; under how="left", emit the left rows that never did."""
+        return OperatorOutput(rows=_ordered(None, self._evict(watermark)))
+
+    def _arrivals(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+        """The rows that are not late (one per window they fall in), with how long each stays.
+
+        Returns them and the late mask over the batch.
+        """
+        rows = batch.drop(ROW, strict=False)
+        ts, seen = pl.col(TS).cast(pl.Int64), pl.col(WATERMARK)
+        if not self.windowed:
+            late = rows.select((ts < seen - self.lateness).fill_null(False).alias("late"))
+            mask = late.to_series()
+            kept = rows.filter(~mask) if mask.any() else rows
+            until = ts + (self.within + self.lateness)
+            return kept.with_columns(until.alias(_UNTIL)), mask
+        last = (ts - self.offset) // self.slide * self.slide + self.offset
+        marked = rows.with_columns(last.alias(_START))
+        mask = (marked[_START] + (self.size + self.lateness) <= marked[WATERMARK]).fill_null(False)
+        mask = mask.alias("late")
+        kept = marked.filter(~mask) if mask.any() else marked
+        copies = [kept]
+        end = pl.col(_START) + self.size
+        for i in range(1, ceil(self.size / self.slide)):
+            earlier = kept.with_columns((pl.col(_START) - i * self.slide).alias(_START))
+            copies.append(earlier.filter((end > ts) & (end + self.lateness > seen)))
+        windowed = pl.concat(copies) if len(copies) > 1 else kept
+        return windowed.with_columns((end + (self.lateness - 1)).alias(_UNTIL)), mask
+
+    def _pairs(
+        self, left: pl.DataFrame, right: pl.DataFrame, *, arriving: Literal["left", "right"]
+    ) -> pl.DataFrame:
+        """Every pair of these left and right rows, in the order the arriving rows came."""
+        names = right_names(payload(left.columns), right.columns, self.on, self.suffix)
+        found = left.join(
+            right.drop(_UNTIL).rename(names),
+            on=self.join_on,
+            how="inner",
+            maintain_order="left_right" if arriving == "left" else "right_left",
+        )
+        if self.windowed:
+            return found
+        apart = (pl.col(TS).cast(pl.Int64) - pl.col(f"{TS}{self.suffix}").cast(pl.Int64)).abs()
+        return found.filter(apart <= self.within)
+
+    def _formatted(self, found: pl.DataFrame) -> pl.DataFrame:
+        """Pairs as the step emits them: left columns, right columns, bounds, watermark."""
+        later = pl.max_horizontal(TS, f"{TS}{self.suffix}").alias(TS)
+        columns = [later if name == TS else pl.col(name) for name in payload(found.columns)]
+        return found.select(*columns, *self._bounds(), pl.col(WATERMARK))
+
+    def _bounds(self) -> list[pl.Expr]:
+        if not self.windowed:
+            return []
+        return [
+            pl.col(_START).cast(TS_TYPE).alias(START),
+            (pl.col(_START) + self.size).cast(TS_TYPE).alias(END),
+        ]
+
+    def _evict(self, watermark: int) -> pl.DataFrame | None:
+        """Drop rows no row to come can pair with; return the unpaired left ones (how="left")."""
+        unpaired = None
+        if self.left is not None and _expires(self.left, watermark):
+            alive = pl.col(_UNTIL) >= watermark
+            if self.keep_unpaired:
+                unpaired = self.left.filter(~alive & ~pl.col(_MATCHED))
+            self.left = self.left.filter(alive)
+        if self.right is not None and _expires(self.right, watermark):
+            self.right = self.right.filter(pl.col(_UNTIL) >= watermark)
+        if unpaired is None or unpaired.height == 0:
+            return None
+        return self._unpaired(unpaired)
+
+    def _unpaired(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """Left rows with nulls for the right's columns, at the watermark that dropped them."""
+        right = self.right.schema if self.right is not None else self.right_columns
+        names = right_names(payload(rows.columns), list(right) or [TS], self.on, self.suffix)
+        nulls = [
+            pl.lit(None, right.get(name, TS_TYPE if name == TS else pl.Null())).alias(renamed)
+            for name, renamed in names.items()
+        ]
+        return rows.select(
+            *payload(rows.columns),
+            *nulls,
+            *self._bounds(),
+            (pl.col(_UNTIL) + 1).alias(WATERMARK),
+        )
+
+    def snapshot(self) -> OperatorState:
+        """Both buffers, and the next left row's number."""
+        frames = {
+            name: frame
+            for name, frame in (("left", self.left), ("right", self.right))
+            if frame is not None
+        }
+        return OperatorState(frames=frames, meta={"next_seq": self.next_seq})
+
+    def restore(self, state: OperatorState) -> None:
+        """Continue from :meth:`snapshot`."""
+        self.left = state.frames.get("left")
+        self.right = state.frames.get("right")
+        self.next_seq = int(state.meta.get("next_seq", 0))
+
+
+def _expires(buffer: pl.DataFrame, watermark: int) -> bool:
+    """Whether any buffered row expires at this watermark (one column minimum, usually no)."""
+    if buffer.height == 0:
+        return False
+    earliest = buffer[_UNTIL].min()
+    return isinstance(earliest, int) and earliest < watermark
+
+
+def _mark_paired(left: pl.DataFrame, found: pl.DataFrame) -> pl.DataFrame:
+    paired = pl.col(_SEQ).is_in(found[_SEQ].unique().implode())
+    return left.with_columns((pl.col(_MATCHED) | paired).alias(_MATCHED))
+
+
+def _append(buffer: pl.DataFrame | None, rows: pl.DataFrame) -> pl.DataFrame:
+    """The buffer with new rows after it; compacted now and then so joins stay quick."""
+    if buffer is None:
+        return rows
+    if rows.height == 0:
+        return buffer
+    joined = pl.concat([buffer, rows], how="diagonal_relaxed")
+    return joined.rechunk() if joined.n_chunks() > 16 else joined
+
+
+def _ordered(pairs: pl.DataFrame | None, unpaired: pl.DataFrame | None) -> pl.DataFrame | None:
+    """One call's rows in watermark order, as rows of a stream arrive."""
+    frames = [frame for frame in (pairs, unpaired) if frame is not None and frame.height]
+    if not frames:
+        return None
+    if len(frames) == 1:
+        return frames[0]
+    return pl.concat(frames, how="diagonal_relaxed").sort(WATERMARK, maintain_order=True)
