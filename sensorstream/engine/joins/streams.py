@@ -18,14 +18,17 @@ says it at length):
   ``OperatorOutput.late`` instead.
 - **State is bounded by the bound, not by the stream.** A buffered row is dropped once the
   step's watermark W has W - allowed_lateness > ts + within (a windowed copy once W >=
-  window_end + allowed_lateness): no row that is not late can pair with it any more.
+  window_end + allowed_lateness): no row that is not late can pair with it any more. While
+  a round may still bring the other input's rows, W is the previous round's watermark
+  (:mod:`.rounds`).
 - **how="left"** also emits each left row that paired with nothing, with nulls on the
-  right, when it is dropped. That row carries the watermark that drops it at the
-  earliest, so batching moves when it comes out, never whether or how.
+  right, when it is dropped: batching moves when it comes out, never whether or how. It
+  carries the later of the watermark that drops it at the earliest and the watermark before
+  the round that emits it, so no step downstream gets it for a window it already dropped.
 
-This relies on each row's ``__watermark`` never being below a watermark the step was
-already given: true of the watermark of the row's own stream, and of the minimum over
-the streams.
+This relies on each row's ``__watermark`` never being below a watermark the step was given
+in an earlier round: true of the watermark of the row's own stream, and of the minimum
+over the streams.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from typing import TYPE_CHECKING, Literal, cast
 
 import polars as pl
 
+from sensorstream.engine.joins.rounds import Rounds
 from sensorstream.engine.operator import Operator, OperatorOutput, OperatorState
 from sensorstream.engine.outputs import END, ROW, START, WATERMARK, OutputKind, Shape
 from sensorstream.engine.steps import Step, StepError
@@ -223,6 +227,7 @@ class StreamJoinOperator(Operator):
         self.left: pl.DataFrame | None = None
         self.right: pl.DataFrame | None = None
         self.next_seq = 0
+        self.rounds = Rounds()
 
     @property
     def buffered_rows(self) -> int:
@@ -238,6 +243,7 @@ class StreamJoinOperator(Operator):
         if index not in (0, 1):
             msg = f"a join reads inputs 0 (left) and 1 (right), not input {index}"
             raise ValueError(msg)
+        self.rounds.advance(watermark_after)
         arrived, late = self._arrivals(batch)
         keyed = pl.all_horizontal([pl.col(name).is_not_null() for name in self.on])
         found: pl.DataFrame | None = None
@@ -264,10 +270,12 @@ class StreamJoinOperator(Operator):
                     self.left = _mark_paired(self.left, found)
             self.right = _append(self.right, arrived.drop(WATERMARK))
         pairs = self._formatted(found) if found is not None and found.height else None
-        return OperatorOutput(rows=_ordered(pairs, self._evict(watermark_after)), late=late)
+        unpaired = self._evict(self.rounds.settled)  # the other input may still come
+        return OperatorOutput(rows=_ordered(pairs, unpaired), late=late)
 
     def on_watermark(self, watermark: int) -> OperatorOutput:
         """Drop what can no longer pair; under how="left", emit the left rows that never did."""
+        self.rounds.advance(watermark)
         return OperatorOutput(rows=_ordered(None, self._evict(watermark)))
 
     def _arrivals(self, batch: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
@@ -352,7 +360,7 @@ class StreamJoinOperator(Operator):
             *payload(rows.columns),
             *nulls,
             *self._bounds(),
-            (pl.col(_UNTIL) + 1).alias(WATERMARK),
+            pl.max_horizontal(pl.col(_UNTIL) + 1, pl.lit(self.rounds.settled)).alias(WATERMARK),
         )
 
     def snapshot(self) -> OperatorState:
@@ -362,13 +370,15 @@ class StreamJoinOperator(Operator):
             for name, frame in (("left", self.left), ("right", self.right))
             if frame is not None
         }
-        return OperatorState(frames=frames, meta={"next_seq": self.next_seq})
+        meta = {"next_seq": self.next_seq, "rounds": self.rounds.snapshot()}
+        return OperatorState(frames=frames, meta=meta)
 
     def restore(self, state: OperatorState) -> None:
         """Continue from :meth:`snapshot`."""
         self.left = state.frames.get("left")
         self.right = state.frames.get("right")
         self.next_seq = int(state.meta.get("next_seq", 0))
+        self.rounds.restore(state.meta.get("rounds"))
 
 
 def _expires(buffer: pl.DataFrame, watermark: int) -> bool:

@@ -190,11 +190,23 @@ def test_a_late_left_row_is_not_emitted_with_nulls_either() -> None:
 
 def test_pairs_and_unpaired_rows_of_one_call_come_in_watermark_order() -> None:
     operator = join(within=1, how="left")
-    operator.process_from(0, side(("d1", 1, 1.0, 0), ("d2", 9, 2.0, 0)), us(0))
+    operator.process_from(0, side(("d1", 1, 1.0, 0), ("d2", 9, 2.0, 0)), us(5))
     output = operator.process_from(1, side(("d2", 9.5, 7.0, 9)), us(9))
     assert output.rows is not None
     assert output.rows.select("v", "v_right").rows() == [(1.0, None), (2.0, 7.0)]
-    assert output.rows["__watermark"].to_list() == [us(2) + 1, us(9)]
+    # Dropped at 1 + 1 s, emitted in the round after the one at 5 s: no earlier than 5 s.
+    assert output.rows["__watermark"].to_list() == [us(5), us(9)]
+
+
+def test_a_row_of_the_other_input_later_in_a_round_still_finds_its_partner() -> None:
+    # One source batch feeds both inputs: the left's rows come first, with the round's
+    # watermark (100 s), then the right's, with the watermarks from before it.
+    operator = join(within=2, how="left")
+    operator.process_from(0, side(("d1", 10, 1.0, 0)), us(0))
+    operator.process_from(0, side(("d1", 99, 2.0, 5)), us(100))
+    found = operator.process_from(1, side(("d1", 11, 7.0, 5)), us(100))
+    assert pairs(found, "v", "v_right") == [(1.0, 7.0)]
+    assert pairs(operator.on_watermark(us(200)), "v", "v_right") == [(2.0, None)]
 
 
 # -- windowed join -----------------------------------------------------------------------------

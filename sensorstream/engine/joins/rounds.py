@@ -1,0 +1,46 @@
+"""Which watermark a step of two inputs may drop state by, while a round may still bring rows.
+
+A partition task runs its steps in rounds (a source batch, a watermark move), and gives a
+step of two inputs each input's rows in a call of its own, all with the round's watermark.
+Rows of the second call carry watermarks from before the round, so state dropped by the
+round's watermark in the first call may be state they needed. Everything that arrives in
+a round carries at least the watermark the previous round had: that one is safe to drop
+state by (:attr:`Rounds.settled`). A call without rows (``on_watermark``) comes when no
+input has rows in the round, so it may drop state by the round's own watermark.
+
+>>> rounds = Rounds()
+>>> for watermark in (10, 10, 25, 25):  # two rounds of two calls each
+...     rounds.advance(watermark)
+>>> rounds.settled, rounds.current
+(10, 25)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sensorstream.engine.operator import JSONValue
+from sensorstream.engine.watermarks import MIN_WATERMARK
+
+
+@dataclass
+class Rounds:
+    """The latest watermark a step was given, and the one before it (microseconds)."""
+
+    current: int = MIN_WATERMARK
+    settled: int = MIN_WATERMARK  # the previous round's watermark, or an earlier one
+
+    def advance(self, watermark: int) -> None:
+        """Note a call's watermark; a new value means a new round has begun."""
+        if watermark > self.current:
+            self.settled, self.current = self.current, watermark
+
+    def snapshot(self) -> dict[str, JSONValue]:
+        """Both watermarks, for the operator's metadata."""
+        return {"current": self.current, "settled": self.settled}
+
+    def restore(self, meta: dict[str, JSONValue] | None) -> None:
+        """Continue from :meth:`snapshot` (a missing one: from the start)."""
+        meta = meta or {}
+        self.current = int(meta.get("current", MIN_WATERMARK))
+        self.settled = int(meta.get("settled", MIN_WATERMARK))
