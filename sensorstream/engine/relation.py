@@ -15,8 +15,9 @@ Its output is results too, keyed by ``key`` and ``window_start``:
 - once the watermark passes ``window_end`` + the allowed lateness, no side can change any
   more: a window only one side has is emitted with nulls for the other (``final``), so
   nothing silently vanishes, and the window's state is dropped. State is bounded by keys x
-  windows within the lateness. (While a round may still bring the other side's results,
-  that watermark is the previous round's: :mod:`sensorstream.engine.joins.rounds`.)
+  windows within the lateness. While a round may still bring the other side's results,
+  that watermark is the previous round's; ``on_watermark`` at the end of the round takes
+  the round's own (:mod:`sensorstream.engine.joins.rounds`).
 
 A row's ``final`` says both sides it compares are final (closed upstream).
 """

@@ -5,8 +5,13 @@ step of two inputs each input's rows in a call of its own, all with the round's 
 Rows of the second call carry watermarks from before the round, so state dropped by the
 round's watermark in the first call may be state they needed. Everything that arrives in
 a round carries at least the watermark the previous round had: that one is safe to drop
-state by (:attr:`Rounds.settled`). A call without rows (``on_watermark``) comes when no
-input has rows in the round, so it may drop state by the round's own watermark.
+state by (:attr:`Rounds.settled`).
+
+``on_watermark`` drops state by the round's own watermark: the task calls it once a
+round's rows are all in, whenever the watermark moved in the round (with rows or
+without). Then what a step of two inputs emits when the watermark passes a bound (a left
+join's unpaired row, a relation's one-sided window) comes out in the round that passes it,
+in any batching.
 
 >>> rounds = Rounds()
 >>> for watermark in (10, 10, 25, 25):  # two rounds of two calls each

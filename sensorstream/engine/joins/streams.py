@@ -22,9 +22,11 @@ says it at length):
   a round may still bring the other input's rows, W is the previous round's watermark
   (:mod:`.rounds`).
 - **how="left"** also emits each left row that paired with nothing, with nulls on the
-  right, when it is dropped: batching moves when it comes out, never whether or how. It
-  carries the later of the watermark that drops it at the earliest and the watermark before
-  the round that emits it, so no step downstream gets it for a window it already dropped.
+  right, when it is dropped. It carries the watermark that drops it at the earliest, or
+  the watermark before the round that emits it if that is later (so no step downstream
+  gets it for a window it already dropped): when the task ends each round that moves the
+  watermark with ``on_watermark`` (:mod:`.rounds`), that is the earliest one, whatever
+  the batching.
 
 This relies on each row's ``__watermark`` never being below a watermark the step was given
 in an earlier round: true of the watermark of the row's own stream, and of the minimum

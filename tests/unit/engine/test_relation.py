@@ -161,6 +161,15 @@ def test_a_window_one_side_lacks_comes_out_with_nulls_once_its_lateness_is_over(
     assert operator.buffered_rows == 0
 
 
+def test_a_round_that_brings_one_side_only_ends_with_the_one_sided_windows() -> None:
+    # The end of input: only the left side's last results come, then the round closes.
+    operator = relation()
+    output = operator.process_from(0, results(("r1", "IN", 0, 20.0, 0, 0)), MAX_WATERMARK)
+    assert output.rows is None  # the right side's results could still come in this round
+    closed = operator.on_watermark(MAX_WATERMARK)
+    assert table(closed, "left", "right") == [("r1", 0, 20.0, None)]
+
+
 def test_a_window_both_sides_had_is_not_emitted_again_when_it_expires() -> None:
     operator = relation()
     both(operator, results(("r1", "IN", 0, 20.0, 0, 0), ("r1", "OUT", 0, 5.0, 0, 0)), 60)
