@@ -19,7 +19,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from sensorstream.engine.joins.streams import JoinHow, StreamJoinOperator, StreamJoinStep
-from sensorstream.engine.watermarks import MAX_WATERMARK, WatermarkTracker
+from sensorstream.engine.watermarks import MAX_WATERMARK, MIN_WATERMARK, WatermarkTracker
 from sensorstream.engine.windows import HoppingWindow, TumblingWindow
 from sensorstream.readings import TS_TYPE
 from sensorstream.testing import ReadingValue, batch_sizes, checkpointed, reading_streams, split
@@ -190,12 +190,18 @@ def test_the_join_emits_exactly_the_pairs_of_the_brute_force_model(
     assert left_over == 0
     if rows.height:
         times = {row.id: row.ts for row in left_rows}, {row.id: row.ts for row in right_rows}
-        for l_id, r_id, ts, ts_right in rows.select(
-            "l_id", "r_id", pl.col("ts", "ts_right").cast(pl.Int64)
+        seen = tuple(
+            {row.id: MIN_WATERMARK if row.watermark is None else row.watermark for row in side}
+            for side in (left_rows, right_rows)
+        )
+        for l_id, r_id, ts, ts_right, watermark in rows.select(
+            "l_id", "r_id", pl.col("ts", "ts_right").cast(pl.Int64), "__watermark"
         ).iter_rows():
             later = times[0][l_id] if r_id is None else max(times[0][l_id], times[1][r_id])
             assert ts == later
             assert ts_right == (None if r_id is None else times[1][r_id])
+            if r_id is not None:  # the later-arriving member's, in any batching
+                assert watermark == max(seen[0][l_id], seen[1][r_id])
         assert "__row" not in rows.columns
     if close_rounds and step.how == "left" and rows.height:
         # An unpaired row carries the watermark that dropped it at the earliest.

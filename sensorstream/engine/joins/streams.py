@@ -10,7 +10,8 @@ says it at length):
   one side is joined with the other side's buffer (one Polars join on the key, then a
   filter on the time difference), then joins its own buffer. A pair's row has the left
   columns, then the right ones (a name the left has too gets ``suffix``: ``ts_right``),
-  ``ts`` the later of the two times, and the watermark its arriving member came with.
+  ``ts`` the later of the two times, and the later of the two rows' watermarks (the one
+  its later-arriving member came with, whichever side a round delivers first).
 - **Late rows are not joined.** A row is late if its time is behind the watermark before it
   by more than the allowed lateness (in a windowed join: if every window it falls in has
   passed its lateness). Some partners it could have had may be gone by then, so pairing it
@@ -58,7 +59,9 @@ JoinHow = Literal["inner", "left"]
 JoinWindow = TumblingWindow | HoppingWindow
 # Bookkeeping columns of the buffers (never emitted): a left row's number and whether it
 # paired (how="left" only), the last watermark a row is kept at, a windowed copy's start.
+# Buffered rows keep their own watermark too (``__watermark``).
 _SEQ, _MATCHED, _UNTIL, _START = "__seq", "__matched", "__until", "__start"
+_RIGHT_SEEN = "__right_watermark"  # a right row's watermark, beside the left's in a pair
 
 
 def payload(columns: Sequence[str]) -> list[str]:
@@ -263,14 +266,14 @@ class StreamJoinOperator(Operator):
                 found = self._pairs(arrived, self.right, arriving="left")
                 if self.keep_unpaired and found.height:
                     arrived = _mark_paired(arrived, found)
-            self.left = _append(self.left, arrived.drop(WATERMARK))
+            self.left = _append(self.left, arrived)
         else:
             arrived = arrived.filter(keyed)
             if arrived.height and self.left is not None and self.left.height:
                 found = self._pairs(self.left, arrived, arriving="right")
                 if self.keep_unpaired and found.height:
                     self.left = _mark_paired(self.left, found)
-            self.right = _append(self.right, arrived.drop(WATERMARK))
+            self.right = _append(self.right, arrived)
         pairs = self._formatted(found) if found is not None and found.height else None
         unpaired = self._evict(self.rounds.settled)  # the other input may still come
         return OperatorOutput(rows=_ordered(pairs, unpaired), late=late)
@@ -312,7 +315,7 @@ class StreamJoinOperator(Operator):
         """Every pair of these left and right rows, in the order the arriving rows came."""
         names = right_names(payload(left.columns), right.columns, self.on, self.suffix)
         found = left.join(
-            right.drop(_UNTIL).rename(names),
+            right.drop(_UNTIL).rename({**names, WATERMARK: _RIGHT_SEEN}),
             on=self.join_on,
             how="inner",
             maintain_order="left_right" if arriving == "left" else "right_left",
@@ -326,7 +329,9 @@ class StreamJoinOperator(Operator):
         """Pairs as the step emits them: left columns, right columns, bounds, watermark."""
         later = pl.max_horizontal(TS, f"{TS}{self.suffix}").alias(TS)
         columns = [later if name == TS else pl.col(name) for name in payload(found.columns)]
-        return found.select(*columns, *self._bounds(), pl.col(WATERMARK))
+        # The later-arriving member's watermark, whichever side came second in its round.
+        seen = pl.max_horizontal(WATERMARK, _RIGHT_SEEN).alias(WATERMARK)
+        return found.select(*columns, *self._bounds(), seen)
 
     def _bounds(self) -> list[pl.Expr]:
         if not self.windowed:
@@ -411,6 +416,5 @@ def _ordered(pairs: pl.DataFrame | None, unpaired: pl.DataFrame | None) -> pl.Da
     frames = [frame for frame in (pairs, unpaired) if frame is not None and frame.height]
     if not frames:
         return None
-    if len(frames) == 1:
-        return frames[0]
-    return pl.concat(frames, how="diagonal_relaxed").sort(WATERMARK, maintain_order=True)
+    rows = frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+    return rows if rows[WATERMARK].is_sorted() else rows.sort(WATERMARK, maintain_order=True)
