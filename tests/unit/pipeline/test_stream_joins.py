@@ -20,6 +20,7 @@ from sensorstream.engine.windows import TumblingWindow
 from sensorstream.pipeline.spec import WindowStepSpec, YamlLoader
 from sensorstream.pipeline.stream_joins import RelationStepSpec, StreamJoinStepSpec
 from sensorstream.readings import ReadingFormat
+from tests.contract.join_samples import JOIN_SAMPLES, join_yaml
 from tests.unit.engine.helpers import s
 
 ROOT = Path(__file__).parents[3]
@@ -212,3 +213,19 @@ def test_the_joins_docs_have_examples_of_each_kind() -> None:
 @pytest.mark.parametrize(("ident", "step"), DOCS, ids=[ident for ident, _ in DOCS])
 def test_every_stream_join_and_relation_in_the_docs_loads(ident: str, step: dict[str, Any]) -> None:
     assert model_of(step).to_step().name == step["name"], ident
+
+
+def test_the_contract_samples_round_trip_through_their_models() -> None:
+    joins = [
+        step
+        for graphs in JOIN_SAMPLES.values()
+        for graph in graphs
+        for step in graph
+        if isinstance(step, StreamJoinStep | RelationStep)
+    ]
+    assert len(joins) == 5
+    for step in joins:
+        declared = join_yaml(step)
+        assert declared is not None
+        dumped = load(yaml.safe_dump(model_of(declared).model_dump(mode="json")))
+        assert model_of(dumped).to_step() == step
