@@ -103,7 +103,7 @@ class DeriveStep(Step):
                 empty.select(where)
         except pl.exceptions.PolarsError as error:
             raise StepError(self.name, "derive", str(error).splitlines()[0]) from None
-        return Shape(source.kind, dict(typed), source.key)
+        return Shape(source.kind, dict(typed), source.key, source.window)
 
     def build(self, source: Shape, event_time: EventTime) -> Operator:
         """The (stateless) operator."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
 
@@ -60,6 +60,10 @@ class Operator(ABC):
     """Base of every engine operator; subclass it so mypy checks the contract where it is met."""
 
     name: str
+    # A step of two inputs may need :meth:`on_watermark` at the end of every round that
+    # moves its watermark, even one that brought it rows (the other input's rows of the
+    # round came with the watermark before it); others hear of a move only without rows.
+    watermark_every_round: ClassVar[bool] = False
 
     @abstractmethod
     def process(self, batch: pl.DataFrame, watermark_after: int) -> OperatorOutput:

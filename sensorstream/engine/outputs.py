@@ -20,8 +20,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from sensorstream.engine.windows import Window
 
 # Results: identity, bookkeeping.
 START, END = "window_start", "window_end"
@@ -82,12 +86,15 @@ class Shape:
     ``key`` is what the rows are grouped by (a window step's key; ``device_id`` for
     readings); ``columns`` maps each column a downstream step may name to its type, or is
     None where they are not known (an engine plan built without the readings' schema, in
-    tests): then nothing is checked.
+    tests): then nothing is checked. ``window`` is the window a results shape's rows belong
+    to, so a step comparing two results (a relation) can tell they share one; None when the
+    rows are not windowed or the window is not known.
     """
 
     kind: OutputKind
     columns: dict[str, pl.DataType] | None = None
     key: tuple[str, ...] = ()
+    window: Window | None = None
     # A table whose versions follow a stream's event time (a table step): a temporal join
     # waits for that stream's watermark. A reference table's versions come from loads.
     timed: bool = False

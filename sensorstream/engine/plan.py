@@ -16,8 +16,10 @@ import polars as pl
 
 from sensorstream.engine.derive import DeriveStep
 from sensorstream.engine.graph import Graph
+from sensorstream.engine.joins.streams import StreamJoinStep
 from sensorstream.engine.joins.tables import TableJoinStep, TableStep
 from sensorstream.engine.outputs import OutputKind, Shape
+from sensorstream.engine.relation import RelationStep
 from sensorstream.engine.rules import RuleStep
 from sensorstream.engine.steps import READINGS, Step, StepError
 from sensorstream.engine.tables import TableDecl
@@ -31,6 +33,8 @@ STEP_KINDS: dict[str, type[Step]] = {
     "rule": RuleStep,
     "table": TableStep,
     "table_join": TableJoinStep,
+    "stream_join": StreamJoinStep,
+    "relation": RelationStep,
 }
 # Readings reach a partition by device: a step keyed by something else needs repartitioning.
 PARTITION_KEY = (DEVICE,)

@@ -207,8 +207,12 @@ class PartitionTask:
                     and (name == stream or name in fed)
                     and ROW in rows.columns
                 ):
-                    late_for.append(self._per_reading(result.late, rows, records).alias(step.name))
-            if not called and step_after > step_before:
+                    mask = self._per_reading(result.late, rows, records).alias(step.name)
+                    if late_for and late_for[-1].name == step.name:  # both inputs: either
+                        mask = (late_for.pop() | mask).alias(step.name)
+                    late_for.append(mask)
+            moved = step_after > step_before
+            if moved and (not called or operator.watermark_every_round):
                 self._collect(step, operator.on_watermark(step_after), parts, output)
             if now_us is not None:
                 self._collect(step, operator.on_tick(now_us), parts, output)

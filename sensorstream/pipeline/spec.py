@@ -61,6 +61,7 @@ __all__ = [
     "TableSpec",
     "WindowSpec",
     "WindowStepSpec",
+    "YamlLoader",
     "load_spec",
     "parse_aggregate",
     "parse_spec",
@@ -255,11 +256,33 @@ class PipelineSpec(_Model):
         return yaml.safe_dump(data, sort_keys=False)
 
 
+class YamlLoader(yaml.SafeLoader):
+    """YAML read as YAML 1.2 reads it: only ``true`` and ``false`` are booleans.
+
+    PyYAML follows YAML 1.1, where a bare ``on``, ``off``, ``yes`` or ``no`` is a boolean too,
+    so a join's ``on: [device_id]`` would arrive keyed by True. Here they stay strings, and
+    Pydantic still reads ``yes`` or ``on`` as true where a field is a boolean.
+
+    >>> yaml.load("{on: [device_id], enabled: yes}", Loader=YamlLoader)
+    {'on': ['device_id'], 'enabled': 'yes'}
+    """
+
+
+_BOOL = "tag:yaml.org,2002:bool"
+YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != _BOOL]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YamlLoader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
 def parse_spec(text: str, origin: str = "pipeline") -> PipelineSpec:
     """Validate YAML text; errors name the field path and its line."""
     try:
-        data = yaml.safe_load(text)
-        lines = _line_index(yaml.compose(text))
+        data = yaml.load(text, Loader=YamlLoader)  # a SafeLoader: no Python objects
+        lines = _line_index(yaml.compose(text, Loader=YamlLoader))
     except yaml.YAMLError as error:
         msg = f"{origin}: not valid YAML: {error}"
         raise ConfigError(msg) from None

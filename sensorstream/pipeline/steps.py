@@ -22,25 +22,19 @@ graph (inputs, circles, columns) and its errors come back with the step's YAML l
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator
 
-from sensorstream.durations import Duration
 from sensorstream.engine.aggregates import Aggregate
 from sensorstream.engine.derive import DeriveStep
 from sensorstream.engine.steps import READINGS, Step, StepError
-from sensorstream.engine.windows import (
-    HoppingWindow,
-    SessionWindow,
-    TumblingWindow,
-    Window,
-    WindowStep,
-)
-from sensorstream.errors import ConfigError, SensorstreamError
+from sensorstream.engine.windows import WindowStep
+from sensorstream.errors import ConfigError
 from sensorstream.pipeline.joins import TableJoinStepSpec, TableStepSpec
 from sensorstream.pipeline.rules import RuleStepSpec
+from sensorstream.pipeline.stream_joins import RelationStepSpec, StreamJoinStepSpec
+from sensorstream.pipeline.windows import WindowSpec as WindowSpec  # where step models find it
 
 _AGGREGATE = re.compile(r"^\s*(\w+(?:\.\d+)?)\s*(?:\(\s*([\w.-]*)\s*\))?\s*(?:as\s+(\w+))?\s*$")
 _STEP_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -48,46 +42,6 @@ _STEP_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class WindowSpec(_Model):
-    """A window declaration as YAML writes it.
-
-    ``{type: tumbling, size: 1m}``, ``{type: hopping, size: 5m, slide: 1m}``,
-    ``{type: session, gap: 30s}``.
-    """
-
-    type: Literal["tumbling", "hopping", "session"]
-    size: Duration | None = None
-    slide: Duration | None = None
-    gap: Duration | None = None
-    offset: Duration | None = None
-
-    def to_window(self) -> Window:
-        """The engine-side window declaration."""
-        try:
-            return self._build()
-        except SensorstreamError as error:
-            raise ValueError(str(error)) from None
-
-    def _build(self) -> Window:
-        offset = self.offset or timedelta(0)
-        if self.type == "tumbling":
-            return TumblingWindow(size=_required(self.size, "size", self.type), offset=offset)
-        if self.type == "hopping":
-            return HoppingWindow(
-                size=_required(self.size, "size", self.type),
-                slide=_required(self.slide, "slide", self.type),
-                offset=offset,
-            )
-        return SessionWindow(gap=_required(self.gap, "gap", self.type))
-
-
-def _required(value: Any, name: str, kind: str) -> Any:
-    if value is None:
-        msg = f"a {kind} window needs {name!r}"
-        raise ConfigError(msg)
-    return value
 
 
 def parse_aggregate(text: str) -> Aggregate:
@@ -180,6 +134,8 @@ def _kind(value: Any) -> str | None:
             RuleStepSpec: _RULE,
             TableStepSpec: _TABLE,
             TableJoinStepSpec: _TABLE_JOIN,
+            StreamJoinStepSpec: _STREAM_JOIN,
+            RelationStepSpec: _RELATION,
         }.get(type(value))
     if not isinstance(value, dict):
         return None
@@ -189,8 +145,12 @@ def _kind(value: Any) -> str | None:
         return _RULE
     if "table" in value:
         return _TABLE
+    if "relation" in value:
+        return _RELATION
     if "join" in value:
         join = value["join"]
+        if isinstance(join, dict) and "stream" in join:
+            return _STREAM_JOIN
         return _TABLE_JOIN if isinstance(join, dict) and "table" in join else None
     if "derive" in value or "where" in value:
         return _DERIVE
@@ -201,19 +161,23 @@ def _kind(value: Any) -> str | None:
 # steps[0].window.aggregates).
 _WINDOW, _DERIVE, _RULE = "window step", "derive step", "rule step"
 _TABLE, _TABLE_JOIN = "table step", "table join step"
+_STREAM_JOIN, _RELATION = "stream join step", "relation step"
 StepSpec = Annotated[
     Annotated[WindowStepSpec, Tag(_WINDOW)]
     | Annotated[DeriveStepSpec, Tag(_DERIVE)]
     | Annotated[RuleStepSpec, Tag(_RULE)]
     | Annotated[TableStepSpec, Tag(_TABLE)]
-    | Annotated[TableJoinStepSpec, Tag(_TABLE_JOIN)],
+    | Annotated[TableJoinStepSpec, Tag(_TABLE_JOIN)]
+    | Annotated[StreamJoinStepSpec, Tag(_STREAM_JOIN)]
+    | Annotated[RelationStepSpec, Tag(_RELATION)],
     Discriminator(
         _kind,
         custom_error_type="step_kind",
         custom_error_message=(
             "a step declares what it does: window (with aggregates), derive (new columns), "
             "where (a filter), rule (a condition to alert on), table (a stream kept as a "
-            "table) or join (with a table: join: {table: ...})"
+            "table), join (with a table: join: {table: ...}, or a stream: join: {stream: "
+            "...}) or relation (two sides of a window compared)"
         ),
     ),
 ]

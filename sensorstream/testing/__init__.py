@@ -5,6 +5,9 @@
   and :func:`apply_changes` (upserts and deletes into final results);
 - :mod:`~sensorstream.testing.strategies`: Hypothesis strategies for random out-of-order
   streams (:func:`reading_streams`) and batch splits (:func:`batch_sizes`);
+- :mod:`~sensorstream.testing.joins`: :func:`two_streams` (two generated streams with
+  bounded disorder) and :func:`drive_join` (feed them to a join's operator, measuring what
+  it holds);
 - :mod:`~sensorstream.testing.doubles`: :class:`ListSource`, :class:`ListSink`,
   :class:`ManualClock`, :class:`Crash` and :func:`duckdb_held_elsewhere`.
 """
@@ -26,10 +29,12 @@ from sensorstream.testing.engine import (
     TaskRun,
     Tick,
     apply_changes,
+    checkpointed,
     readings_frame,
     restored_task,
     run_task,
 )
+from sensorstream.testing.joins import JoinRun, drive_join, two_streams
 from sensorstream.testing.strategies import STREAM_START_US, batch_sizes, reading_streams, split
 
 __all__ = [
@@ -37,6 +42,7 @@ __all__ = [
     "WINDOW_END",
     "WINDOW_START",
     "Crash",
+    "JoinRun",
     "ListSink",
     "ListSource",
     "ManualClock",
@@ -46,10 +52,13 @@ __all__ = [
     "Tick",
     "apply_changes",
     "batch_sizes",
+    "checkpointed",
+    "drive_join",
     "duckdb_held_elsewhere",
     "reading_streams",
     "readings_frame",
     "restored_task",
     "run_task",
     "split",
+    "two_streams",
 ]

@@ -202,12 +202,17 @@ def run_task(
 
 def restored_task(plan: EnginePlan, state: OperatorState) -> PartitionTask:
     """A new task continuing from ``state``, after a round trip through Arrow IPC and JSON."""
+    task = PartitionTask(plan)
+    task.restore(checkpointed(state))
+    return task
+
+
+def checkpointed(state: OperatorState) -> OperatorState:
+    """``state`` as a checkpoint gives it back: frames through Arrow IPC, metadata through JSON."""
     frames: dict[str, pl.DataFrame] = {}
     for name, frame in state.frames.items():
         buffer = io.BytesIO()
         frame.write_ipc(buffer)
         buffer.seek(0)
         frames[name] = pl.read_ipc(buffer)
-    task = PartitionTask(plan)
-    task.restore(OperatorState(frames=frames, meta=json.loads(json.dumps(state.meta))))
-    return task
+    return OperatorState(frames=frames, meta=json.loads(json.dumps(state.meta)))

@@ -60,6 +60,7 @@ from sensorstream.testing import (
     run_task,
     split,
 )
+from tests.contract.join_samples import JOIN_SAMPLES, join_yaml
 
 SECOND = timedelta(seconds=1)
 MEASUREMENTS = ("temperature", "humidity")
@@ -152,6 +153,7 @@ SAMPLES["table_join"] = [
         ENRICHED_WINDOW,
     ),
 ]
+SAMPLES |= JOIN_SAMPLES
 # Besides threshold and when: a rule of each condition kind (``CONDITIONS``).
 BANDS = DeriveStep("bands", "readings", columns=(("band", "temperature > 0"),))
 HAS_RIVER = importlib.util.find_spec("river") is not None
@@ -335,6 +337,8 @@ def test_the_declaration_round_trips_through_yaml(
 
 def _as_yaml(step: Step) -> dict[str, object]:
     """A step declaration as its YAML mapping (the pipeline builder's way, by hand)."""
+    if (joined := join_yaml(step)) is not None:
+        return joined
     if isinstance(step, WindowStep):
         window = step.window
         shape: dict[str, object] = (

@@ -74,7 +74,7 @@ class WindowStep(Step):
         for aggregate in self.aggregates:
             columns[aggregate.name] = _output_type(aggregate, known)
         columns |= {REVISION: pl.Int64(), FINAL: pl.Boolean(), OP: pl.String()}
-        return Shape(OutputKind.RESULTS, columns, self.key)
+        return Shape(OutputKind.RESULTS, columns, self.key, self.window)
 
     def build(self, source: Shape, event_time: EventTime) -> Operator:
         """The operator for one partition; a roll-up of results when it reads results."""

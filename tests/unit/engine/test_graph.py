@@ -111,6 +111,18 @@ def test_what_each_step_emits_is_known_before_it_runs() -> None:
     assert {"count", "f_max", "window_start", "revision"} <= set(outputs["m"].columns or {})
 
 
+def test_results_know_their_window_through_a_derive_step() -> None:
+    plan = EnginePlan(
+        ("temperature",),
+        (window("m"), DeriveStep("warm", "m", where="temperature_mean > 20")),
+        columns=COLUMNS,
+    )
+    outputs = plan.graph.outputs
+    assert outputs["m"].window == TumblingWindow(s(60))
+    assert outputs["warm"].window == TumblingWindow(s(60))
+    assert outputs["readings"].window is None
+
+
 def test_several_partitions_need_every_grouping_step_keyed_by_device() -> None:
     by_room = window("rooms", key=("room",))
     plan = EnginePlan(("temperature",), (window("devices"), by_room), columns=COLUMNS)

@@ -4,11 +4,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sensorstream import HoppingWindow, Pipeline, SessionWindow, TumblingWindow
 from sensorstream.durations import format_duration, parse_duration
 from sensorstream.errors import ConfigError
-from sensorstream.pipeline.spec import load_spec, parse_aggregate, parse_spec
+from sensorstream.pipeline.spec import YamlLoader, load_spec, parse_aggregate, parse_spec
 from sensorstream.sinks import DuckDBSinkSettings
 from sensorstream.sources import SimulatorSourceSettings
 
@@ -165,3 +166,14 @@ def test_aggregates_are_read_as_function_of_measurement() -> None:
         "tail",
     )
     assert aggregate.quantile == pytest.approx(0.999)
+
+
+def test_on_and_yes_are_words_not_booleans_but_boolean_fields_still_read_yes() -> None:
+    # YAML 1.1 reads a bare `on` as true: a join's `on: [device_id]` must stay a key.
+    spec = parse_spec(GOOD.replace("sinks:", "dedup: {enabled: no}\nsinks:"))
+    assert spec.dedup.enabled is False
+    assert parse_spec(GOOD.replace("name: weather", "name: 'on'")).name == "on"
+    assert yaml.load("{on: [device_id], off: true}", Loader=YamlLoader) == {
+        "on": ["device_id"],
+        "off": True,
+    }
