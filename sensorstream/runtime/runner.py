@@ -31,7 +31,7 @@ from sensorstream.engine.outputs import OutputKind, outputs_of
 from sensorstream.engine.steps import READINGS
 from sensorstream.engine.task import PartitionTask, TaskOutput
 from sensorstream.engine.time import micros
-from sensorstream.errors import CheckpointError
+from sensorstream.errors import CheckpointError, ConfigError
 from sensorstream.pipeline.spec import PipelineSpec
 from sensorstream.runtime.checkpoints import Checkpoint, CheckpointStore
 from sensorstream.runtime.counters import Counters, RunSummary
@@ -42,6 +42,9 @@ from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch, StepInfo
 from sensorstream.sinks.duckdb import DuckDBSink
 from sensorstream.sources.base import Clock, Identity, InputChange, Source, SourceBatch
 from sensorstream.sources.tables import TableSource
+
+# In a pipeline of several streams, the stored records' column naming their stream.
+STREAM = "stream"
 
 
 def system_clock() -> datetime:
@@ -137,14 +140,42 @@ class Runner:
             for step in graph.order
             if (shape := graph.outputs[step.name]).kind in (OutputKind.RESULTS, OutputKind.EVENTS)
         )
-        first = next(iter(self.streams.values()))
         return PipelineInfo(
             self.spec.name,
             steps,
-            first.format.canonical_schema(),
+            self._record_schema(),
             checkpoint_dir=self.checkpoints.folder,
             stores=tuple(sink.path for sink in self.sinks if isinstance(sink, DuckDBSink)),
         )
+
+    def _record_schema(self) -> dict[str, pl.DataType]:
+        """The stored records' columns: every stream's, and ``stream`` when there are several.
+
+        The streams' records share the sinks' tables (readings, late readings), so a column
+        two streams share must have one type.
+        """
+        schema: dict[str, pl.DataType] = {}
+        owner: dict[str, str] = {}
+        for name, stream in self.streams.items():
+            for column, dtype in stream.format.canonical_schema().items():
+                if column in schema and schema[column] != dtype:
+                    msg = (
+                        f"streams {owner[column]!r} and {name!r} both have a column "
+                        f"{column!r}, as {schema[column]} and {dtype}: the stored records "
+                        "share tables, so give it one type or rename it in one stream"
+                    )
+                    raise ConfigError(msg)
+                schema.setdefault(column, dtype)
+                owner.setdefault(column, name)
+        if len(self.streams) > 1:
+            schema[STREAM] = pl.String()
+        return schema
+
+    def _labelled(self, frame: pl.DataFrame | None, stream: str) -> pl.DataFrame | None:
+        """Records as the sinks store them: with their stream's name when there are several."""
+        if frame is None or len(self.streams) == 1:
+            return frame
+        return frame.with_columns(pl.lit(stream, pl.String).alias(STREAM))
 
     def stop(self) -> None:
         """Ask the loop to checkpoint and return after the current batch."""
@@ -299,9 +330,9 @@ class Runner:
         batch = SinkBatch(
             partition=partition,
             position=self.positions.get(partition, -1),
-            readings=output.accepted if output.stream == READINGS else None,
+            readings=self._labelled(output.accepted, output.stream),
             dead_letters=pl.concat(dead) if dead else None,
-            late=output.late if output.stream == READINGS else None,
+            late=self._labelled(output.late, output.stream),
             results=output.results,
             alerts=output.events,
             counters=self.counters[partition].copy(),

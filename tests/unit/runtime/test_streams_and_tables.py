@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import polars as pl
 import pytest
 
 from sensorstream.errors import ConfigError
 from sensorstream.pipeline.spec import PipelineSpec
 from sensorstream.runtime.runner import Runner
+from sensorstream.sinks import DuckDBSink
 from sensorstream.testing import Crash, ListSink, ListSource, ManualClock
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -254,3 +256,20 @@ def test_a_table_missing_a_declared_column_is_a_clear_error(tmp_path: Path) -> N
     )
     with pytest.raises(Exception, match="no column 'room'"):
         runner.run()
+
+
+def test_every_streams_records_are_stored_with_their_streams_name(tmp_path: Path) -> None:
+    store = tmp_path / "access.duckdb"
+    runner = Runner(
+        access_spec(tmp_path),
+        sources={"devices": ListSource(DEVICES), "events": ListSource(EVENTS)},
+        sinks=[DuckDBSink(store, store_readings=True)],
+        clock=ManualClock(START),
+    )
+    runner.run()
+    with duckdb.connect(str(store), read_only=True) as con:
+        rows = con.execute(
+            "SELECT stream, count(*), count(eventType), count(district) FROM readings "
+            "GROUP BY stream ORDER BY stream"
+        ).fetchall()
+    assert rows == [("devices", 5, 0, 5), ("events", 8, 8, 0)]
