@@ -107,3 +107,67 @@ def test_the_inputs_docs_example_records_decode_as_the_docs_say() -> None:
         ("accessRejected", None, None),
         (None, {"lat": 47.37, "lon": 8.52}, "Zurich"),
     ]
+
+
+# The joins docs: whole pipelines load as they are; tables, steps and step lists load into
+# a pipeline with the streams and tables their examples name.
+JOINS_HEAD = """\
+name: docs
+source: {type: file, path: readings.ndjson}
+readings:
+  measurements: {temperature: float, heart_rate: float}
+  tags: [side]
+streams:
+  devices:
+    source: {type: file, path: devices.ndjson}
+    readings:
+      measurements: {status: string, loc: latlon}
+      tags: [district]
+  badges: {source: {type: file, path: badges.ndjson}, readings: {measurements: {badge: string}}}
+  doors_events:
+    source: {type: file, path: doors.ndjson}
+    readings: {measurements: {door: string}}
+  a: {source: {type: file, path: a.ndjson}, readings: {measurements: {x: float}}}
+  b: {source: {type: file, path: b.ndjson}, readings: {measurements: {y: float}}}
+"""
+JOINS_TABLES = """\
+tables:
+  rooms:
+    source: {type: file, path: rooms.csv}
+    columns: {room_name: string, room: string}
+  ranges:
+    source: {type: file, path: ranges.csv}
+    columns: {low: float, high: float}
+"""
+
+
+def joins_cases() -> list[tuple[str, str]]:
+    cases: list[tuple[str, str]] = []
+    for index, block in enumerate(blocks("docs/joins.md")):
+        ident = f"docs/joins.md#{index}"
+        if block.startswith("name:"):
+            cases.append((ident, block))
+        elif block.startswith("tables:"):
+            cases.append((ident, JOINS_HEAD + block))
+        elif block.startswith("steps:"):  # a relation over rooms the readings carry
+            head = JOINS_HEAD.replace("tags: [side]", "tags: [room, side]")
+            cases.append((ident, head + JOINS_TABLES + block))
+        elif block.lstrip().startswith("- name:"):
+            steps = "steps:\n" + textwrap.indent(textwrap.dedent(block), "  ")
+            cases.append((ident, JOINS_HEAD + JOINS_TABLES + steps))
+    return cases
+
+
+JOINS = joins_cases()
+
+
+@pytest.mark.parametrize(("ident", "pipeline"), JOINS, ids=[ident for ident, _ in JOINS])
+def test_every_yaml_example_in_the_joins_docs_loads(ident: str, pipeline: str) -> None:
+    spec = parse_spec(pipeline, origin=ident)
+    assert spec.to_plan().graph.order or spec.tables
+
+
+def test_the_joins_docs_show_every_kind_of_join() -> None:
+    text = "\n".join(pipeline for _, pipeline in JOINS)
+    for shape in ("table: rooms", "mode: as_of", "stream:", "window:", "relation:", "delete_when"):
+        assert shape in text, shape
