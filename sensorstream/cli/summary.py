@@ -1,9 +1,11 @@
 """The closing report of a run: the summary table, loud warnings, and the exit code.
 
 The table shows where every line went: accepted, duplicate, late for every step,
-dead-lettered (by reason code), blank; then the readings too late for each step (a
-reading late for one step but taken by another is accepted, so the per-step rows are the
-only place it shows); then the results, the rate and whether the lines add up.
+dead-lettered (by reason code), blank, and each stream's own lines when there are several;
+then the readings too late for each step (a reading late for one step but taken by
+another is accepted, so the per-step rows are the only place it shows) and the records a
+step refused (a join's missing reference, stored as dead letters); then the results, the
+rate, any reference table whose refresh failed, and whether the lines add up.
 
 A run whose input was mostly dead letters did not really work, even though every line is
 accounted for, so it says so on stderr, with the most frequent reason codes and what they
@@ -112,10 +114,19 @@ def summary_table(summary: RunSummary, steps: Sequence[str], title: str = "run s
     for code, count in _top_reasons(counters):
         row(f"    {code}", count)
     row("  blank", counters.get("blank"))
+    for stream in counters.streams():
+        own = f"stream:{stream}:"
+        row(
+            f"stream {stream}",
+            f"{counters.get(own + 'lines'):,} lines: {counters.get(own + 'accepted'):,} "
+            f"accepted, {counters.get(own + 'dead_letters'):,} dead-lettered",
+        )
     late_by_step = counters.late_by_step()
     if any(late_by_step.values()):
         for step in [*steps, *(s for s in late_by_step if s not in steps)]:
             row(f"late for {step}", late_by_step.get(step, 0))
+    for step, count in counters.rejected_by_step().items():
+        row(f"refused by {step} (dead letters)", count)
     row("results out", counters.get("results"))
     if counters.get("alert_transitions"):
         row("alert transitions", counters.get("alert_transitions"))
@@ -124,6 +135,11 @@ def summary_table(summary: RunSummary, steps: Sequence[str], title: str = "run s
         row("wall time", f"{summary.seconds:.2f} s")
         if summary.resumed:
             row("resumed from checkpoint", "yes")
+    for table_name, problem in summary.table_errors.items():
+        table.add_row(
+            safe_text(f"table {table_name}"),
+            safe_text(f"last refresh failed, kept its last content: {problem}", "yellow"),
+        )
     balanced = Text("yes") if summary.balanced else Text("NO", style="bold red")
     table.add_row(Text("all lines accounted for"), balanced)
     return table

@@ -344,3 +344,34 @@ def test_ctrl_c_stops_cleanly_prints_the_summary_and_exits_130(tmp_path: Path) -
     assert row(out, "all lines accounted for")[1] == "yes"
     assert "interrupted: stopped cleanly" in errors
     assert "Traceback" not in errors
+
+
+ACCESS = Path(__file__).parent / "access"
+
+
+def test_a_pipeline_of_two_streams_and_a_table_runs_and_accounts_for_each_stream(
+    tmp_path: Path,
+) -> None:
+    for item in ACCESS.iterdir():
+        (tmp_path / item.name).write_bytes(item.read_bytes())
+    ran = sensorstream("run", "pipeline.yaml", "--no-progress", cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert row(ran.stdout, "lines in")[1] == "621"
+    assert row(ran.stdout, "stream devices")[1] == "21 lines: 20 accepted, 1 dead-lettered"
+    assert row(ran.stdout, "stream events")[1] == "600 lines: 600 accepted, 0 dead-lettered"
+    # Events at doors 20-24, which no announcement names: 24 each, refused as dead letters.
+    assert row(ran.stdout, "refused by located (dead letters)")[1] == "120"
+    assert row(ran.stdout, "all lines accounted for")[1] == "yes"
+    with duckdb.connect(str(tmp_path / "access.duckdb"), read_only=True) as con:
+        reasons = con.execute(
+            "SELECT reason_code, count(*) FROM dead_letters GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        districts = con.execute(
+            "SELECT DISTINCT district FROM results_access_per_district ORDER BY ALL"
+        ).fetchall()
+        stored = con.execute(
+            "SELECT stream, count(*) FROM readings GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    assert reasons == [("bad_timestamp", 1), ("missing_reference", 120)]
+    assert districts == [("Enge",), ("Wiedikon",)]
+    assert stored == [("devices", 20), ("events", 600)]  # the raw records, as they came
