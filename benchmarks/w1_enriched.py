@@ -26,7 +26,13 @@ import polars as pl
 sys.path.insert(0, str(Path(__file__).parent))
 
 # A sibling script, not a package: mypy sees it as benchmarks.w1_tumbling.
-from w1_tumbling import DATA, dataset, run_command, run_sensorstream  # type: ignore[import-not-found]
+from w1_tumbling import (  # type: ignore[import-not-found]
+    DATA,
+    dataset,
+    report_pair,
+    run_command,
+    run_sensorstream,
+)
 
 
 def reference_table(path: Path, rows: int) -> Path:
@@ -88,29 +94,20 @@ def main() -> None:
     path = dataset(args.readings, args.devices)
     table = reference_table(path, args.rows)
     repeat = max(1, args.repeat)
-    runs: dict[str, list[dict[str, float]]] = {"plain": [], "joined": [], "whole": [], "whole+": []}
+    runs: dict[str, list[dict[str, float]]] = {"plain": [], "added": [], "whole": [], "whole+": []}
     for _ in range(repeat):
         runs["plain"].append(child(path, None))
-        runs["joined"].append(child(path, table))
+        runs["added"].append(child(path, table))
         runs["whole"].append(run_command(path, store_readings=True, readings=args.readings))
         runs["whole+"].append(
             run_command(path, store_readings=True, readings=args.readings, **enrichment(table))
         )
     best = {name: min(found, key=lambda r: r["seconds"]) for name, found in runs.items()}
-    print(
+    title = (
         f"W1 enriched: {args.readings:,} readings joined with a {args.rows:,}-row table "
         f"(fastest of {repeat} runs each)"
     )
-    print("  the engine in its process (raw readings not stored):")
-    print(f"    W1 alone:          {best['plain']['readings_per_s']:>12,.0f} readings/s")
-    print(f"    W1 enriched:       {best['joined']['readings_per_s']:>12,.0f} readings/s")
-    engine = best["joined"]["readings_per_s"] / best["plain"]["readings_per_s"]
-    print("  `sensorstream run`, default configuration (raw readings stored), whole process:")
-    print(f"    W1 alone:          {best['whole']['readings_per_s']:>12,.0f} readings/s")
-    print(f"    W1 enriched:       {best['whole+']['readings_per_s']:>12,.0f} readings/s")
-    default = best["whole+"]["readings_per_s"] / best["whole"]["readings_per_s"]
-    print(f"ratio W1 enriched / W1: engine {engine:.2f}, default configuration {default:.2f}")
-    print("(target >= 0.70)")
+    report_pair(title, best, "W1 alone", "W1 enriched")
 
 
 if __name__ == "__main__":

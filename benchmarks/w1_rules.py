@@ -24,7 +24,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 # A sibling script, not a package: mypy sees it as benchmarks.w1_tumbling.
-from w1_tumbling import dataset, run_command, run_sensorstream  # type: ignore[import-not-found]
+from w1_tumbling import (  # type: ignore[import-not-found]
+    dataset,
+    report_pair,
+    run_command,
+    run_sensorstream,
+)
 
 RULES: list[dict[str, Any]] = [
     {
@@ -78,29 +83,22 @@ def main() -> None:
         return
     path = dataset(args.readings, args.devices)
     repeat = max(1, args.repeat)
-    runs: dict[str, list[dict[str, float]]] = {"plain": [], "ruled": [], "whole": [], "whole+": []}
+    runs: dict[str, list[dict[str, float]]] = {"plain": [], "added": [], "whole": [], "whole+": []}
     for _ in range(repeat):
         runs["plain"].append(child(path, rules=False))
-        runs["ruled"].append(child(path, rules=True))
+        runs["added"].append(child(path, rules=True))
         runs["whole"].append(run_command(path, store_readings=True, readings=args.readings))
         runs["whole+"].append(
             run_command(path, store_readings=True, readings=args.readings, extra_steps=RULES)
         )
     best = {name: min(found, key=lambda r: r["seconds"]) for name, found in runs.items()}
-    print(f"W1 with rules: {args.readings:,} readings (fastest of {repeat} runs each)")
-    print("  the engine in its process (raw readings not stored):")
-    print(f"    W1 alone:          {best['plain']['readings_per_s']:>12,.0f} readings/s")
-    print(
-        f"    W1 + 5 rules:      {best['ruled']['readings_per_s']:>12,.0f} readings/s, "
-        f"{best['ruled']['transitions']:,.0f} alert transitions"
+    report_pair(
+        f"W1 with rules: {args.readings:,} readings (fastest of {repeat} runs each), "
+        f"{best['added']['transitions']:,.0f} alert transitions",
+        best,
+        "W1 alone",
+        "W1 + 5 rules",
     )
-    engine = best["ruled"]["readings_per_s"] / best["plain"]["readings_per_s"]
-    print("  `sensorstream run`, default configuration (raw readings stored), whole process:")
-    print(f"    W1 alone:          {best['whole']['readings_per_s']:>12,.0f} readings/s")
-    print(f"    W1 + 5 rules:      {best['whole+']['readings_per_s']:>12,.0f} readings/s")
-    default = best["whole+"]["readings_per_s"] / best["whole"]["readings_per_s"]
-    print(f"ratio W1 + rules / W1: engine {engine:.2f}, default configuration {default:.2f}")
-    print("(target >= 0.70)")
 
 
 if __name__ == "__main__":

@@ -262,6 +262,29 @@ def _child(path: Path, *, dedup: bool = True) -> dict[str, float]:
     return figures
 
 
+def report_pair(
+    title: str, best: dict[str, dict[str, float]], alone: str, added: str
+) -> tuple[float, float]:
+    """Print W1 against W1 with something added, engine and default configuration.
+
+    ``best`` holds the fastest run of each: ``plain`` and ``added`` (the engine in its
+    process), ``whole`` and ``whole+`` (``sensorstream run``, raw readings stored). Returns
+    the two ratios, engine first.
+    """
+    print(title)
+    print("  the engine in its process (raw readings not stored):")
+    print(f"    {alone + ':':<19}{best['plain']['readings_per_s']:>12,.0f} readings/s")
+    print(f"    {added + ':':<19}{best['added']['readings_per_s']:>12,.0f} readings/s")
+    print("  `sensorstream run`, default configuration (raw readings stored), whole process:")
+    print(f"    {alone + ':':<19}{best['whole']['readings_per_s']:>12,.0f} readings/s")
+    print(f"    {added + ':':<19}{best['whole+']['readings_per_s']:>12,.0f} readings/s")
+    engine = best["added"]["readings_per_s"] / best["plain"]["readings_per_s"]
+    default = best["whole+"]["readings_per_s"] / best["whole"]["readings_per_s"]
+    print(f"ratio {added} / {alone}: engine {engine:.2f}, default configuration {default:.2f}")
+    print("(target >= 0.70)")
+    return engine, default
+
+
 def _fastest(runs: list[dict[str, float]]) -> dict[str, float]:
     """The quickest of several runs, with the largest peak RSS any of them reached."""
     best = dict(min(runs, key=lambda run: run["seconds"]))
