@@ -35,6 +35,7 @@ from sensorstream.testing.engine import (
     run_task,
 )
 from sensorstream.testing.joins import JoinRun, drive_join, two_streams
+from sensorstream.testing.recorder import Recorder, recorded
 from sensorstream.testing.strategies import STREAM_START_US, batch_sizes, reading_streams, split
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "ManualClock",
     "ReadingRow",
     "ReadingValue",
+    "Recorder",
     "TaskRun",
     "Tick",
     "apply_changes",
@@ -57,6 +59,7 @@ __all__ = [
     "duckdb_held_elsewhere",
     "reading_streams",
     "readings_frame",
+    "recorded",
     "restored_task",
     "run_task",
     "split",

@@ -19,11 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensorstream.engine.joins.tables import TableJoinStep, TableStep
-from sensorstream.engine.operator import Operator, OperatorOutput, OperatorState
 from sensorstream.engine.plan import Dedup, EnginePlan, EventTime, StreamDecl
 from sensorstream.engine.tables import TableDecl
 from sensorstream.engine.task import PartitionTask
-from sensorstream.testing import restored_task
+from sensorstream.testing import recorded, restored_task
 
 SECOND = timedelta(seconds=1)
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -99,33 +98,6 @@ def feeds(draw: st.DrawFn) -> tuple[list[tuple[str, list[Row]]], int]:
     return batches, draw(st.integers(0, len(batches)))
 
 
-class Recorder(Operator):
-    """Wraps the join's operator and keeps what it emits."""
-
-    def __init__(self, inner: Operator, kept: list[pl.DataFrame]) -> None:
-        self.name, self.inner, self.kept = inner.name, inner, kept
-
-    def _kept(self, result: OperatorOutput) -> OperatorOutput:
-        if result.rows is not None and result.rows.height:
-            self.kept.append(result.rows.select("n", "room"))
-        return result
-
-    def process(self, batch: pl.DataFrame, watermark_after: int) -> OperatorOutput:
-        return self._kept(self.inner.process(batch, watermark_after))
-
-    def process_from(self, index: int, batch: pl.DataFrame, watermark_after: int) -> OperatorOutput:
-        return self._kept(self.inner.process_from(index, batch, watermark_after))
-
-    def on_watermark(self, watermark: int) -> OperatorOutput:
-        return self._kept(self.inner.on_watermark(watermark))
-
-    def snapshot(self) -> OperatorState:
-        return self.inner.snapshot()
-
-    def restore(self, state: OperatorState) -> None:
-        self.inner.restore(state)
-
-
 OOO = 2 * SECOND
 
 
@@ -173,15 +145,15 @@ def expected_temporal(
 def run(plan: EnginePlan, batches: list[tuple[str, list[Row]]], restart: int) -> dict[int, object]:
     kept: list[pl.DataFrame] = []
     task = PartitionTask(plan)
-    task.operators["placed"] = Recorder(task.operators["placed"], kept)
+    recorded(task, "placed", kept)
     for index, (name, rows) in enumerate(batches):
         if index == restart:
             task = restored_task(plan, task.snapshot())
-            task.operators["placed"] = Recorder(task.operators["placed"], kept)
+            recorded(task, "placed", kept)
         task.process(_frame(rows, name == "devices"), now_us=0, stream=name)
     task.finish()
     emitted = pl.concat(kept) if kept else pl.DataFrame({"n": [], "room": []})
-    pairs = emitted.rows()
+    pairs = emitted.select("n", "room").rows()
     assert len(pairs) == len({n for n, _ in pairs})  # every event once
     return {n: (room or None) for n, room in pairs}
 
@@ -222,7 +194,7 @@ def test_a_lookup_join_sees_the_reference_table_as_last_updated(data: st.DataObj
     )
     kept: list[pl.DataFrame] = []
     task = PartitionTask(plan)
-    task.operators["placed"] = Recorder(task.operators["placed"], kept)
+    recorded(task, "placed", kept)
     current: dict[str, str] = {}
     expected: dict[int, str | None] = {}
     for index, row in enumerate(rows):
@@ -236,8 +208,8 @@ def test_a_lookup_join_sees_the_reference_table_as_last_updated(data: st.DataObj
                 task.apply_table("rooms", frame, full=True, at_us=index)
         if index == restart:
             task = restored_task(plan, task.snapshot())
-            task.operators["placed"] = Recorder(task.operators["placed"], kept)
+            recorded(task, "placed", kept)
         task.process(_frame([row], announcements=False), now_us=0, stream="events")
         expected[row.n] = current.get(row.key)
-    emitted = pl.concat(kept).rows() if kept else []
+    emitted = pl.concat(kept).select("n", "room").rows() if kept else []
     assert {n: room for n, room in emitted} == expected

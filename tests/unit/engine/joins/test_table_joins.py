@@ -6,11 +6,12 @@ import polars as pl
 import pytest
 
 from sensorstream.engine.joins.tables import TableJoinStep, TableStep
-from sensorstream.engine.operator import Operator, OperatorOutput, OperatorState
+from sensorstream.engine.operator import OperatorState
 from sensorstream.engine.plan import Dedup, EnginePlan, EventTime, StreamDecl
 from sensorstream.engine.steps import StepError
 from sensorstream.engine.tables import TableDecl
 from sensorstream.engine.task import PartitionTask
+from sensorstream.testing import Recorder, recorded
 
 SECOND = timedelta(seconds=1)
 DOORS = TableDecl("doors", ("device_id",), {"district": pl.String()}, {"device_id": pl.String()})
@@ -64,48 +65,19 @@ def plan(join: TableJoinStep, *extra: TableStep, lateness: timedelta = timedelta
     )
 
 
-class Recorder(Operator):
-    """Wraps the join's operator and keeps every row it emits."""
-
-    def __init__(self, inner: Operator) -> None:
-        self.name, self.inner = inner.name, inner
-        self.rows: list[pl.DataFrame] = []
-
-    def _kept(self, result: OperatorOutput) -> OperatorOutput:
-        if result.rows is not None and result.rows.height:
-            self.rows.append(result.rows)
-        return result
-
-    def process(self, batch: pl.DataFrame, watermark_after: int) -> OperatorOutput:
-        return self._kept(self.inner.process(batch, watermark_after))
-
-    def process_from(self, index: int, batch: pl.DataFrame, watermark_after: int) -> OperatorOutput:
-        return self._kept(self.inner.process_from(index, batch, watermark_after))
-
-    def on_watermark(self, watermark: int) -> OperatorOutput:
-        return self._kept(self.inner.on_watermark(watermark))
-
-    def taken(self) -> list[tuple[object, ...]]:
-        rows = pl.concat(self.rows) if self.rows else pl.DataFrame()
-        self.rows = []
-        return rows.select("device_id", "district").rows() if rows.height else []
-
-
-def recorded(task: PartitionTask) -> Recorder:
-    recorder = Recorder(task.operators["enriched"])
-    task.operators["enriched"] = recorder
-    return recorder
+def taken(recorder: Recorder) -> list[tuple[object, ...]]:
+    """The (device, district) pairs the join emitted since the last look."""
+    rows = recorder.emitted()
+    return rows.select("device_id", "district").rows() if rows.height else []
 
 
 def emitted(task: PartitionTask, frame: pl.DataFrame, stream: str = "events") -> pl.DataFrame:
     """Run one batch and return what the join emitted for it."""
     recorder = task.operators["enriched"]
     if not isinstance(recorder, Recorder):
-        recorder = recorded(task)
+        recorder = recorded(task, "enriched")
     task.process(frame, now_us=0, stream=stream)
-    rows = pl.concat(recorder.rows) if recorder.rows else pl.DataFrame()
-    recorder.rows = []
-    return rows
+    return recorder.emitted()
 
 
 def test_a_lookup_join_adds_the_tables_latest_row_and_passes_unknown_keys_with_nulls() -> None:
@@ -166,7 +138,7 @@ def test_a_temporal_join_uses_the_version_valid_at_each_records_time() -> None:
     step = TableJoinStep("enriched", "events", table="door_table", mode="as_of")
     table = TableStep("door_table", "devices", columns=("district",), delete_when="status = 'gone'")
     task = PartitionTask(plan(step, table))
-    recorder = recorded(task)
+    recorder = recorded(task, "enriched")
     task.process(
         devices(("a", 0, "x", "ok"), ("a", 10, "y", "ok"), ("a", 20, "", "gone")),
         now_us=0,
@@ -174,23 +146,23 @@ def test_a_temporal_join_uses_the_version_valid_at_each_records_time() -> None:
     )
     task.process(events(("a", 5), ("a", 15), ("a", 25), ("a", -1)), now_us=0, stream="events")
     # The devices stream's watermark (19 s) decides what may go: 25 s waits.
-    assert sorted(recorder.taken(), key=str) == [("a", "x"), ("a", "y"), ("a", None)]
+    assert sorted(taken(recorder), key=str) == [("a", "x"), ("a", "y"), ("a", None)]
     task.close_stream("devices")
     task.finish()
-    assert recorder.taken() == [("a", None)]  # deleted at 20 s
+    assert taken(recorder) == [("a", None)]  # deleted at 20 s
 
 
 def test_a_temporal_join_waits_for_an_announcement_that_comes_late_in_arrival() -> None:
     step = TableJoinStep("enriched", "events", table="door_table", mode="as_of")
     table = TableStep("door_table", "devices", columns=("district",))
     task = PartitionTask(plan(step, table))
-    recorder = recorded(task)
+    recorder = recorded(task, "enriched")
     task.process(events(("a", 5)), now_us=0, stream="events")
-    assert recorder.taken() == []
+    assert taken(recorder) == []
     task.process(devices(("a", 1, "x", "ok"), ("b", 9, "y", "ok")), now_us=0, stream="devices")
-    assert recorder.taken() == []  # the events' own watermark (4 s) holds the step too
+    assert taken(recorder) == []  # the events' own watermark (4 s) holds the step too
     task.process(events(("b", 10)), now_us=0, stream="events")
-    assert recorder.taken() == [("a", "x")]
+    assert taken(recorder) == [("a", "x")]
 
 
 def test_a_table_record_later_than_the_allowed_lateness_is_counted_late() -> None:
