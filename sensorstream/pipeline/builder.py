@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sensorstream.engine.windows import HoppingWindow, TumblingWindow, Window
+from sensorstream.pipeline.joins import TableJoinStepSpec, TableStepSpec
 from sensorstream.pipeline.rules import RuleStepSpec
 from sensorstream.pipeline.spec import (
     CheckpointSpec,
@@ -32,9 +33,13 @@ from sensorstream.pipeline.spec import (
     ReadingsSpec,
     SinkSettings,
     SourceSettings,
+    StreamSpec,
+    TableSpec,
 )
 from sensorstream.pipeline.steps import DeriveStepSpec, StepSpec, WindowSpec, WindowStepSpec
+from sensorstream.pipeline.stream_joins import RelationStepSpec, StreamJoinStepSpec
 from sensorstream.readings import MeasurementType
+from sensorstream.sources.tables import TableSourceSettings
 
 
 def _window_spec(window: Window) -> WindowSpec:
@@ -52,10 +57,12 @@ class Pipeline:
     """An immutable builder: each method returns a new pipeline with one more piece."""
 
     name: str
-    source: SourceSettings
+    source: SourceSettings | None = None  # the readings stream (None: only named streams)
     # A type ("float") or a MeasurementSpec with the field to read it from.
-    measurements: Mapping[str, MeasurementType | MeasurementSpec]
+    measurements: Mapping[str, MeasurementType | MeasurementSpec] | None = None
     readings_options: dict[str, Any] = field(default_factory=dict)
+    streams: tuple[tuple[str, StreamSpec], ...] = ()
+    tables: tuple[tuple[str, TableSpec], ...] = ()
     steps: tuple[StepSpec, ...] = ()
     sinks: tuple[SinkSettings, ...] = ()
     event_time_spec: EventTimeSpec = field(default_factory=EventTimeSpec)
@@ -133,6 +140,96 @@ class Pipeline:
             declared["flapping"] = flapping
         return replace(self, steps=(*self.steps, RuleStepSpec.model_validate(declared)))
 
+    def stream(
+        self,
+        name: str,
+        source: SourceSettings,
+        measurements: dict[str, Any],
+        **readings: Any,
+    ) -> Pipeline:
+        """Add a named input stream, e.g. ``devices``; ``readings`` as YAML's ``readings:``.
+
+        ``pipeline.stream("events", source, {"eventType": "string"}, device_field="deviceId")``
+        """
+        declared = {"measurements": measurements, **readings}
+        spec = StreamSpec.model_validate({"source": source, "readings": declared})
+        return replace(self, streams=(*self.streams, (name, spec)))
+
+    def reference_table(
+        self,
+        name: str,
+        source: TableSourceSettings,
+        columns: dict[str, str],
+        *,
+        key: Sequence[str] = ("device_id",),
+        valid_from: str | None = None,
+    ) -> Pipeline:
+        """Add a reference table (a file or a PostgreSQL query) that joins and rules read."""
+        spec = TableSpec.model_validate(
+            {"source": source, "key": list(key), "columns": columns, "valid_from": valid_from}
+        )
+        return replace(self, tables=(*self.tables, (name, spec)))
+
+    def table(
+        self,
+        name: str,
+        *,
+        input: str,
+        key: Sequence[str] = ("device_id",),
+        columns: Sequence[str] = (),
+        delete_when: str | None = None,
+    ) -> Pipeline:
+        """Add a table step: a changelog stream kept as the latest row per key."""
+        step = TableStepSpec.model_validate(
+            {
+                "name": name,
+                "input": input,
+                "table": {"key": list(key), "columns": list(columns), "delete_when": delete_when},
+            }
+        )
+        return replace(self, steps=(*self.steps, step))
+
+    def join(self, name: str, *, input: str = "readings", **join: Any) -> Pipeline:
+        """Add a join; ``join`` as YAML's ``join:`` mapping.
+
+        With a table: ``join("placed", table="rooms", mode="as_of", missing="dead_letter")``;
+        with a stream: ``join("pairs", input="a", stream="b", on=["device_id"], within=...)``.
+        """
+        declared = {"name": name, "input": input, "join": join}
+        step: StepSpec = (
+            StreamJoinStepSpec.model_validate(declared)
+            if "stream" in join
+            else TableJoinStepSpec.model_validate(declared)
+        )
+        return replace(self, steps=(*self.steps, step))
+
+    def relation(
+        self,
+        name: str,
+        *,
+        left: str,
+        right: str,
+        value: str,
+        key: Sequence[str] = ("device_id",),
+        left_where: str | None = None,
+        right_where: str | None = None,
+    ) -> Pipeline:
+        """Add a relation: two sides' window results compared per key and window."""
+        step = RelationStepSpec.model_validate(
+            {
+                "name": name,
+                "relation": {
+                    "left": left,
+                    "right": right,
+                    "value": value,
+                    "key": list(key),
+                    "left_where": left_where,
+                    "right_where": right_where,
+                },
+            }
+        )
+        return replace(self, steps=(*self.steps, step))
+
     def sink(self, settings: SinkSettings) -> Pipeline:
         """Add a sink."""
         return replace(self, sinks=(*self.sinks, settings))
@@ -166,13 +263,19 @@ class Pipeline:
 
     def spec(self) -> PipelineSpec:
         """The validated definition, identical to what the equivalent YAML gives."""
-        readings = ReadingsSpec.model_validate(
-            {"measurements": dict(self.measurements), **self.readings_options}
+        readings = (
+            ReadingsSpec.model_validate(
+                {"measurements": dict(self.measurements), **self.readings_options}
+            )
+            if self.measurements is not None
+            else None
         )
         spec = PipelineSpec(
             name=self.name,
             source=self.source,
             readings=readings,
+            streams=dict(self.streams),
+            tables=dict(self.tables),
             event_time=self.event_time_spec,
             dedup=self.dedup_spec,
             steps=list(self.steps),
