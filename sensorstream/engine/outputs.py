@@ -18,14 +18,11 @@ observations either way (a result's event time is the last instant of its window
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 import polars as pl
-
-if TYPE_CHECKING:
-    from sensorstream.engine.windows import Window
 
 # Results: identity, bookkeeping.
 START, END = "window_start", "window_end"
@@ -94,7 +91,9 @@ class Shape:
     kind: OutputKind
     columns: dict[str, pl.DataType] | None = None
     key: tuple[str, ...] = ()
-    window: Window | None = None
+    # The window declaration (frozen, compared by value), not imported here: windows build
+    # on this module.
+    window: Hashable | None = None
     # A table whose versions follow a stream's event time (a table step): a temporal join
     # waits for that stream's watermark. A reference table's versions come from loads.
     timed: bool = False

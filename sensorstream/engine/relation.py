@@ -137,7 +137,8 @@ class RelationStep(Step):
         columns |= {START: TS_TYPE, END: TS_TYPE}
         columns |= dict.fromkeys(OUTPUTS, pl.Float64())
         columns |= {REVISION: pl.Int64(), FINAL: pl.Boolean(), OP: pl.String()}
-        return Shape(OutputKind.RESULTS, columns, self.key, left.window or right.window)
+        window = left.window if left.window is not None else right.window
+        return Shape(OutputKind.RESULTS, columns, self.key, window)
 
     def _check_side(self, side: str, name: str, shape: Shape) -> None:
         where = f"relation.{side}"

@@ -23,8 +23,6 @@ from functools import cached_property
 
 import polars as pl
 
-from sensorstream.engine.operator import OperatorState
-
 VALID_FROM = "__valid_from"
 DELETED = "__deleted"
 FOUND = "__found"  # on looked-up rows: whether the key had a row (its values may be null)
@@ -301,13 +299,13 @@ class VersionedTable:
         versions = self._versions
         return not versions[DELETED].any() and versions.height == self.latest.height
 
-    def snapshot(self) -> OperatorState:
-        """The versions, as one frame."""
-        return OperatorState(frames={"versions": self._versions})
+    def snapshot(self) -> dict[str, pl.DataFrame]:
+        """The versions, as named frames (what an operator's snapshot holds)."""
+        return {"versions": self._versions}
 
-    def restore(self, state: OperatorState) -> None:
+    def restore(self, frames: Mapping[str, pl.DataFrame]) -> None:
         """Continue from :meth:`snapshot`."""
-        frame = state.frames.get("versions")
+        frame = frames.get("versions")
         if frame is not None:
             self._versions = frame.select(_typed(self._version_schema()))
             self.__dict__.pop("latest", None)

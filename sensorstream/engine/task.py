@@ -332,7 +332,7 @@ class PartitionTask:
             if intake.dedup is not None:
                 state.frames[f"dedup:{name}"] = intake.dedup.snapshot()
         for name in {decl.name for decl in self.plan.tables}:
-            for frame_name, frame in self.tables[name].snapshot().frames.items():
+            for frame_name, frame in self.tables[name].snapshot().items():
                 state.frames[f"table:{name}/{frame_name}"] = frame
         steps: dict[str, object] = {}
         for name, operator in self.operators.items():
@@ -355,9 +355,7 @@ class PartitionTask:
             if intake.dedup is not None and frame is not None:
                 intake.dedup.restore(frame)
         for decl in self.plan.tables:
-            self.tables[decl.name].restore(
-                OperatorState(frames=_prefixed(state.frames, f"table:{decl.name}/"))
-            )
+            self.tables[decl.name].restore(_prefixed(state.frames, f"table:{decl.name}/"))
         metas = state.meta.get("steps", {})
         for name, operator in self.operators.items():
             frames = _prefixed(state.frames, f"{name}/")

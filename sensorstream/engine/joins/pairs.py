@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from math import ceil
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 import polars as pl
 
@@ -20,11 +20,25 @@ from sensorstream.engine.joins.rounds import Rounds
 from sensorstream.engine.operator import Operator, OperatorOutput, OperatorState
 from sensorstream.engine.outputs import END, ROW, START, WATERMARK
 from sensorstream.engine.time import micros
-from sensorstream.engine.windows import HoppingWindow
+from sensorstream.engine.windows import HoppingWindow, TumblingWindow
 from sensorstream.readings import TS, TS_TYPE
 
-if TYPE_CHECKING:
-    from sensorstream.engine.joins.streams import StreamJoinStep
+
+class JoinDeclaration(Protocol):
+    """What the operator reads of its step's declaration (a :class:`StreamJoinStep`)."""
+
+    @property
+    def name(self) -> str: ...  # noqa: D102 - the step's
+    @property
+    def on(self) -> tuple[str, ...]: ...  # noqa: D102
+    @property
+    def suffix(self) -> str: ...  # noqa: D102
+    @property
+    def how(self) -> str: ...  # noqa: D102
+    @property
+    def within(self) -> timedelta | None: ...  # noqa: D102
+    @property
+    def window(self) -> TumblingWindow | HoppingWindow | None: ...  # noqa: D102
 
 
 # Bookkeeping columns of the buffers (never emitted): a left row's number and whether it
@@ -64,7 +78,7 @@ class StreamJoinOperator(Operator):
 
     def __init__(
         self,
-        step: StreamJoinStep,
+        step: JoinDeclaration,
         allowed_lateness: timedelta,
         right_columns: Mapping[str, pl.DataType] | None = None,
     ) -> None:

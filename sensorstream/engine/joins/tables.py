@@ -124,11 +124,11 @@ class TableOperator(Operator):
 
     def snapshot(self) -> OperatorState:
         """The table's versions."""
-        return self.table.snapshot()
+        return OperatorState(frames=self.table.snapshot())
 
     def restore(self, state: OperatorState) -> None:
         """Continue from :meth:`snapshot`."""
-        self.table.restore(state)
+        self.table.restore(state.frames)
 
 
 @dataclass(frozen=True)

@@ -288,7 +288,7 @@ def other(**changes: object) -> Shape:
         changes.pop("kind", OutputKind.RESULTS),  # type: ignore[arg-type]
         columns,  # type: ignore[arg-type]
         changes.pop("key", RESULTS.key),  # type: ignore[arg-type]
-        changes.pop("window", MINUTE),  # type: ignore[arg-type]
+        changes.pop("window", MINUTE),
     )
 
 
