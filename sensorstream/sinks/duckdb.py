@@ -1,10 +1,9 @@
-"""The DuckDB sink: readings, dead letters, late readings, window results and counters in one file.
+"""The DuckDB sink: results, dead letters and counters in one file; raw readings beside it.
 
 Every table carries the pipeline's name, so several pipelines can share a file::
 
     pipelines        pipeline -> its reading columns, whether it stores readings
     pipeline_steps   (pipeline, step) -> results table, key columns, outputs, active
-    readings         pipeline, partition, position, then the canonical reading columns
     dead_letters     pipeline, partition, position, reason_code, reason, origin, raw (BLOB),
                      raw_length, raw_sha256, arrived_at
     late_readings    pipeline, partition, position, late_for, then the reading columns
@@ -18,32 +17,42 @@ Every table carries the pipeline's name, so several pipelines can share a file::
                      key columns, window_start, window_end, outputs, revision, final,
                      updated_at: one row per key and window
 
-Writes are buffered and land in one transaction per :meth:`DuckDBSink.flush`, or sooner
-once ``flush_rows`` rows wait; frames are appended through Arrow, never row by row. A
-results table has no PRIMARY KEY: a key column may be null (readings without a tag form a
-group of their own) while DuckDB makes primary-key columns NOT NULL. The sink keeps one
-row per key and window itself (delete, then insert), which also runs about twice as fast
-as ``INSERT OR REPLACE`` on an indexed table.
+Raw readings (``store_readings``, the default) are the bulk of what a pipeline stores, so
+they skip DuckDB: each flush writes the readings each partition delivered since the last
+one as an immutable Parquet segment (``pipeline, partition, position``, then the reading's
+columns) under ``<file>.segments/readings/pipeline=<name>/``, compressed in a thread of its
+own while the pipeline goes on (:mod:`~sensorstream.sinks.segments` has the layout,
+:mod:`~sensorstream.sinks.segment_writer` the writing). :class:`sensorstream.store.Store`
+shows them as the view ``readings``, as the table of that name was before; a file written
+before has its table moved into segments when a sink opens it. ``retention: {readings:
+7d}`` deletes segments whose readings all lie that far (in event time) behind the newest
+reading stored; window results, dead letters and late readings stay.
+
+Table writes are buffered and land in one transaction per :meth:`DuckDBSink.flush`, or
+sooner once ``flush_rows`` rows wait (:mod:`~sensorstream.sinks.duckdb_writes`); readings
+make a segment once ``flush_rows`` of them wait. ``flush`` returns once both are durable.
 
 DuckDB lets one process open a file for writing and no other process open it meanwhile,
 so query the file (``sensorstream query``, :class:`sensorstream.store.Store`) while no
-pipeline writes it; a locked file fails fast with an error that says so.
+pipeline writes it; a locked file fails fast with an error that says so. The segments can
+be read meanwhile, without the file: :func:`sensorstream.store.scan_readings`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
 import duckdb
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sensorstream.engine.outputs import OP, START, TRANSITION_SCHEMA
+from sensorstream.durations import Duration
+from sensorstream.engine.outputs import TRANSITION_SCHEMA
 from sensorstream.errors import SinkError
 from sensorstream.readings import DEAD_LETTER_SCHEMA
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch
@@ -56,18 +65,18 @@ from sensorstream.sinks.duckdb_tables import (
     LATE_FOR,
     LATE_READINGS,
     ORIGIN_COLUMNS,
-    READINGS,
-    UPDATED_AT,
     VIEW,
     ResultsTable,
     column_types,
-    ensure_results_table,
     ensure_table,
     existing_columns,
     expose,
     quote,
     record_pipeline,
 )
+from sensorstream.sinks.duckdb_writes import append, replace_counters, store_alerts, upsert
+from sensorstream.sinks.legacy_readings import migrate_readings_table
+from sensorstream.sinks.segment_writer import ReadingSegments
 
 Clock = Callable[[], datetime]
 _CONNECTION_SETTINGS = (
@@ -88,7 +97,6 @@ def _utc_now() -> datetime:
 class _Pending:
     """Frames waiting for the next write, in arrival order."""
 
-    readings: list[pl.DataFrame] = field(default_factory=list)
     dead_letters: list[pl.DataFrame] = field(default_factory=list)
     late: list[pl.DataFrame] = field(default_factory=list)
     results: dict[str, list[pl.DataFrame]] = field(default_factory=dict)
@@ -101,11 +109,24 @@ class _Pending:
         self.rows += frame.height
 
 
+@dataclass
+class _PendingReadings:
+    """Raw readings waiting for their next segment, per partition."""
+
+    frames: dict[int, list[pl.DataFrame]] = field(default_factory=dict)
+    rows: int = 0
+
+    def add(self, partition: int, frame: pl.DataFrame) -> None:
+        self.frames.setdefault(partition, []).append(frame)
+        self.rows += frame.height
+
+
 class DuckDBSink(Sink):
     """Stores a pipeline's output in a DuckDB file that :mod:`sensorstream.store` reads back.
 
-    ``store_readings=False`` keeps only dead letters, late readings and results, which is
-    what a high-rate pipeline usually wants. ``clock`` stamps ``updated_at`` on results.
+    ``store_readings=False`` keeps only dead letters, late readings and results.
+    ``retention`` deletes raw readings that far behind the newest one stored (None keeps
+    them all). ``clock`` stamps ``updated_at`` on results.
     """
 
     def __init__(
@@ -114,21 +135,29 @@ class DuckDBSink(Sink):
         store_readings: bool = True,
         *,
         flush_rows: int = 200_000,
+        retention: timedelta | None = None,
         clock: Clock = _utc_now,
     ) -> None:
         self.path = Path(path)
         self.store_readings = store_readings
         self.flush_rows = flush_rows
+        self.retention = retention
         self._clock = clock
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._pipeline = ""
         self._reading_columns: list[str] = []
         self._tables: dict[str, ResultsTable] = {}
         self._pending = _Pending()
+        self._readings = _PendingReadings()
+        self._segments: ReadingSegments | None = None
 
     # -- the sink contract -----------------------------------------------------------------
     def open(self, pipeline: PipelineInfo) -> None:
-        """Open (or create) the file and the tables this pipeline writes."""
+        """Open (or create) the file, the tables and the segment folder this pipeline writes.
+
+        A store written before readings moved to segments has its ``readings`` table
+        moved into segments here (:mod:`~sensorstream.sinks.legacy_readings`).
+        """
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = duckdb.connect(str(self.path))
@@ -144,9 +173,8 @@ class DuckDBSink(Sink):
                 reading_schema = pl.DataFrame(schema=dict(pipeline.reading_schema))
                 reading_types = column_types(con, reading_schema)
                 dead_types = column_types(con, pl.DataFrame(schema=DEAD_LETTER_SCHEMA))
+                migrate_readings_table(con, self.path)
                 tables: dict[str, Mapping[str, str]] = {}
-                if self.store_readings:
-                    tables[READINGS] = {**ORIGIN_COLUMNS, **reading_types}
                 tables[DEAD_LETTERS] = {**ORIGIN_COLUMNS, **dead_types}
                 tables[LATE_READINGS] = {**ORIGIN_COLUMNS, LATE_FOR: "VARCHAR", **reading_types}
                 tables[COUNTERS] = COUNTER_COLUMNS
@@ -161,10 +189,13 @@ class DuckDBSink(Sink):
                 self._tables = record_pipeline(
                     con, pipeline, stores_readings=self.store_readings, path=self.path
                 )
+            segments = ReadingSegments(self.path, pipeline.name, retention=self.retention)
+            segments.open()
         except BaseException:
             connection.close()  # a sink that failed to open holds no lock
             self._connection = None
             raise
+        self._segments = segments
 
     def restore(self, positions: Mapping[int, int]) -> None:
         """Delete stored rows after these positions; a partition not listed loses all its rows.
@@ -172,16 +203,19 @@ class DuckDBSink(Sink):
         A partition missing from ``positions`` is about to be read from its beginning, so
         everything stored for it would otherwise be stored twice. Results need nothing:
         the replay re-emits them, and writing a result again replaces it; only a fresh start
-        (no positions at all) clears them, since its windows are all recomputed.
+        (no positions at all) clears them, since its windows are all recomputed. Raw
+        readings are segments: those after the positions are deleted, one that straddles
+        a position is rewritten without its later rows.
         """
         self._write_pending()
+        self._require_segments().restore(positions)
         kept = pl.DataFrame(
             {"partition": list(positions), "position": list(positions.values())},
             schema={"partition": pl.Int32(), "position": pl.Int64()},
         )
         with self._transaction("forgetting output after the checkpoint") as con:
             expose(con, kept)
-            for table in (READINGS, DEAD_LETTERS, LATE_READINGS, ALERT_TRANSITIONS):
+            for table in (DEAD_LETTERS, LATE_READINGS, ALERT_TRANSITIONS):
                 if existing_columns(con, table) is None:
                     continue
                 con.execute(
@@ -197,7 +231,11 @@ class DuckDBSink(Sink):
                         con.execute(f"DELETE FROM {quote(results.name)}")
 
     def write(self, batch: SinkBatch) -> None:
-        """Buffer one batch's output; write it all once ``flush_rows`` rows are waiting."""
+        """Buffer one batch's output; write it once ``flush_rows`` rows are waiting.
+
+        Raw readings and the tables count apart: ``flush_rows`` readings make a segment
+        (written in the background), ``flush_rows`` other rows a transaction.
+        """
         self._require_open()
         origin = [
             pl.lit(batch.partition, pl.Int32).alias("partition"),
@@ -206,7 +244,9 @@ class DuckDBSink(Sink):
         pending = self._pending
         if self.store_readings and batch.readings is not None and batch.readings.height:
             columns = [c for c in batch.readings.columns if c in self._reading_columns]
-            pending.add(pending.readings, batch.readings.select(columns).with_columns(origin))
+            self._readings.add(batch.partition, batch.readings.select(columns).with_columns(origin))
+            if self._readings.rows >= self.flush_rows:
+                self._write_readings()
         if batch.dead_letters is not None and batch.dead_letters.height:
             frame = batch.dead_letters.select(*DEAD_LETTER_SCHEMA).with_columns(origin)
             pending.add(pending.dead_letters, frame)
@@ -234,9 +274,14 @@ class DuckDBSink(Sink):
             self._write_pending()
 
     def flush(self) -> None:
-        """Write everything buffered in one transaction and commit it."""
+        """Write everything buffered: a segment per partition, and one transaction.
+
+        Returns once the segments too are durable; the segments compress in their thread
+        while the transaction commits.
+        """
         if self._connection is not None:
             self._write_pending()
+            self._require_segments().flush()
 
     def close(self) -> None:
         """Flush, then release the file for other processes."""
@@ -245,126 +290,44 @@ class DuckDBSink(Sink):
         try:
             self._write_pending()
         finally:
-            self._connection.close()
-            self._connection = None
+            try:
+                if self._segments is not None:
+                    self._segments.close()
+                    self._segments = None
+            finally:
+                self._connection.close()
+                self._connection = None
 
     # -- writing ---------------------------------------------------------------------------
+    def _write_readings(self) -> None:
+        """Hand the waiting readings to the segment writer, one segment per partition."""
+        readings, self._readings = self._readings, _PendingReadings()
+        segments = self._require_segments()
+        for partition, frames in readings.frames.items():
+            segments.write(partition, frames)
+
     def _write_pending(self) -> None:
+        self._write_readings()  # first: the segments compress while the transaction runs
         # Taken off first: after a failed write the runtime replays from its checkpoint.
         pending, self._pending = self._pending, _Pending()
         if pending.rows == 0 and not pending.counters:
             return
         with self._transaction("writing a batch") as con:
-            self._append(con, READINGS, pending.readings)
-            self._append(con, DEAD_LETTERS, pending.dead_letters)
-            self._append(con, LATE_READINGS, pending.late)
+            append(con, self._pipeline, DEAD_LETTERS, pending.dead_letters)
+            append(con, self._pipeline, LATE_READINGS, pending.late)
             updated_at = self._clock()
             for step, frames in pending.results.items():
-                self._upsert(con, self._tables[step], frames, updated_at)
-            self._store_alerts(con, pending.alerts, updated_at)
-            self._replace_counters(con, pending.counters)
-
-    def _append(
-        self, con: duckdb.DuckDBPyConnection, table: str, frames: Sequence[pl.DataFrame]
-    ) -> None:
-        if not frames:
-            return
-        expose(con, pl.concat(frames, how="diagonal_relaxed", rechunk=False))
-        con.execute(
-            f"INSERT INTO {quote(table)} BY NAME SELECT ? AS pipeline, * FROM {VIEW}",
-            [self._pipeline],
-        )
-
-    def _upsert(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        table: ResultsTable,
-        frames: Sequence[pl.DataFrame],
-        updated_at: datetime,
-    ) -> None:
-        """Apply results in arrival order: per key and window the last row wins."""
-        results = pl.concat(frames, how="diagonal_relaxed")
-        if OP not in results.columns:
-            results = results.with_columns(pl.lit("upsert").alias(OP))
-        known_op = results[OP].is_in(["upsert", "delete"])
-        if not known_op.all():
-            unknown = sorted(set(results.filter(~known_op)[OP].to_list()), key=str)
-            msg = (
-                f"results for table {table.name} have {OP} values {unknown}; "
-                "allowed: upsert, delete"
-            )
-            raise SinkError(msg)
-        latest = results.unique(subset=[*table.key, START], keep="last", maintain_order=False)
-        ensure_results_table(con, table, latest.drop(OP))
-        first, last = latest.select(pl.col(START).min(), pl.col(START).max().alias("last")).row(0)
-        columns = ", ".join(quote(c) for c in latest.columns if c != OP)
-        expose(con, latest)
-        if table.latest_start is not None and first <= table.latest_start:
-            same_window = " AND ".join(
-                f"stored.{quote(column)} IS NOT DISTINCT FROM new.{quote(column)}"
-                for column in (*table.key, START)
-            )
-            # The range lets DuckDB skip row groups by their min/max before the join.
-            con.execute(
-                f"DELETE FROM {quote(table.name)} AS stored USING {VIEW} AS new "
-                f"WHERE stored.{START} BETWEEN ? AND ? AND {same_window}",
-                [first, last],
-            )
-        con.execute(
-            f"INSERT INTO {quote(table.name)} BY NAME SELECT {columns}, ? AS {UPDATED_AT} "
-            f"FROM {VIEW} WHERE {quote(OP)} = 'upsert'",
-            [updated_at],
-        )
-        if table.latest_start is None or last > table.latest_start:
-            table.latest_start = last
-
-    def _store_alerts(
-        self, con: duckdb.DuckDBPyConnection, frames: Sequence[pl.DataFrame], emitted_at: datetime
-    ) -> None:
-        """Store transitions once each: one replayed after a crash replaces itself."""
-        if not frames:
-            return
-        transitions = pl.concat(frames, how="diagonal_relaxed").unique(
-            "transition_id", keep="last", maintain_order=True
-        )
-        expose(con, transitions)
-        con.execute(
-            f"DELETE FROM {ALERT_TRANSITIONS} AS stored USING {VIEW} AS new "
-            "WHERE stored.pipeline = ? AND stored.transition_id = new.transition_id",
-            [self._pipeline],
-        )
-        con.execute(
-            f"INSERT INTO {ALERT_TRANSITIONS} BY NAME SELECT ? AS pipeline, *, "
-            f"? AS {EMITTED_AT} FROM {VIEW}",
-            [self._pipeline, emitted_at],
-        )
-
-    def _replace_counters(
-        self, con: duckdb.DuckDBPyConnection, counters: Mapping[int, Mapping[str, int]]
-    ) -> None:
-        """Store each partition's latest counters in place of what it had."""
-        if not counters:
-            return
-        frame = pl.DataFrame(
-            [
-                (partition, name, value)
-                for partition, counts in counters.items()
-                for name, value in counts.items()
-            ],
-            schema={"partition": pl.Int32(), "counter": pl.String(), "value": pl.Int64()},
-            orient="row",
-        )
-        con.execute(
-            f"DELETE FROM {COUNTERS} WHERE pipeline = ? AND list_contains(?, partition)",
-            [self._pipeline, list(counters)],
-        )
-        expose(con, frame)
-        con.execute(
-            f"INSERT INTO {COUNTERS} BY NAME SELECT ? AS pipeline, * FROM {VIEW}",
-            [self._pipeline],
-        )
+                upsert(con, self._tables[step], frames, updated_at)
+            store_alerts(con, self._pipeline, pending.alerts, updated_at)
+            replace_counters(con, self._pipeline, pending.counters)
 
     # -- plumbing --------------------------------------------------------------------------
+    def _require_segments(self) -> ReadingSegments:
+        if self._segments is None:
+            msg = f"the DuckDB sink for {self.path} is not open; call open() first"
+            raise SinkError(msg)
+        return self._segments
+
     def _require_open(self) -> duckdb.DuckDBPyConnection:
         if self._connection is None:
             msg = f"the DuckDB sink for {self.path} is not open; call open() first"
@@ -397,8 +360,28 @@ def _cannot_open(path: Path, error: BaseException) -> str:
     return f"cannot open {path} for writing: {error}"
 
 
+class RetentionSettings(BaseModel):
+    """``retention: {readings: 7d}``: how far behind the newest reading raw ones are kept.
+
+    Counted in event time, per segment: a segment goes once its newest reading is that far
+    behind the newest reading stored. Window results, dead letters and late readings stay.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    readings: Duration | None = None
+
+    @field_validator("readings")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            msg = "a retention must be longer than zero, e.g. 7d; leave it out to keep all"
+            raise ValueError(msg)
+        return value
+
+
 class DuckDBSinkSettings(BaseModel):
-    """``sink: {type: duckdb, path: ..., store_readings: ...}`` in a pipeline's YAML."""
+    """``sink: {type: duckdb, path: ..., store_readings: ..., retention: ...}`` in YAML."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -406,7 +389,13 @@ class DuckDBSinkSettings(BaseModel):
     path: Path = Path("sensorstream.duckdb")
     store_readings: bool = True
     flush_rows: int = Field(default=200_000, gt=0)
+    retention: RetentionSettings = RetentionSettings()
 
     def build(self) -> DuckDBSink:
         """The sink these settings describe."""
-        return DuckDBSink(self.path, self.store_readings, flush_rows=self.flush_rows)
+        return DuckDBSink(
+            self.path,
+            self.store_readings,
+            flush_rows=self.flush_rows,
+            retention=self.retention.readings,
+        )

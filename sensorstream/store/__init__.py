@@ -2,6 +2,8 @@
 
 - :mod:`~sensorstream.store.query`: :class:`Store`, a read-only view of a DuckDB store;
 - :mod:`~sensorstream.store.alerts`: its alert queries (transitions, current alerts);
+- :mod:`~sensorstream.store.segments`: raw readings straight from the Parquet segments
+  beside the store, readable while a pipeline writes it (:func:`scan_readings`);
 - acknowledgements and silences (:mod:`sensorstream.actions`, a SQLite file beside the store
   that stays writable while a pipeline runs), re-exported here for the CLI and the API.
 
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from sensorstream.actions.alert_actions import AlertActions
     from sensorstream.actions.silences import Silence, SilenceWatcher
     from sensorstream.store.query import Store, StoreCounts, StoredPipeline, StoredStep
+    from sensorstream.store.segments import scan_readings
 
 _HOMES = {
     "AlertActions": "sensorstream.actions.alert_actions",
@@ -27,6 +30,7 @@ _HOMES = {
     "StoreCounts": "sensorstream.store.query",
     "StoredPipeline": "sensorstream.store.query",
     "StoredStep": "sensorstream.store.query",
+    "scan_readings": "sensorstream.store.segments",
 }
 
 if not TYPE_CHECKING:  # type checkers resolve the names through the imports above
@@ -53,4 +57,5 @@ __all__ = [
     "StoreCounts",
     "StoredPipeline",
     "StoredStep",
+    "scan_readings",
 ]

@@ -1,8 +1,10 @@
 """Reading back what :class:`~sensorstream.sinks.duckdb.DuckDBSink` wrote, read-only.
 
 The tables are found through the sink's ``pipelines`` and ``pipeline_steps`` tables, so a
-caller names pipelines and steps, never tables. Every query returns a Polars frame with
-timestamps in UTC. "The ``limit`` latest rows" means: the most recent ones, oldest first.
+caller names pipelines and steps, never tables. Raw readings live in Parquet segments
+beside the file; the view ``readings`` shows them (:mod:`~sensorstream.store.segments`).
+Every query returns a Polars frame with timestamps in UTC. "The ``limit`` latest rows"
+means: the most recent ones, oldest first.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sensorstream.sinks.duckdb_tables import (
     quote,
 )
 from sensorstream.store.alerts import AlertQueries
+from sensorstream.store.segments import register_readings
 
 KeyValue = str | int | float | bool | None
 SqlParameters = Sequence[object] | Mapping[str, object] | None
@@ -81,7 +84,9 @@ class Store(AlertQueries):
     """A read-only view of a DuckDB file written by the DuckDB sink.
 
     DuckDB lets no other process open a file while a pipeline writes it, so this fails
-    with a :class:`~sensorstream.errors.StoreError` saying so; query a stopped pipeline.
+    with a :class:`~sensorstream.errors.StoreError` saying so; query a stopped pipeline,
+    or read its raw readings with :func:`~sensorstream.store.segments.scan_readings`.
+    The segments are listed when the store opens: open it again to see newer ones.
     """
 
     def __init__(self, path: Path | str) -> None:
@@ -100,10 +105,27 @@ class Store(AlertQueries):
             self._connection.execute("SET TimeZone = 'UTC'").fetchall()
         except duckdb.Error as error:
             raise StoreError(_cannot_open(self.path, error)) from error
+        try:
+            register_readings(
+                self._connection,
+                self.path,
+                legacy_table=self._has_table(READINGS),
+                reading_columns=self._stored_reading_columns(),
+            )
+        except BaseException:
+            self._connection.close()
+            raise
 
     def close(self) -> None:
         """Release the file."""
         self._connection.close()
+
+    def _stored_reading_columns(self) -> list[str]:
+        """The reading columns of the pipelines that store readings, for an empty view."""
+        if not self._has_table(PIPELINES):
+            return []
+        rows = self._rows(f"SELECT reading_columns FROM {PIPELINES} WHERE stores_readings", [])
+        return list(dict.fromkeys(str(c) for row in rows for c in row[0] or ()))
 
     def __enter__(self) -> Store:
         return self
@@ -271,8 +293,11 @@ class Store(AlertQueries):
             return int(rows[0][0])
 
         mine = ("pipeline = ?", [pipeline])
+        [(readings,)] = self._rows(
+            f"SELECT count(*) FROM {READINGS} WHERE pipeline = ?", [pipeline]
+        )
         return StoreCounts(
-            readings=count(READINGS, *mine),
+            readings=int(readings),
             dead_letters=count(DEAD_LETTERS, *mine),
             late_readings=count(LATE_READINGS, *mine),
             results={s.name: count(s.table, "true", []) for s in stored.steps if s.active},

@@ -26,6 +26,7 @@ import pytest
 
 from sensorstream.sinks.webhook_outbox import read_deliveries
 from sensorstream.sources.simulator import write_dataset
+from sensorstream.store import scan_readings
 from sensorstream.testing.webhooks import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
@@ -54,7 +55,8 @@ steps:
     rule: {{threshold: temperature, above: {{warning: 27}}}}
     for: 5s
 sinks:
-  - {{type: duckdb, path: "{db}"}}
+  # Segments of raw readings between checkpoints too: a kill leaves some after the last one.
+  - {{type: duckdb, path: "{db}", flush_rows: 20000}}
   - type: webhook
     url: "{hook}"
     states: [pending, firing, resolved, flapping, correction]
@@ -87,6 +89,7 @@ def _current_checkpoint(folder: Path) -> str | None:
 
 
 def _tables(db: Path) -> dict[str, pl.DataFrame]:
+    """Every table of the DuckDB file, and the raw readings in the segments beside it."""
     with duckdb.connect(str(db), read_only=True) as con:
         names = [
             row[0]
@@ -94,18 +97,20 @@ def _tables(db: Path) -> dict[str, pl.DataFrame]:
                 "SELECT table_name FROM information_schema.tables ORDER BY table_name"
             ).fetchall()
         ]
-        tables = {}
-        for name in names:
-            frame = con.sql(f'SELECT * FROM "{name}"').pl()
-            # Revisions, write times, arrival times and batch positions depend on when and
-            # how the input was cut into batches; the content must not.
-            volatile = [
-                c
-                for c in frame.columns
-                if c in ("revision", "updated_at", "arrived_at", "position", "emitted_at")
-            ]
-            frame = frame.drop(volatile)
-            tables[name] = frame.sort(frame.columns, nulls_last=True)
+        frames = {name: con.sql(f'SELECT * FROM "{name}"').pl() for name in names}
+    assert "readings" not in frames, "raw readings belong in segments"
+    frames["readings"] = scan_readings(db).collect()
+    tables = {}
+    for name, frame in frames.items():
+        # Revisions, write times, arrival times and batch positions depend on when and
+        # how the input was cut into batches; the content must not.
+        volatile = [
+            c
+            for c in frame.columns
+            if c in ("revision", "updated_at", "arrived_at", "position", "emitted_at")
+        ]
+        frame = frame.drop(volatile)
+        tables[name] = frame.sort(frame.columns, nulls_last=True)
     return tables
 
 
@@ -143,6 +148,10 @@ def test_kill_9_mid_replay_then_restart_gives_identical_results(tmp_path: Path) 
     for name, frame in expected.items():
         assert frame.height > 0 or name.startswith("late"), name
         assert actual[name].equals(frame), f"table {name} differs after kill -9 and restart"
+    accepted = int(expected["counters"].filter(pl.col("counter") == "accepted")["value"].sum())
+    assert expected["readings"].height == accepted, "every accepted reading is stored once"
+    segments = crashed.parent / "out.duckdb.segments"
+    assert not list(segments.rglob(".*.tmp")), "a half-written segment was left behind"
     current = _current_checkpoint(crashed.parent)
     assert current is not None
     manifest = json.loads((crashed.parent / "checkpoints" / current / "manifest.json").read_text())

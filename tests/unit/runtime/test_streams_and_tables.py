@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import polars as pl
 import pytest
 
@@ -16,6 +15,7 @@ from sensorstream.errors import ConfigError
 from sensorstream.pipeline.spec import PipelineSpec
 from sensorstream.runtime.runner import Runner
 from sensorstream.sinks import DuckDBSink
+from sensorstream.store import Store
 from sensorstream.testing import Crash, ListSink, ListSource, ManualClock
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -267,9 +267,9 @@ def test_every_streams_records_are_stored_with_their_streams_name(tmp_path: Path
         clock=ManualClock(START),
     )
     runner.run()
-    with duckdb.connect(str(store), read_only=True) as con:
-        rows = con.execute(
+    with Store(store) as stored:
+        rows = stored.sql(
             "SELECT stream, count(*), count(eventType), count(district) FROM readings "
             "GROUP BY stream ORDER BY stream"
-        ).fetchall()
+        ).rows()
     assert rows == [("devices", 5, 0, 5), ("events", 8, 8, 0)]

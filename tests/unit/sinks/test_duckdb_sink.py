@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from sensorstream.sinks import (
 )
 from sensorstream.sinks.base import PipelineInfo, SinkBatch, StepInfo
 from sensorstream.sinks.duckdb_tables import results_table_name
-from sensorstream.store import Store
+from sensorstream.store import Store, scan_readings
 from sensorstream.testing import duckdb_held_elsewhere
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -101,6 +102,21 @@ def _table(path: Path, query: str) -> pl.DataFrame:
     return frame
 
 
+def _stored_readings(path: Path) -> pl.DataFrame:
+    """The raw readings in the store's segments, read without its DuckDB file."""
+    return scan_readings(path).collect()
+
+
+def _eventually(condition: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    """Whether ``condition`` holds within the timeout (a segment is written in a thread)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def _stored_results(path: Path, table: str = TABLE) -> list[tuple[str | None, int, float]]:
     frame = _table(path, f'SELECT * FROM "{table}" ORDER BY window_start, device_id')
     return [
@@ -121,7 +137,7 @@ def test_readings_dead_letters_and_late_readings_are_stored_with_their_origin(
     sink.write(SinkBatch(1, 3, readings=_readings("d"), late=late))
     sink.flush()
 
-    readings = _table(tmp_store, "SELECT * FROM readings ORDER BY partition, device_id")
+    readings = _stored_readings(tmp_store).sort("partition", "device_id")
     assert readings.columns == ["pipeline", "partition", "position", *FORMAT.canonical_schema()]
     assert readings.select("pipeline", "partition", "position", "device_id").rows() == [
         ("fleet", 0, 10, "a"),
@@ -142,10 +158,15 @@ def test_readings_dead_letters_and_late_readings_are_stored_with_their_origin(
 def test_nothing_is_committed_before_flush_unless_the_buffer_is_full(tmp_store: Path) -> None:
     sink = _sink(tmp_store, flush_rows=3)
     sink.open(_info())
-    sink.write(SinkBatch(0, 1, readings=_readings("a", "b")))
-    assert _table(tmp_store, "SELECT count(*) AS n FROM readings")["n"].item() == 0
-    sink.write(SinkBatch(0, 2, readings=_readings("c")))  # 3 rows wait: written at once
-    assert _table(tmp_store, "SELECT count(*) AS n FROM readings")["n"].item() == 3
+    sink.write(SinkBatch(0, 1, readings=_readings("a", "b"), dead_letters=_dead("x")))
+    sink.write(SinkBatch(0, 2, dead_letters=_dead("y")))
+    assert _stored_readings(tmp_store).height == 0
+    assert _table(tmp_store, "SELECT count(*) AS n FROM dead_letters")["n"].item() == 0
+    sink.write(SinkBatch(0, 3, readings=_readings("c")))  # 3 readings wait: a segment
+    assert _eventually(lambda: _stored_readings(tmp_store).height == 3)
+    assert _table(tmp_store, "SELECT count(*) AS n FROM dead_letters")["n"].item() == 0
+    sink.write(SinkBatch(0, 4, dead_letters=_dead("z")))  # 3 rows wait: a transaction
+    assert _table(tmp_store, "SELECT count(*) AS n FROM dead_letters")["n"].item() == 3
     sink.close()
 
 
@@ -217,14 +238,14 @@ def test_restore_forgets_rows_after_the_positions_and_of_unlisted_partitions(
     sink.open(_info())
     sink.restore({0: 2, 1: 1})
     sink.close()
-    for table in ("readings", "dead_letters"):
-        kept = _table(
-            tmp_store, f"SELECT pipeline, partition, position FROM {table} ORDER BY ALL"
-        ).rows()
-        expected = [("fleet", 0, 1), ("fleet", 0, 2), ("fleet", 1, 1)]
-        if table == "readings":
-            expected.append(("other", 0, 9))  # another pipeline's rows are not touched
-        assert kept == expected
+    expected = [("fleet", 0, 1), ("fleet", 0, 2), ("fleet", 1, 1)]
+    dead = _table(tmp_store, "SELECT pipeline, partition, position FROM dead_letters ORDER BY ALL")
+    assert dead.rows() == expected
+    readings = (
+        _stored_readings(tmp_store).select("pipeline", "partition", "position").sort(pl.all())
+    )
+    # another pipeline's rows are not touched
+    assert readings.rows() == [*expected, ("other", 0, 9)]
 
 
 def test_replaying_after_restore_gives_the_same_tables(tmp_path: Path) -> None:
@@ -241,8 +262,11 @@ def test_replaying_after_restore_gives_the_same_tables(tmp_path: Path) -> None:
 
     def tables(path: Path) -> list[pl.DataFrame]:
         return [
-            _table(path, f'SELECT * FROM "{t}" ORDER BY ALL')
-            for t in ("readings", "dead_letters", "late_readings", TABLE)
+            _stored_readings(path).sort(pl.all()),
+            *(
+                _table(path, f'SELECT * FROM "{t}" ORDER BY ALL')
+                for t in ("dead_letters", "late_readings", TABLE)
+            ),
         ]
 
     straight = _sink(tmp_path / "straight.duckdb")
@@ -351,7 +375,9 @@ def test_a_measurement_whose_type_changed_is_refused(tmp_store: Path) -> None:
     sink.close()
     as_text = ReadingFormat(measurements={"temperature": "string"})
     changed = _sink(tmp_store)
-    with pytest.raises(SinkError, match=r"column 'temperature' of table readings .* is DOUBLE"):
+    with pytest.raises(
+        SinkError, match=r"column 'temperature' of table late_readings .* is DOUBLE"
+    ):
         changed.open(PipelineInfo("fleet", (), as_text.canonical_schema()))
 
 
@@ -362,6 +388,7 @@ def test_without_store_readings_no_readings_are_kept(tmp_store: Path) -> None:
     sink.close()
     tables = _table(tmp_store, "SHOW TABLES")["name"].to_list()
     assert "readings" not in tables
+    assert _stored_readings(tmp_store).height == 0
     assert _table(tmp_store, "SELECT count(*) AS n FROM dead_letters")["n"].item() == 1
 
 

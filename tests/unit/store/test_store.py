@@ -200,7 +200,11 @@ def test_sql_reads_anything_but_writes_nothing(store: Store) -> None:
     frame = store.sql("SELECT count(*) AS n FROM readings WHERE device_id = ?", ["a"])
     assert frame["n"].item() == 4
     with pytest.raises(StoreError, match="read-only"):
-        store.sql("DELETE FROM readings")
+        store.sql("DELETE FROM dead_letters")
+    with pytest.raises(StoreError, match="Can only delete from base table"):
+        store.sql("DELETE FROM readings")  # a view over the segments
+    with pytest.raises(StoreError, match="file system operations are disabled"):
+        store.sql(f"COPY (SELECT 1) TO '{store.path}.segments/readings/x.parquet'")
     with pytest.raises(StoreError, match="file system operations are disabled"):
         store.sql("SELECT * FROM read_csv('/etc/hostname')")
 
