@@ -113,14 +113,21 @@ class ReadingSegments:
         and the restore after it (from the same checkpoint) rewrites and drops it again.
         """
         self.flush()
-        for path, stored in sorted(self._stored.items()):
-            segment = stored.segment
-            kept = positions.get(segment.partition)
-            if kept is None or segment.first > kept:
-                self._remove(path)
-            elif segment.last > kept:
-                self._truncate(segment, kept)
-        self._sync()
+        try:
+            for path, stored in sorted(self._stored.items()):
+                segment = stored.segment
+                kept = positions.get(segment.partition)
+                if kept is None or segment.first > kept:
+                    self._remove(path)
+                elif segment.last > kept:
+                    self._truncate(segment, kept)
+            self._sync()
+        except (OSError, pl.exceptions.PolarsError) as error:
+            msg = (
+                f"forgetting readings after the checkpoint in {self.folder} failed: {error}; "
+                "the next run tries again from the same checkpoint"
+            )
+            raise SinkError(msg) from error
 
     def close(self) -> None:
         """Wait for the segments being written, then stop the writer thread."""
