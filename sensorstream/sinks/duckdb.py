@@ -19,9 +19,9 @@ Every table carries the pipeline's name, so several pipelines can share a file::
 
 Raw readings (``store_readings``, the default) are the bulk of what a pipeline stores, so
 they skip DuckDB: each flush writes the readings each partition delivered since the last
-one as an immutable Parquet segment (``pipeline, partition, position``, then the reading's
-columns) under ``<file>.segments/readings/pipeline=<name>/``, compressed in a thread of its
-own while the pipeline goes on (:mod:`~sensorstream.sinks.segments` has the layout,
+one as an immutable Parquet segment (``partition, position``, then the reading's columns)
+under ``<file>.segments/readings/pipeline=<name>/``, compressed in a thread of its own
+while the pipeline goes on (:mod:`~sensorstream.sinks.segments` has the layout,
 :mod:`~sensorstream.sinks.segment_writer` the writing). :class:`sensorstream.store.Store`
 shows them as the view ``readings``, as the table of that name was before; a file written
 before has its table moved into segments when a sink opens it. ``retention: {readings:
