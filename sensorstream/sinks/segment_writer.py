@@ -10,9 +10,6 @@ behind the newest event time stored. The layout is :mod:`~sensorstream.sinks.seg
 
 from __future__ import annotations
 
-import contextlib
-import os
-import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -21,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sensorstream.errors import SinkError
@@ -37,7 +35,6 @@ from sensorstream.sinks.segments import (
 # Segments compressing while the pipeline goes on; one more waits for the oldest, so memory
 # stays bounded when the disk is slower than the source.
 IN_FLIGHT = 2
-_WRITER_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -74,13 +71,11 @@ class ReadingSegments:
             for segment in segments:
                 newest = _newest_event_time(segment.path) if self.retention else None
                 self._stored[segment.path] = _Stored(segment, newest)
-        except OSError as error:
+        except (OSError, pa.ArrowException) as error:
             msg = f"cannot open the reading segments in {self.folder}: {error}"
             raise SinkError(msg) from error
         self._next_sequence = max((s.sequence for s in segments), default=0) + 1
-        self._executor = ThreadPoolExecutor(
-            1, thread_name_prefix="reading-segments", initializer=_yield_to_the_pipeline
-        )
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="reading-segments")
 
     def write(self, partition: int, frames: Sequence[pl.DataFrame]) -> None:
         """Hand one partition's readings (with ``partition`` and ``position``) to the writer.
@@ -229,13 +224,3 @@ def _newest_event_time(path: Path) -> datetime | None:
             if isinstance(value, datetime) and (newest is None or value > newest):
                 newest = value
     return newest
-
-
-def _yield_to_the_pipeline() -> None:
-    """Lower the writer thread's priority (Linux: per thread), so a busy CPU runs the pipeline.
-
-    The writes may lag behind as long as each flush waits for them: on W1, with two cores,
-    this kept storing readings at 0.90 of the throughput without, against 0.87.
-    """
-    with contextlib.suppress(AttributeError, OSError):  # elsewhere: an optimisation only
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _WRITER_NICENESS)

@@ -74,7 +74,7 @@ def register_readings(
     files = segment_files(store)
     try:
         schemas = [pq.read_schema(path) for path in files]
-    except OSError as error:
+    except (OSError, pa.ArrowException) as error:
         msg = (
             f"cannot read the reading segments in {segments_root(store)}: {error}; "
             "a running pipeline may have just removed one, so try again"
