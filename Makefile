@@ -52,6 +52,7 @@ format: venv ## Reformat and apply safe lint fixes
 
 bench: venv ## Run the benchmarks
 	$(BIN)/python benchmarks/w1_tumbling.py
+	$(BIN)/python benchmarks/storage_ratio.py
 
 clean: ## Remove caches and build outputs (keeps .venv and stored data)
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache
