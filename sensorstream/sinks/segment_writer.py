@@ -65,7 +65,6 @@ class ReadingSegments:
     def open(self) -> None:
         """Find the segments already stored; forget half-written ones a crash left."""
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
             remove_temporaries(self.folder)
             segments = list_segments(self.folder)
             for segment in segments:
@@ -88,6 +87,8 @@ class ReadingSegments:
             raise SinkError(msg)
         while len(self._writing) >= IN_FLIGHT:
             self._collect_oldest()
+        if not self.folder.is_dir():  # made on the first write: a pipeline may store none
+            self._make_folder()
         sequence, self._next_sequence = self._next_sequence, self._next_sequence + 1
         self._writing.append(
             self._executor.submit(self._write_segment, partition, list(frames), sequence)
@@ -150,6 +151,16 @@ class ReadingSegments:
         )
         write_segment(readings, segment.path)
         return _Stored(segment, _newest(readings))
+
+    def _make_folder(self) -> None:
+        missing = [f for f in (self.folder, *self.folder.parents) if not f.exists()]
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for folder in reversed(missing):  # each new folder's entry in its parent
+                sync_folder(folder.parent)
+        except OSError as error:
+            msg = f"cannot create {self.folder} for the readings of {self.pipeline!r}: {error}"
+            raise SinkError(msg) from error
 
     def _collect_oldest(self) -> None:
         future = self._writing.popleft()
