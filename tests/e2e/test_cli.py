@@ -12,6 +12,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from sensorstream.store import Store
+
 pytestmark = pytest.mark.e2e
 
 ENV = {"COLUMNS": "200", "PATH": "/usr/bin:/bin"}
@@ -369,9 +371,8 @@ def test_a_pipeline_of_two_streams_and_a_table_runs_and_accounts_for_each_stream
         districts = con.execute(
             "SELECT DISTINCT district FROM results_access_per_district ORDER BY ALL"
         ).fetchall()
-        stored = con.execute(
-            "SELECT stream, count(*) FROM readings GROUP BY ALL ORDER BY ALL"
-        ).fetchall()
+    with Store(tmp_path / "access.duckdb") as store:  # raw records: a view over segments
+        stored = store.sql("SELECT stream, count(*) FROM readings GROUP BY ALL ORDER BY ALL")
     assert reasons == [("bad_timestamp", 1), ("missing_reference", 120)]
     assert districts == [("Enge",), ("Wiedikon",)]
-    assert stored == [("devices", 20), ("events", 600)]  # the raw records, as they came
+    assert stored.rows() == [("devices", 20), ("events", 600)]  # the raw records, as they came
