@@ -35,6 +35,7 @@ from sensorstream.errors import CheckpointError, ConfigError
 from sensorstream.pipeline.spec import PipelineSpec
 from sensorstream.runtime.checkpoints import Checkpoint, CheckpointStore
 from sensorstream.runtime.counters import Counters, RunSummary
+from sensorstream.runtime.metrics import PipelineMetrics
 from sensorstream.runtime.rejected import rejected_dead_letters
 from sensorstream.runtime.streams import Interleaver, StreamInput
 from sensorstream.runtime.tables import ReferenceTables
@@ -109,6 +110,8 @@ class Runner:
         self.stream_positions: dict[str, dict[int, int]] = {name: {} for name in self.streams}
         self.counters = {p: Counters() for p in self.tasks}
         self.interleaver = Interleaver(self.streams, self._stream_watermark)
+        self.state_rows: dict[int, int] = {}  # per partition, at the last checkpoint
+        self.metrics = PipelineMetrics(self)
         self._stopping = False
         self._finished = False
 
@@ -125,6 +128,15 @@ class Runner:
             for p in self.tasks
             if any(p in positions for positions in self.stream_positions.values())
         }
+
+    @property
+    def name(self) -> str:
+        """The pipeline's name."""
+        return self.spec.name
+
+    def now_us(self) -> int:
+        """Processing time now, in microseconds since the epoch."""
+        return _epoch_us(self.clock())
 
     def _stream_watermark(self, stream: str) -> int:
         partitions = self.streams[stream].partitions
@@ -315,6 +327,8 @@ class Runner:
         )
         self.stream_positions[stream][item.partition] = item.position
         self._write(item.partition, output, item)
+        arrived = item.arrived_us if item.arrived_us is not None else now
+        self.metrics.observe_batch(stream, item.lines, (self.now_us() - arrived) / 1e6)
         if self.on_batch is not None:
             self.on_batch(item, self._total())
 
@@ -360,14 +374,19 @@ class Runner:
         return Counters.sum(self.counters.values())
 
     def _checkpoint(self, identity: Identity) -> None:
+        started = time.perf_counter()
         for sink in self.sinks:
             sink.flush()
+        states = {p: task.snapshot() for p, task in self.tasks.items()}
+        self.state_rows = {
+            p: sum(frame.height for frame in state.frames.values()) for p, state in states.items()
+        }
         self.checkpoints.save(
             Checkpoint(
                 fingerprint=self.spec.fingerprint(),
                 positions=self.positions,
                 counters={p: dict(c) for p, c in self.counters.items()},
-                partitions={p: task.snapshot() for p, task in self.tasks.items()},
+                partitions=states,
                 finished=self._finished,
                 source=identity,
                 streams={name: dict(p) for name, p in self.stream_positions.items()}
@@ -375,6 +394,7 @@ class Runner:
                 else {},
             )
         )
+        self.metrics.observe_checkpoint(time.perf_counter() - started)
 
     def _checkpoint_after_failure(self, identity: Identity, error: Exception) -> None:
         """Keep the batches handled before the source failed; never hide its error."""

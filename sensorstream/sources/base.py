@@ -54,6 +54,9 @@ class SourceBatch:
     total: int | None = None  # payloads or bytes in the whole input, when known (progress)
     blank: int = 0  # blank lines consumed: no payload, but every line is accounted for
     done: int | None = None  # progress in the units of ``total``, when not ``position``
+    # When the batch's records arrived (microseconds since the epoch), where a live source
+    # knows (an HTTP request's acceptance); the runner's latency figures start there.
+    arrived_us: int | None = None
 
     @property
     def lines(self) -> int:
