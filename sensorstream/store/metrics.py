@@ -38,7 +38,7 @@ from typing import Any
 
 import polars as pl
 
-from sensorstream.readings import DEVICE, TS
+from sensorstream.readings import TS
 from sensorstream.sinks.duckdb_tables import quote
 from sensorstream.store.query import Store
 
@@ -52,7 +52,6 @@ METRICS: dict[str, str] = {
     "min": "min",
     "max": "max",
 }
-_BOOKKEEPING = frozenset({"pipeline", "partition", "position", "stream", DEVICE, TS})
 
 
 @dataclass
@@ -70,13 +69,8 @@ class MetricsAnswer:
 
 def sensors(store: Store, pipeline: str) -> list[str]:
     """The numeric measurements stored for ``pipeline``: what a request may ask about."""
-    stored = store.pipeline(pipeline)
     schema = store.sql("SELECT * FROM readings LIMIT 0").schema
-    return [
-        name
-        for name in stored.reading_columns
-        if name not in _BOOKKEEPING and name in schema and schema[name].is_numeric()
-    ]
+    return [name for name in store.reading_measurements(pipeline) if schema[name].is_numeric()]
 
 
 def compute_metrics(

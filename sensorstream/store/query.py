@@ -32,6 +32,7 @@ from sensorstream.sinks.duckdb_tables import (
     quote,
 )
 from sensorstream.store.alerts import AlertQueries
+from sensorstream.store.readings import ReadingQueries
 
 KeyValue = str | int | float | bool | None
 SqlParameters = Sequence[object] | Mapping[str, object] | None
@@ -77,7 +78,7 @@ class StoreCounts:
     results: dict[str, int]  # step name -> result rows
 
 
-class Store(AlertQueries):
+class Store(AlertQueries, ReadingQueries):
     """A read-only view of a DuckDB file written by the DuckDB sink.
 
     DuckDB lets no other process open a file while a pipeline writes it, so this fails
@@ -138,6 +139,15 @@ class Store(AlertQueries):
 
     def _check_pipeline(self, name: str) -> None:
         self.pipeline(name)
+
+    def reading_measurements(self, pipeline: str) -> list[str]:
+        """The measurement and tag columns stored for ``pipeline``'s raw readings."""
+        stored = self.pipeline(pipeline)
+        if not self._has_table(READINGS) and not self._has_view(READINGS):
+            return []
+        present = set(self.sql("SELECT * FROM readings LIMIT 0").columns)
+        bookkeeping = {"pipeline", "partition", "position", "stream", DEVICE, TS, "message_id"}
+        return [c for c in stored.reading_columns if c in present and c not in bookkeeping]
 
     def pipeline(self, name: str) -> StoredPipeline:
         """What the sink recorded about one pipeline; the error lists the ones there are."""
@@ -322,6 +332,14 @@ class Store(AlertQueries):
             query = f"SELECT * FROM ({query}) ORDER BY {backwards} LIMIT ?"
             parameters = [*parameters, limit]
         return self._frame(query, parameters).sort(order, nulls_last=True)
+
+    def _has_view(self, view: str) -> bool:
+        rows = self._rows(
+            "SELECT count(*) FROM duckdb_views() "
+            "WHERE database_name = current_database() AND view_name = ?",
+            [view],
+        )
+        return int(rows[0][0]) > 0
 
     def _has_table(self, table: str) -> bool:
         rows = self._rows(

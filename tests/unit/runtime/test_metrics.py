@@ -45,4 +45,6 @@ def test_two_runners_keep_their_own_figures(tmp_path: Path) -> None:
     second.run()
     part = (("partition", "0"), ("pipeline", "unit"))
     assert samples(first.metrics.text())[("sensorstream_lines_total", part)] == 3
-    assert samples(second.metrics.text())[("sensorstream_lines_total", part)] == sum(len(batch or ()) for batch in BATCHES)
+    assert samples(second.metrics.text())[("sensorstream_lines_total", part)] == sum(
+        len(batch or ()) for batch in BATCHES
+    )
