@@ -3,60 +3,8 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 
-import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
-
-from sensorstream.api.queries import compute_router, query_router
-from sensorstream.pipeline.spec import PipelineSpec
-from sensorstream.runtime.runner import Runner
-from sensorstream.store import Store
-
-START = datetime(2020, 1, 13, 15, 10, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    folder = tmp_path_factory.mktemp("api")
-    lines = [
-        f'{{"device_id": "s1", "ts": "{(START + timedelta(seconds=s)).isoformat()}", '
-        f'"temperature": {s % 30}, "humidity": {40 + s % 60}}}'
-        for s in range(300)
-    ]
-    (folder / "r.ndjson").write_text("\n".join([*lines, "{broken"]) + "\n")
-    spec = PipelineSpec.model_validate(
-        {
-            "name": "sensors",
-            "source": {"type": "file", "path": str(folder / "r.ndjson")},
-            "readings": {"measurements": {"temperature": "int", "humidity": "float"}},
-            "steps": [
-                {
-                    "name": "per_minute",
-                    "window": {"type": "tumbling", "size": "1m"},
-                    "aggregates": ["count", "mean(temperature)"],
-                },
-                {"name": "hot", "rule": {"threshold": "temperature", "above": {"warning": 28}}},
-            ],
-            "sinks": [{"type": "duckdb", "path": str(folder / "s.duckdb")}],
-            "checkpoint": {"dir": str(folder / "ckpt")},
-        }
-    )
-    Runner(spec).run()
-
-    @contextmanager
-    def open_store() -> Iterator[Store]:
-        with Store(folder / "s.duckdb") as store:
-            yield store
-
-    app = FastAPI()
-    app.include_router(query_router(open_store, "sensors"))
-    app.include_router(compute_router(open_store, "sensors"))
-    with TestClient(app) as test_client:
-        yield test_client
 
 
 def test_devices_and_series(client: TestClient) -> None:
