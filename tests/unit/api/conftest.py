@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from sensorstream.api.queries import compute_router, query_router
+from sensorstream.api.app import Serving, create_app
 from sensorstream.pipeline.spec import PipelineSpec
 from sensorstream.runtime.runner import Runner
 from sensorstream.store import Store
@@ -61,10 +61,7 @@ def opener(path: Path) -> Callable[[], AbstractContextManager[Store]]:
 
 @pytest.fixture(scope="session")
 def query_app(stored: Path) -> FastAPI:
-    app = FastAPI()
-    app.include_router(query_router(opener(stored), "sensors"))
-    app.include_router(compute_router(opener(stored), "sensors"))
-    return app
+    return create_app(Serving("sensors", opener(stored)))
 
 
 @pytest.fixture
