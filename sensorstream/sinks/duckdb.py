@@ -364,6 +364,14 @@ class DuckDBSink(Sink):
             [self._pipeline],
         )
 
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A cursor on the open file, to read it while the pipeline writes it.
+
+        DuckDB lets no other process in, but cursors of this connection may read from
+        other threads: each sees what the last flush committed (the API reads this way).
+        """
+        return self._require_open().cursor()
+
     # -- plumbing --------------------------------------------------------------------------
     def _require_open(self) -> duckdb.DuckDBPyConnection:
         if self._connection is None:

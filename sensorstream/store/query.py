@@ -8,7 +8,6 @@ timestamps in UTC. "The ``limit`` latest rows" means: the most recent ones, olde
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -19,11 +18,10 @@ import polars as pl
 
 from sensorstream.engine.outputs import END, START
 from sensorstream.errors import StoreError
-from sensorstream.readings import DEAD_LETTER_SCHEMA, DEVICE, TS, TS_TYPE
+from sensorstream.readings import DEVICE, TS, TS_TYPE
 from sensorstream.sinks.duckdb_tables import (
     COUNTERS,
     DEAD_LETTERS,
-    LATE_FOR,
     LATE_READINGS,
     PIPELINE_STEPS,
     PIPELINES,
@@ -32,61 +30,30 @@ from sensorstream.sinks.duckdb_tables import (
     quote,
 )
 from sensorstream.store.alerts import AlertQueries
+from sensorstream.store.catalog import StoreCounts, StoredPipeline, StoredStep
 from sensorstream.store.readings import ReadingQueries
 
 KeyValue = str | int | float | bool | None
 SqlParameters = Sequence[object] | Mapping[str, object] | None
 
 
-@dataclass(frozen=True)
-class StoredStep:
-    """A window step as the sink recorded it: where its results are, and their columns."""
-
-    name: str
-    table: str
-    key: tuple[str, ...]
-    outputs: tuple[str, ...]
-    active: bool  # false once the pipeline was run without this step
-
-
-@dataclass(frozen=True)
-class StoredPipeline:
-    """A pipeline as the sink recorded it."""
-
-    name: str
-    reading_columns: tuple[str, ...]
-    stores_readings: bool
-    steps: tuple[StoredStep, ...]
-
-    def step(self, name: str) -> StoredStep:
-        """The step called ``name``; the error lists the ones there are."""
-        for step in self.steps:
-            if step.name == name:
-                return step
-        known = ", ".join(repr(s.name) for s in self.steps if s.active) or "none"
-        msg = f"pipeline {self.name!r} has no step {name!r}; its steps: {known}"
-        raise StoreError(msg)
-
-
-@dataclass(frozen=True)
-class StoreCounts:
-    """How many rows a pipeline has stored, per table."""
-
-    readings: int
-    dead_letters: int
-    late_readings: int
-    results: dict[str, int]  # step name -> result rows
-
-
 class Store(AlertQueries, ReadingQueries):
     """A read-only view of a DuckDB file written by the DuckDB sink.
 
     DuckDB lets no other process open a file while a pipeline writes it, so this fails
-    with a :class:`~sensorstream.errors.StoreError` saying so; query a stopped pipeline.
+    with a :class:`~sensorstream.errors.StoreError` saying so; query a stopped pipeline,
+    or, inside the process that runs it, pass ``connection`` (the sink's
+    :meth:`~sensorstream.sinks.duckdb.DuckDBSink.reader`).
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(
+        self, path: Path | str, connection: duckdb.DuckDBPyConnection | None = None
+    ) -> None:
         self.path = Path(path)
+        if connection is not None:  # a running pipeline's own reader (DuckDBSink.reader)
+            self._connection = connection
+            self._connection.execute("SET TimeZone = 'UTC'").fetchall()
+            return
         if not self.path.exists():
             msg = (
                 f"no store at {self.path}: run a pipeline with a duckdb sink "
@@ -232,43 +199,6 @@ class Store(AlertQueries, ReadingQueries):
         leading = ["step", *keys] if step is None else keys
         frame = self._latest(query, all_parameters, [START, *leading], limit)
         return frame.select(*leading, pl.exclude(leading))
-
-    # -- dead letters and late readings ----------------------------------------------------
-    def dead_letters(self, pipeline: str, limit: int | None = 100) -> pl.DataFrame:
-        """The ``limit`` latest dead letters, by arrival: raw payload, reason and origin."""
-        self.pipeline(pipeline)
-        columns = ["partition", "position", *DEAD_LETTER_SCHEMA]
-        if not self._has_table(DEAD_LETTERS):
-            return pl.DataFrame(
-                schema={"partition": pl.Int32(), "position": pl.Int64(), **DEAD_LETTER_SCHEMA}
-            )
-        query = (
-            f"SELECT {', '.join(quote(c) for c in columns)} FROM {DEAD_LETTERS} WHERE pipeline = ?"
-        )
-        return self._latest(query, [pipeline], ["arrived_at", "partition", "position"], limit)
-
-    def late_readings(
-        self, pipeline: str, step: str | None = None, limit: int | None = 100
-    ) -> pl.DataFrame:
-        """The ``limit`` latest late readings (by position), with the steps they missed.
-
-        ``step`` keeps those too late for that step; ``late_for`` lists every such step.
-        """
-        stored = self.pipeline(pipeline)
-        if step is not None:
-            stored.step(step)
-        columns = ["partition", "position", LATE_FOR, *stored.reading_columns]
-        if not self._has_table(LATE_READINGS):
-            return pl.DataFrame(schema=dict.fromkeys(columns, pl.Null()))
-        query = (
-            f"SELECT {', '.join(quote(c) for c in columns)} FROM {LATE_READINGS} WHERE pipeline = ?"
-        )
-        parameters: list[object] = [pipeline]
-        if step is not None:
-            query += f" AND list_contains(string_split({LATE_FOR}, ','), ?)"
-            parameters.append(step)
-        order = ["position", "partition", TS, DEVICE]
-        return self._latest(query, parameters, order, limit)
 
     def counts(self, pipeline: str) -> StoreCounts:
         """How many readings, dead letters, late readings and results a pipeline stored."""

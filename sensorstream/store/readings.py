@@ -1,4 +1,4 @@
-"""Reading raw readings back: each device's latest values, and series over time.
+"""Reading raw readings back: devices' latest values, series over time, dead letters, late.
 
 A series is the raw readings of one device and measurement in a time range, or those
 readings aggregated into buckets (``every=1m, agg=mean``). DuckDB does the work: one query
@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from sensorstream.errors import StoreError
-from sensorstream.readings import DEVICE, TS
-from sensorstream.sinks.duckdb_tables import quote
+from sensorstream.readings import DEAD_LETTER_SCHEMA, DEVICE, TS
+from sensorstream.sinks.duckdb_tables import DEAD_LETTERS, LATE_FOR, LATE_READINGS, quote
+from sensorstream.store.catalog import StoredPipeline
 
 SqlParameters = Sequence[object]
 # Aggregates a series may be bucketed by, as their SQL functions.
@@ -32,6 +33,55 @@ class ReadingQueries(ABC):
     @abstractmethod
     def reading_measurements(self, pipeline: str) -> list[str]:
         """The measurement columns stored for a pipeline."""
+
+    @abstractmethod
+    def pipeline(self, name: str) -> StoredPipeline:
+        """What the sink recorded about one pipeline."""
+
+    @abstractmethod
+    def _has_table(self, table: str) -> bool: ...
+
+    @abstractmethod
+    def _latest(
+        self, query: str, parameters: list[object], order: Sequence[str], limit: int | None
+    ) -> pl.DataFrame: ...
+
+    # -- dead letters and late readings ----------------------------------------------------
+    def dead_letters(self, pipeline: str, limit: int | None = 100) -> pl.DataFrame:
+        """The ``limit`` latest dead letters, by arrival: raw payload, reason and origin."""
+        self.pipeline(pipeline)
+        columns = ["partition", "position", *DEAD_LETTER_SCHEMA]
+        if not self._has_table(DEAD_LETTERS):
+            return pl.DataFrame(
+                schema={"partition": pl.Int32(), "position": pl.Int64(), **DEAD_LETTER_SCHEMA}
+            )
+        query = (
+            f"SELECT {', '.join(quote(c) for c in columns)} FROM {DEAD_LETTERS} WHERE pipeline = ?"
+        )
+        return self._latest(query, [pipeline], ["arrived_at", "partition", "position"], limit)
+
+    def late_readings(
+        self, pipeline: str, step: str | None = None, limit: int | None = 100
+    ) -> pl.DataFrame:
+        """The ``limit`` latest late readings (by position), with the steps they missed.
+
+        ``step`` keeps those too late for that step; ``late_for`` lists every such step.
+        """
+        stored = self.pipeline(pipeline)
+        if step is not None:
+            stored.step(step)
+        columns = ["partition", "position", LATE_FOR, *stored.reading_columns]
+        if not self._has_table(LATE_READINGS):
+            return pl.DataFrame(schema=dict.fromkeys(columns, pl.Null()))
+        query = (
+            f"SELECT {', '.join(quote(c) for c in columns)} FROM {LATE_READINGS} WHERE pipeline = ?"
+        )
+        parameters: list[object] = [pipeline]
+        if step is not None:
+            query += f" AND list_contains(string_split({LATE_FOR}, ','), ?)"
+            parameters.append(step)
+        order = ["position", "partition", TS, DEVICE]
+        return self._latest(query, parameters, order, limit)
 
     def devices(self, pipeline: str, *, limit: int | None = 10_000) -> pl.DataFrame:
         """Each device's last reading time and the latest value of each measurement.

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from sensorstream.errors import StoreError
 from sensorstream.pipeline.spec import PipelineSpec
 from sensorstream.runtime.runner import Runner
+from sensorstream.sinks import DuckDBSink
 from sensorstream.store import Store
+from sensorstream.testing import ListSource
 
 START = datetime(2024, 5, 1, tzinfo=UTC)
 
@@ -91,3 +94,26 @@ def test_a_bad_series_request_says_what_is_allowed(
 ) -> None:
     with pytest.raises(StoreError, match=message):
         store.series("fleet", measurement, **options)  # type: ignore[arg-type]
+
+
+def test_a_running_pipelines_store_is_read_through_its_sinks_reader(tmp_path: Path) -> None:
+    sink = DuckDBSink(tmp_path / "live.duckdb", flush_rows=1)
+    seen: list[int] = []
+
+    def peek(*_: object) -> None:
+        with Store(sink.path, sink.reader()) as store:  # while the pipeline holds the file
+            seen.append(store.counts("live").readings)
+
+    batches = [
+        [json.dumps({"device_id": "a", "ts": 1_700_000_000 + s, "t": 1.0})] for s in range(3)
+    ]
+    spec = PipelineSpec.model_validate(
+        {
+            "name": "live",
+            "source": {"type": "simulator"},
+            "readings": {"measurements": {"t": "float"}},
+            "checkpoint": {"dir": str(tmp_path / "ckpt")},
+        }
+    )
+    Runner(spec, source=ListSource(batches), sinks=[sink], on_batch=peek).run()
+    assert seen == [1, 2, 3]
