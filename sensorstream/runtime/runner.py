@@ -99,6 +99,8 @@ class Runner:
         self.checkpoints = CheckpointStore(folder)
         if fresh:
             self.checkpoints.clear()
+        for name, stream in self.streams.items():
+            stream.source.use_checkpoint_dir(folder, name)
         self.on_batch = on_batch
         self.interval_us = micros(spec.checkpoint.interval)
         counts = {name: len(stream.partitions) for name, stream in self.streams.items()}
@@ -375,6 +377,8 @@ class Runner:
                 else {},
             )
         )
+        for name, stream in self.streams.items():
+            stream.source.checkpointed(dict(self.stream_positions[name]))
 
     def _checkpoint_after_failure(self, identity: Identity, error: Exception) -> None:
         """Keep the batches handled before the source failed; never hide its error."""
