@@ -10,7 +10,8 @@
      │         └── Backpressure  the ingest log is full of unconsumed lines: retry later
      ├── SinkError            a sink cannot be opened or written
      ├── StoreError           what a sink stored cannot be opened or queried
-     └── CheckpointError      a checkpoint is missing, corrupt or belongs to another pipeline
+     ├── CheckpointError      a checkpoint is missing, corrupt or belongs to another pipeline
+     └── Denied               an API request lacks a valid token or scope (sensorstream.api.auth)
 """
 
 from __future__ import annotations
