@@ -1,5 +1,7 @@
 """The HTTP API: readings in (ingest), and later results, alerts and live events out.
 
+- :mod:`~sensorstream.api.tokens`: what a token is, in a pipeline's settings and in
+  ``SENSORSTREAM_TOKENS`` (no FastAPI: the settings import it);
 - :mod:`~sensorstream.api.auth`: bearer tokens with scopes, and the loopback rule without
   them; ``Auth.require(scope)`` is the FastAPI dependency every router uses;
 - :mod:`~sensorstream.api.bodies`: request bodies as JSON lines (gzip, arrays, objects);
