@@ -114,7 +114,9 @@ class BackgroundServer:
 def _bind(host: str, port: int) -> socket.socket:
     """A listening socket, as uvicorn would bind it (address reuse, so a restart can rebind)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only for a socket
+    # that says it is TCP, and without it Nagle's algorithm holds each answer back ~40 ms.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))

@@ -44,3 +44,13 @@ def test_a_wildcard_address_is_reached_through_the_loopback() -> None:
         assert server.url == f"http://127.0.0.1:{server.port}"
     finally:
         server.close()
+
+
+def test_its_socket_says_tcp_so_that_answers_are_not_held_back_by_nagle() -> None:
+    # asyncio sets TCP_NODELAY on accepted connections only when the listening socket's
+    # protocol is IPPROTO_TCP; with 0, every answer waited ~40 ms for a delayed ACK.
+    server = BackgroundServer(app(), "127.0.0.1", 0)
+    try:
+        assert server.socket.proto == socket.IPPROTO_TCP
+    finally:
+        server.close()
