@@ -5,7 +5,9 @@ an :class:`~sensorstream.sources.ingest_log.IngestLog` and answers once they are
 this source reads the log from where the last checkpoint left off. Its one partition's
 position is a sequence number: the lines before it are consumed, so resuming after it reads
 exactly the lines posted since. A batch holds whole requests (about ``batch_bytes`` of
-them); each request's lines are decoded with the time it arrived, stored in the log, so a
+them; a small one waits up to 20 ms for more to join it, since every batch costs the engine
+and the sinks the same few milliseconds whatever its size); each request's lines are
+decoded with the time it arrived, stored in the log, so a
 replay judges every line as its first reading did (and as the HTTP answer said). Dead
 letters name their request: ``line 3 of request 1200``, ``1200`` being the sequence number
 of its first line, which the answer gave as ``request``.
@@ -23,6 +25,7 @@ replays and tests.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -39,6 +42,7 @@ from sensorstream.sources.ingest_log import (
     DEFAULT_MAX_UNCONSUMED_BYTES,
     HEADER_BYTES,
     IngestLog,
+    LogReader,
     Record,
 )
 
@@ -53,6 +57,10 @@ DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
 # How long a caught-up read waits for a post before it yields None, so the runner can tick
 # (idle watermarks, checkpoints) and see a stop.
 IDLE_WAIT_S = 0.1
+# How long a small live batch waits for more requests to join it: each batch costs the
+# engine and the sinks a few milliseconds whatever its size, so a batch of one request
+# each would leave less time for serving.
+LINGER_S = 0.02
 
 
 class HttpSource(Source):
@@ -174,6 +182,8 @@ class HttpSource(Source):
         try:
             while True:
                 records = reader.read(self.batch_bytes)
+                if records and self.follow:
+                    records += self._linger(log, reader, sum(len(r.body) for r in records))
                 if records:
                     yield _batch(records, fmt, start)
                     continue
@@ -183,6 +193,18 @@ class HttpSource(Source):
                     yield None
         finally:
             reader.close()
+
+    def _linger(self, log: IngestLog, reader: LogReader, size: int) -> list[Record]:
+        """More requests for a batch of ``size`` bytes, posted within :data:`LINGER_S`."""
+        more: list[Record] = []
+        deadline = time.monotonic() + LINGER_S
+        while size < self.batch_bytes and (left := deadline - time.monotonic()) > 0:
+            if not log.wait_for(reader.position, left):
+                break
+            arrived = reader.read(self.batch_bytes - size)
+            more += arrived
+            size += sum(len(r.body) for r in arrived)
+        return more
 
     def close(self) -> None:
         """Stop serving (requests in flight finish), then close the log."""
