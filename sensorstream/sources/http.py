@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, model_validator
 
-from sensorstream.api.tokens import TokenSettings
+from sensorstream.api.tokens import Token, TokenSettings, resolve_tokens
 from sensorstream.errors import ConfigError, SourceError
 from sensorstream.readings import Decoded, ReadingFormat, decode_json_lines, empty_dead_letters
 from sensorstream.readings.scanner import preload, supports
@@ -110,6 +110,7 @@ class HttpSource(Source):
         self.batch_bytes = batch_bytes
         self._log: IngestLog | None = None
         self._server: BackgroundServer | None = None
+        self._tokens: list[Token] | None = None  # resolved by prepare()
 
     @property
     def url(self) -> str | None:
@@ -124,9 +125,15 @@ class HttpSource(Source):
             self.log_dir = folder.parent / f"{folder.name}.{suffix}"
 
     def prepare(self, fmt: ReadingFormat) -> None:
-        """Open the log (cutting off a torn tail) and load the NDJSON scanner meanwhile."""
+        """Check the tokens, open the log (cutting off a torn tail), load the NDJSON scanner.
+
+        A token whose environment variable is not set is a ConfigError now, before the
+        sinks open, rather than at the first read.
+        """
         if supports(fmt):
             preload()
+        if self.serve:
+            self._tokens = resolve_tokens(self.tokens)
         self.log()
 
     def log(self) -> IngestLog:
@@ -224,7 +231,7 @@ class HttpSource(Source):
         from sensorstream.api.ingest import ingest_app
         from sensorstream.api.server import BackgroundServer
 
-        auth = Auth.configure(self.tokens)
+        auth = Auth(self._tokens if self._tokens is not None else resolve_tokens(self.tokens))
         app = ingest_app(log, fmt, auth, max_request_bytes=self.max_request_bytes)
         try:
             server = BackgroundServer(app, self.host, self.port, name="http ingest")

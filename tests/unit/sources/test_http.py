@@ -14,8 +14,9 @@ import httpx
 import polars as pl
 import pytest
 
+from sensorstream.api.tokens import TokenSettings
 from sensorstream.errors import ConfigError, SourceError
-from sensorstream.pipeline.spec import CheckpointSpec, PipelineSpec, ReadingsSpec
+from sensorstream.pipeline.spec import CheckpointSpec, PipelineSpec, ReadingsSpec, parse_spec
 from sensorstream.readings import ReadingFormat
 from sensorstream.runtime.runner import Runner
 from sensorstream.sources import SOURCES, HttpSource, HttpSourceSettings, SourceBatch
@@ -161,6 +162,35 @@ def test_settings_keep_room_in_the_log_for_the_largest_request() -> None:
         HttpSourceSettings(max_request_bytes="16MiB", max_unconsumed_bytes="16MiB")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="must leave room"):
         HttpSource(max_request_bytes=100, max_unconsumed_bytes=100)
+
+
+def test_tokens_round_trip_through_the_pipeline_yaml(tmp_path: Path) -> None:
+    text = """
+name: posted
+source:
+  type: http
+  port: 8080
+  tokens:
+    - {token_env: GATEWAY_TOKEN, scopes: [ingest]}
+    - {token: a-long-text-for-the-dashboard, scopes: [read, admin]}
+readings: {measurements: {temperature: float}}
+"""
+    spec = parse_spec(text)
+    assert isinstance(spec.source, HttpSourceSettings)
+    assert [t.scopes for t in spec.source.tokens] == [("ingest",), ("read", "admin")]
+    assert "a-long-text-for-the-dashboard" not in repr(spec.source)
+    assert parse_spec(spec.to_yaml()) == spec
+
+
+def test_a_token_env_not_set_stops_the_pipeline_before_it_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GATEWAY_TOKEN", raising=False)
+    http = HttpSource(
+        log_dir=tmp_path, tokens=[TokenSettings(token_env="GATEWAY_TOKEN", scopes=("ingest",))]
+    )
+    with closing(http), pytest.raises(ConfigError, match=r"source.tokens\[0\].*GATEWAY_TOKEN"):
+        http.prepare(FORMAT)
 
 
 # -- served by a real pipeline -------------------------------------------------------------
