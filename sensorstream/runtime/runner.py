@@ -90,7 +90,7 @@ class Runner:
             )
             for name, stream in spec.stream_specs().items()
         }
-        self.sinks = sinks if sinks is not None else [s.build() for s in spec.sinks]
+        self.sinks: list[Sink] = sinks if sinks is not None else [s.build() for s in spec.sinks]
         self.tables = ReferenceTables(spec.tables, tables)
         self.clock = clock
         folder = checkpoint_dir or spec.checkpoint.dir or Path(".sensorstream") / spec.name
