@@ -6,9 +6,12 @@
      ├── ConfigError          a pipeline definition (YAML or Python) is invalid
      ├── InvalidReading       one reading cannot be decoded or fails validation
      ├── SourceError          a source cannot be opened or read
+     │    └── IngestLogError  the HTTP source's ingest log cannot be opened, read or written
+     │         └── Backpressure  the ingest log is full of unconsumed lines: retry later
      ├── SinkError            a sink cannot be opened or written
      ├── StoreError           what a sink stored cannot be opened or queried
-     └── CheckpointError      a checkpoint is missing, corrupt or belongs to another pipeline
+     ├── CheckpointError      a checkpoint is missing, corrupt or belongs to another pipeline
+     └── Denied               an API request lacks a valid token or scope (sensorstream.api.auth)
 """
 
 from __future__ import annotations

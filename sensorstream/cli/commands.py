@@ -62,13 +62,20 @@ def run(
         bool, typer.Option(help="Discard checkpoints; start from the beginning.")
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    serve: Annotated[
+        bool, typer.Option(help="Serve the API (queries, live events, /metrics) while running.")
+    ] = True,
+    host: Annotated[str, typer.Option(help="Where the API listens.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The API's port.", min=0, max=65535)] = 8000,
 ) -> None:
     """Run a pipeline defined in YAML until its source ends (Ctrl-C stops it cleanly)."""
     from sensorstream.pipeline.spec import load_spec
 
     with friendly_errors():
         spec = load_spec(pipeline)
-        _finish(_execute(spec, fresh=fresh, progress=progress))
+        _finish(
+            _execute(spec, fresh=fresh, progress=progress, serve=(host, port) if serve else None)
+        )
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -191,6 +198,8 @@ def demo(
     duration: Annotated[
         str | None, typer.Option(help="Stop after this long (default: until Ctrl-C).")
     ] = None,
+    serve: Annotated[bool, typer.Option(help="Serve the API while running.")] = True,
+    port: Annotated[int, typer.Option(help="The API's port.", min=0, max=65535)] = 8000,
 ) -> None:
     """A live simulated fleet through per-device windows, printed as results close."""
     options = {
@@ -212,13 +221,19 @@ def demo(
                 ". Ctrl-C to stop.",
             )
         )
-        _finish(_execute(spec, fresh=True, progress=False))
+        _finish(
+            _execute(spec, fresh=True, progress=False, serve=("127.0.0.1", port) if serve else None)
+        )
 
 
-def _execute(spec: PipelineSpec, *, fresh: bool, progress: bool) -> Outcome:
+def _execute(
+    spec: PipelineSpec, *, fresh: bool, progress: bool, serve: tuple[str, int] | None = None
+) -> Outcome:
     from sensorstream.cli.execute import execute
 
-    return execute(spec, fresh=fresh, progress=progress, console=console, errors=errors)
+    return execute(
+        spec, fresh=fresh, progress=progress, console=console, errors=errors, serve=serve
+    )
 
 
 def _finish(outcome: Outcome) -> None:

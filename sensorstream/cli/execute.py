@@ -16,14 +16,16 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.text import Text
 
 from sensorstream.cli.failures import ExitCode
 from sensorstream.cli.summary import Outcome, dead_letter_warning
+from sensorstream.display import safe_text
 
 if TYPE_CHECKING:
     from sensorstream.pipeline.spec import PipelineSpec
@@ -88,9 +90,18 @@ class Interrupts:
 
 
 def execute(
-    spec: PipelineSpec, *, fresh: bool, progress: bool, console: Console, errors: Console
+    spec: PipelineSpec,
+    *,
+    fresh: bool,
+    progress: bool,
+    console: Console,
+    errors: Console,
+    serve: tuple[str, int] | None = None,
 ) -> Outcome:
-    """Run ``spec`` to the end of its source, or until Ctrl-C; returns how it went."""
+    """Run ``spec`` to the end of its source, or until Ctrl-C; returns how it went.
+
+    ``serve`` is where to serve the pipeline's API while it runs (host, port), or None.
+    """
     from sensorstream.runtime.runner import Runner
     from sensorstream.sinks import DuckDBSinkSettings
 
@@ -99,7 +110,8 @@ def execute(
         if not progress:
             runner = Runner(spec, fresh=fresh, on_batch=lambda _, counters: warn_early(counters))
             interrupts.runner = runner
-            summary = runner.run()
+            with _serving(runner, serve, errors):
+                summary = runner.run()
         else:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -126,7 +138,8 @@ def execute(
 
                 runner = Runner(spec, fresh=fresh, on_batch=advance)
                 interrupts.runner = runner
-                summary = runner.run()
+                with _serving(runner, serve, errors):
+                    summary = runner.run()
     return Outcome(
         summary=summary,
         pipeline=spec.name,
@@ -136,6 +149,36 @@ def execute(
         interrupted=interrupts.count > 0,
         fresh=fresh,
     )
+
+
+@contextlib.contextmanager
+def _serving(runner: Runner, serve: tuple[str, int] | None, errors: Console) -> Iterator[None]:
+    """Serve the pipeline's API while the body runs; a busy port is a warning, not a failure."""
+    if serve is None:
+        yield
+        return
+    from sensorstream.runtime.serving import PipelineServer
+
+    host, port = serve
+    try:
+        server = PipelineServer(runner, host=host, port=port).start()
+    except OSError as error:
+        errors.print(
+            Text.assemble(
+                ("warning: ", "bold yellow"),
+                f"not serving the API on {host}:{port} ({error.strerror or error}); "
+                "the pipeline runs without it (choose another --port, or --no-serve)",
+            )
+        )
+        yield
+        return
+    errors.print(
+        Text.assemble(("API: ", "bold"), safe_text(server.url), " (OpenAPI docs at /docs)")
+    )
+    try:
+        yield
+    finally:
+        server.close()
 
 
 def _say(text: str) -> None:

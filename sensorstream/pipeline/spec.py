@@ -39,10 +39,10 @@ from sensorstream.pipeline.steps import (
 )
 from sensorstream.pipeline.tables import TableSpec
 from sensorstream.sinks import ConsoleSinkSettings, DuckDBSinkSettings, WebhookSinkSettings
-from sensorstream.sources import FileSourceSettings, SimulatorSourceSettings
+from sensorstream.sources import FileSourceSettings, HttpSourceSettings, SimulatorSourceSettings
 
 SourceSettings = Annotated[
-    FileSourceSettings | SimulatorSourceSettings, Field(discriminator="type")
+    FileSourceSettings | SimulatorSourceSettings | HttpSourceSettings, Field(discriminator="type")
 ]
 SinkSettings = Annotated[
     DuckDBSinkSettings | ConsoleSinkSettings | WebhookSinkSettings, Field(discriminator="type")

@@ -31,20 +31,18 @@ from sensorstream.engine.outputs import OutputKind, outputs_of
 from sensorstream.engine.steps import READINGS
 from sensorstream.engine.task import PartitionTask, TaskOutput
 from sensorstream.engine.time import micros
-from sensorstream.errors import CheckpointError, ConfigError
+from sensorstream.errors import CheckpointError
 from sensorstream.pipeline.spec import PipelineSpec
 from sensorstream.runtime.checkpoints import Checkpoint, CheckpointStore
 from sensorstream.runtime.counters import Counters, RunSummary
+from sensorstream.runtime.metrics import PipelineMetrics
 from sensorstream.runtime.rejected import rejected_dead_letters
-from sensorstream.runtime.streams import Interleaver, StreamInput
+from sensorstream.runtime.streams import Interleaver, StreamInput, labelled, record_schema
 from sensorstream.runtime.tables import ReferenceTables
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch, StepInfo
 from sensorstream.sinks.duckdb import DuckDBSink
 from sensorstream.sources.base import Clock, Identity, InputChange, Source, SourceBatch
 from sensorstream.sources.tables import TableSource
-
-# In a pipeline of several streams, the stored records' column naming their stream.
-STREAM = "stream"
 
 
 def system_clock() -> datetime:
@@ -92,13 +90,15 @@ class Runner:
             )
             for name, stream in spec.stream_specs().items()
         }
-        self.sinks = sinks if sinks is not None else [s.build() for s in spec.sinks]
+        self.sinks: list[Sink] = sinks if sinks is not None else [s.build() for s in spec.sinks]
         self.tables = ReferenceTables(spec.tables, tables)
         self.clock = clock
         folder = checkpoint_dir or spec.checkpoint.dir or Path(".sensorstream") / spec.name
         self.checkpoints = CheckpointStore(folder)
         if fresh:
             self.checkpoints.clear()
+        for name, stream in self.streams.items():
+            stream.source.use_checkpoint_dir(folder, name)
         self.on_batch = on_batch
         self.interval_us = micros(spec.checkpoint.interval)
         counts = {name: len(stream.partitions) for name, stream in self.streams.items()}
@@ -109,6 +109,8 @@ class Runner:
         self.stream_positions: dict[str, dict[int, int]] = {name: {} for name in self.streams}
         self.counters = {p: Counters() for p in self.tasks}
         self.interleaver = Interleaver(self.streams, self._stream_watermark)
+        self.state_rows: dict[int, int] = {}  # per partition, at the last checkpoint
+        self.metrics = PipelineMetrics(self)
         self._stopping = False
         self._finished = False
 
@@ -125,6 +127,15 @@ class Runner:
             for p in self.tasks
             if any(p in positions for positions in self.stream_positions.values())
         }
+
+    @property
+    def name(self) -> str:
+        """The pipeline's name."""
+        return self.spec.name
+
+    def now_us(self) -> int:
+        """Processing time now, in microseconds since the epoch."""
+        return _epoch_us(self.clock())
 
     def _stream_watermark(self, stream: str) -> int:
         partitions = self.streams[stream].partitions
@@ -149,33 +160,13 @@ class Runner:
         )
 
     def _record_schema(self) -> dict[str, pl.DataType]:
-        """The stored records' columns: every stream's, and ``stream`` when there are several.
-
-        The streams' records share the sinks' tables (readings, late readings), so a column
-        two streams share must have one type.
-        """
-        schema: dict[str, pl.DataType] = {}
-        owner: dict[str, str] = {}
-        for name, stream in self.streams.items():
-            for column, dtype in stream.format.canonical_schema().items():
-                if column in schema and schema[column] != dtype:
-                    msg = (
-                        f"streams {owner[column]!r} and {name!r} both have a column "
-                        f"{column!r}, as {schema[column]} and {dtype}: the stored records "
-                        "share tables, so give it one type or rename it in one stream"
-                    )
-                    raise ConfigError(msg)
-                schema.setdefault(column, dtype)
-                owner.setdefault(column, name)
-        if len(self.streams) > 1:
-            schema[STREAM] = pl.String()
-        return schema
+        return record_schema(
+            {name: stream.format.canonical_schema() for name, stream in self.streams.items()}
+        )
 
     def _labelled(self, frame: pl.DataFrame | None, stream: str) -> pl.DataFrame | None:
         """Records as the sinks store them: with their stream's name when there are several."""
-        if frame is None or len(self.streams) == 1:
-            return frame
-        return frame.with_columns(pl.lit(stream, pl.String).alias(STREAM))
+        return frame if len(self.streams) == 1 else labelled(frame, stream)
 
     def stop(self) -> None:
         """Ask the loop to checkpoint and return after the current batch."""
@@ -315,6 +306,8 @@ class Runner:
         )
         self.stream_positions[stream][item.partition] = item.position
         self._write(item.partition, output, item)
+        arrived = item.arrived_us if item.arrived_us is not None else now
+        self.metrics.observe_batch(stream, item.lines, (self.now_us() - arrived) / 1e6)
         if self.on_batch is not None:
             self.on_batch(item, self._total())
 
@@ -360,14 +353,19 @@ class Runner:
         return Counters.sum(self.counters.values())
 
     def _checkpoint(self, identity: Identity) -> None:
+        started = time.perf_counter()
         for sink in self.sinks:
             sink.flush()
+        states = {p: task.snapshot() for p, task in self.tasks.items()}
+        self.state_rows = {
+            p: sum(frame.height for frame in state.frames.values()) for p, state in states.items()
+        }
         self.checkpoints.save(
             Checkpoint(
                 fingerprint=self.spec.fingerprint(),
                 positions=self.positions,
                 counters={p: dict(c) for p, c in self.counters.items()},
-                partitions={p: task.snapshot() for p, task in self.tasks.items()},
+                partitions=states,
                 finished=self._finished,
                 source=identity,
                 streams={name: dict(p) for name, p in self.stream_positions.items()}
@@ -375,6 +373,9 @@ class Runner:
                 else {},
             )
         )
+        for name, stream in self.streams.items():
+            stream.source.checkpointed(dict(self.stream_positions[name]))
+        self.metrics.observe_checkpoint(time.perf_counter() - started)
 
     def _checkpoint_after_failure(self, identity: Identity, error: Exception) -> None:
         """Keep the batches handled before the source failed; never hide its error."""

@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+import polars as pl
+
+from sensorstream.errors import ConfigError
 from sensorstream.readings import ReadingFormat
 from sensorstream.sources.base import Clock, Source, SourceBatch
 
@@ -83,3 +86,38 @@ class Interleaver:
             if item is not None:
                 return Pulled(name, item)
         return Pulled()
+
+
+# In a pipeline of several streams, the stored records' column naming their stream.
+STREAM = "stream"
+
+
+def record_schema(streams: Mapping[str, Mapping[str, pl.DataType]]) -> dict[str, pl.DataType]:
+    """The stored records' columns: every stream's, and ``stream`` when there are several.
+
+    The streams' records share the sinks' tables (readings, late readings), so a column
+    two streams share must have one type.
+    """
+    schema: dict[str, pl.DataType] = {}
+    owner: dict[str, str] = {}
+    for name, columns in streams.items():
+        for column, dtype in columns.items():
+            if column in schema and schema[column] != dtype:
+                msg = (
+                    f"streams {owner[column]!r} and {name!r} both have a column "
+                    f"{column!r}, as {schema[column]} and {dtype}: the stored records "
+                    "share tables, so give it one type or rename it in one stream"
+                )
+                raise ConfigError(msg)
+            schema.setdefault(column, dtype)
+            owner.setdefault(column, name)
+    if len(streams) > 1:
+        schema[STREAM] = pl.String()
+    return schema
+
+
+def labelled(frame: pl.DataFrame | None, stream: str) -> pl.DataFrame | None:
+    """Records of one stream with its name, as a pipeline of several stores them."""
+    if frame is None:
+        return None
+    return frame.with_columns(pl.lit(stream, pl.String).alias(STREAM))

@@ -321,6 +321,14 @@ class DuckDBSink(Sink):
             store_alerts(con, self._pipeline, pending.alerts, updated_at)
             replace_counters(con, self._pipeline, pending.counters)
 
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A cursor on the open file, to read it while the pipeline writes it.
+
+        DuckDB lets no other process in, but cursors of this connection may read from
+        other threads: each sees what the last flush committed (the API reads this way).
+        """
+        return self._require_open().cursor()
+
     # -- plumbing --------------------------------------------------------------------------
     def _require_segments(self) -> ReadingSegments:
         if self._segments is None:

@@ -7,18 +7,25 @@ from __future__ import annotations
 
 from sensorstream.sources.base import Source, SourceBatch
 from sensorstream.sources.files import FileSource, FileSourceSettings
+from sensorstream.sources.http import HttpSource, HttpSourceSettings
 from sensorstream.sources.simulator import (
     SimulatorSource,
     SimulatorSourceSettings,
     write_dataset,
 )
 
-SOURCES: dict[str, type[Source]] = {"file": FileSource, "simulator": SimulatorSource}
+SOURCES: dict[str, type[Source]] = {
+    "file": FileSource,
+    "simulator": SimulatorSource,
+    "http": HttpSource,
+}
 
 __all__ = [
     "SOURCES",
     "FileSource",
     "FileSourceSettings",
+    "HttpSource",
+    "HttpSourceSettings",
     "SimulatorSource",
     "SimulatorSourceSettings",
     "Source",

@@ -11,6 +11,11 @@ A position only means something for the input it was taken from, so a source say
 reads (:meth:`Source.identity`, recorded with every checkpoint) and whether that input is
 still the one a checkpoint saw (:meth:`Source.compare`): a file replaced by another must not
 be resumed at the old byte offset.
+
+A source that keeps files of its own (the HTTP source's ingest log) hears where the
+pipeline keeps its checkpoints (:meth:`Source.use_checkpoint_dir`), and every source hears
+when a checkpoint is saved (:meth:`Source.checkpointed`): the input before those positions
+will not be read again, so a log may delete it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -54,6 +60,9 @@ class SourceBatch:
     total: int | None = None  # payloads or bytes in the whole input, when known (progress)
     blank: int = 0  # blank lines consumed: no payload, but every line is accounted for
     done: int | None = None  # progress in the units of ``total``, when not ``position``
+    # When the batch's records arrived (microseconds since the epoch), where a live source
+    # knows (an HTTP request's acceptance); the runner's latency figures start there.
+    arrived_us: int | None = None
 
     @property
     def lines(self) -> int:
@@ -91,6 +100,20 @@ class Source(ABC):
         if dict(recorded) == self.identity():
             return None
         return InputChange(f"the {self.name} source is not the one the checkpoint was taken of")
+
+    def use_checkpoint_dir(self, folder: Path, stream: str) -> None:  # noqa: B027 - optional hook
+        """Where the runner keeps checkpoints, and the stream this source feeds; unused by default.
+
+        Called once, before :meth:`prepare`. A source with files of its own keeps them beside
+        that folder (never inside: ``--fresh`` deletes it), named after the stream.
+        """
+
+    def checkpointed(self, positions: Mapping[int, int]) -> None:  # noqa: B027 - optional hook
+        """A checkpoint holding ``positions`` is saved; nothing by default.
+
+        This pipeline will not read the input before them again (a restart resumes after
+        them), so a source that keeps its input (a log) may delete it.
+        """
 
     def prepare(self, fmt: ReadingFormat) -> None:  # noqa: B027 - optional hook
         """Start slow set-up in the background while the sinks open; nothing by default."""

@@ -2,8 +2,11 @@
 
 - :mod:`~sensorstream.store.query`: :class:`Store`, a read-only view of a DuckDB store;
 - :mod:`~sensorstream.store.alerts`: its alert queries (transitions, current alerts);
+- :mod:`~sensorstream.store.readings`: raw readings (devices, series), dead letters, late;
 - :mod:`~sensorstream.store.segments`: raw readings straight from the Parquet segments
   beside the store, readable while a pipeline writes it (:func:`scan_readings`);
+- :mod:`~sensorstream.store.metrics`: ``/compute/metrics`` over a time range;
+- :mod:`~sensorstream.store.catalog`: what the sink recorded (pipelines, steps, counts);
 - acknowledgements and silences (:mod:`sensorstream.actions`, a SQLite file beside the store
   that stays writable while a pipeline runs), re-exported here for the CLI and the API.
 
@@ -19,7 +22,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sensorstream.actions.alert_actions import AlertActions
     from sensorstream.actions.silences import Silence, SilenceWatcher
-    from sensorstream.store.query import Store, StoreCounts, StoredPipeline, StoredStep
+    from sensorstream.store.catalog import StoreCounts, StoredPipeline, StoredStep
+    from sensorstream.store.query import Store
     from sensorstream.store.segments import scan_readings
 
 _HOMES = {
@@ -27,9 +31,9 @@ _HOMES = {
     "Silence": "sensorstream.actions.silences",
     "SilenceWatcher": "sensorstream.actions.silences",
     "Store": "sensorstream.store.query",
-    "StoreCounts": "sensorstream.store.query",
-    "StoredPipeline": "sensorstream.store.query",
-    "StoredStep": "sensorstream.store.query",
+    "StoreCounts": "sensorstream.store.catalog",
+    "StoredPipeline": "sensorstream.store.catalog",
+    "StoredStep": "sensorstream.store.catalog",
     "scan_readings": "sensorstream.store.segments",
 }
 

@@ -10,7 +10,6 @@ means: the most recent ones, oldest first.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -21,11 +20,10 @@ import polars as pl
 
 from sensorstream.engine.outputs import END, START
 from sensorstream.errors import StoreError
-from sensorstream.readings import DEAD_LETTER_SCHEMA, DEVICE, TS, TS_TYPE
+from sensorstream.readings import DEVICE, TS, TS_TYPE
 from sensorstream.sinks.duckdb_tables import (
     COUNTERS,
     DEAD_LETTERS,
-    LATE_FOR,
     LATE_READINGS,
     PIPELINE_STEPS,
     PIPELINES,
@@ -34,77 +32,34 @@ from sensorstream.sinks.duckdb_tables import (
     quote,
 )
 from sensorstream.store.alerts import AlertQueries
+from sensorstream.store.catalog import StoreCounts, StoredPipeline, StoredStep
+from sensorstream.store.readings import ReadingQueries
 from sensorstream.store.segments import register_readings
 
 KeyValue = str | int | float | bool | None
 SqlParameters = Sequence[object] | Mapping[str, object] | None
 
 
-@dataclass(frozen=True)
-class StoredStep:
-    """A window step as the sink recorded it: where its results are, and their columns."""
-
-    name: str
-    table: str
-    key: tuple[str, ...]
-    outputs: tuple[str, ...]
-    active: bool  # false once the pipeline was run without this step
-
-
-@dataclass(frozen=True)
-class StoredPipeline:
-    """A pipeline as the sink recorded it."""
-
-    name: str
-    reading_columns: tuple[str, ...]
-    stores_readings: bool
-    steps: tuple[StoredStep, ...]
-
-    def step(self, name: str) -> StoredStep:
-        """The step called ``name``; the error lists the ones there are."""
-        for step in self.steps:
-            if step.name == name:
-                return step
-        known = ", ".join(repr(s.name) for s in self.steps if s.active) or "none"
-        msg = f"pipeline {self.name!r} has no step {name!r}; its steps: {known}"
-        raise StoreError(msg)
-
-
-@dataclass(frozen=True)
-class StoreCounts:
-    """How many rows a pipeline has stored, per table."""
-
-    readings: int
-    dead_letters: int
-    late_readings: int
-    results: dict[str, int]  # step name -> result rows
-
-
-class Store(AlertQueries):
+class Store(AlertQueries, ReadingQueries):
     """A read-only view of a DuckDB file written by the DuckDB sink.
 
     DuckDB lets no other process open a file while a pipeline writes it, so this fails
     with a :class:`~sensorstream.errors.StoreError` saying so; query a stopped pipeline,
-    or read its raw readings with :func:`~sensorstream.store.segments.scan_readings`.
-    The segments are listed when the store opens: open it again to see newer ones.
+    or, inside the process that runs it, pass ``connection`` (the sink's
+    :meth:`~sensorstream.sinks.duckdb.DuckDBSink.reader`); or read its raw readings with
+    :func:`~sensorstream.store.segments.scan_readings`. The view ``readings`` lists the
+    segments when the store opens: open it again to see newer ones.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(
+        self, path: Path | str, connection: duckdb.DuckDBPyConnection | None = None
+    ) -> None:
         self.path = Path(path)
-        if not self.path.exists():
-            msg = (
-                f"no store at {self.path}: run a pipeline with a duckdb sink "
-                "(sinks: [{type: duckdb, path: ...}]) first, or pass the file it wrote"
-            )
-            raise StoreError(msg)
-        try:
-            # No file access beyond the store itself: sql() may come from an HTTP request.
-            self._connection = duckdb.connect(
-                str(self.path), read_only=True, config={"enable_external_access": False}
-            )
+        if connection is not None:  # a running pipeline's own reader (DuckDBSink.reader)
+            self._connection = connection
             self._connection.execute("SET TimeZone = 'UTC'").fetchall()
-        except duckdb.Error as error:
-            raise StoreError(_cannot_open(self.path, error)) from error
+        else:
+            self._connection = self._open(self.path)
         try:
             register_readings(
                 self._connection,
@@ -115,6 +70,24 @@ class Store(AlertQueries):
         except BaseException:
             self._connection.close()
             raise
+
+    @staticmethod
+    def _open(path: Path) -> duckdb.DuckDBPyConnection:
+        if not path.exists():
+            msg = (
+                f"no store at {path}: run a pipeline with a duckdb sink "
+                "(sinks: [{type: duckdb, path: ...}]) first, or pass the file it wrote"
+            )
+            raise StoreError(msg)
+        try:
+            # No file access beyond the store itself: sql() may come from an HTTP request.
+            connection = duckdb.connect(
+                str(path), read_only=True, config={"enable_external_access": False}
+            )
+            connection.execute("SET TimeZone = 'UTC'").fetchall()
+        except duckdb.Error as error:
+            raise StoreError(_cannot_open(path, error)) from error
+        return connection
 
     def close(self) -> None:
         """Release the file."""
@@ -160,6 +133,13 @@ class Store(AlertQueries):
 
     def _check_pipeline(self, name: str) -> None:
         self.pipeline(name)
+
+    def reading_measurements(self, pipeline: str) -> list[str]:
+        """The measurement and tag columns stored for ``pipeline``'s raw readings."""
+        stored = self.pipeline(pipeline)
+        present = set(self.sql(f"SELECT * FROM {READINGS} LIMIT 0").columns)  # always a view
+        bookkeeping = {"pipeline", "partition", "position", "stream", DEVICE, TS, "message_id"}
+        return [c for c in stored.reading_columns if c in present and c not in bookkeeping]
 
     def pipeline(self, name: str) -> StoredPipeline:
         """What the sink recorded about one pipeline; the error lists the ones there are."""
@@ -244,43 +224,6 @@ class Store(AlertQueries):
         leading = ["step", *keys] if step is None else keys
         frame = self._latest(query, all_parameters, [START, *leading], limit)
         return frame.select(*leading, pl.exclude(leading))
-
-    # -- dead letters and late readings ----------------------------------------------------
-    def dead_letters(self, pipeline: str, limit: int | None = 100) -> pl.DataFrame:
-        """The ``limit`` latest dead letters, by arrival: raw payload, reason and origin."""
-        self.pipeline(pipeline)
-        columns = ["partition", "position", *DEAD_LETTER_SCHEMA]
-        if not self._has_table(DEAD_LETTERS):
-            return pl.DataFrame(
-                schema={"partition": pl.Int32(), "position": pl.Int64(), **DEAD_LETTER_SCHEMA}
-            )
-        query = (
-            f"SELECT {', '.join(quote(c) for c in columns)} FROM {DEAD_LETTERS} WHERE pipeline = ?"
-        )
-        return self._latest(query, [pipeline], ["arrived_at", "partition", "position"], limit)
-
-    def late_readings(
-        self, pipeline: str, step: str | None = None, limit: int | None = 100
-    ) -> pl.DataFrame:
-        """The ``limit`` latest late readings (by position), with the steps they missed.
-
-        ``step`` keeps those too late for that step; ``late_for`` lists every such step.
-        """
-        stored = self.pipeline(pipeline)
-        if step is not None:
-            stored.step(step)
-        columns = ["partition", "position", LATE_FOR, *stored.reading_columns]
-        if not self._has_table(LATE_READINGS):
-            return pl.DataFrame(schema=dict.fromkeys(columns, pl.Null()))
-        query = (
-            f"SELECT {', '.join(quote(c) for c in columns)} FROM {LATE_READINGS} WHERE pipeline = ?"
-        )
-        parameters: list[object] = [pipeline]
-        if step is not None:
-            query += f" AND list_contains(string_split({LATE_FOR}, ','), ?)"
-            parameters.append(step)
-        order = ["position", "partition", TS, DEVICE]
-        return self._latest(query, parameters, order, limit)
 
     def counts(self, pipeline: str) -> StoreCounts:
         """How many readings, dead letters, late readings and results a pipeline stored."""

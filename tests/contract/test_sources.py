@@ -2,7 +2,8 @@
 
 For a small sample of each source type (for files: NDJSON, plain and gzipped, CSV, plain
 and zstd-compressed, and Parquet, with malformed payloads; for the simulator: a finite,
-as-fast-as-possible fleet with every fault):
+as-fast-as-possible fleet with every fault; for HTTP: the NDJSON sample posted as requests
+of many sizes into an ingest log of small segments, read without following it):
 
 - resuming after any batch's position reads exactly the payloads that follow it, readings,
   dead letters and blank lines alike, in the same order, so that what was read before and
@@ -38,6 +39,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
+from pydantic import ByteSize
 
 from sensorstream.pipeline.spec import PipelineSpec, ReadingsSpec, SourceSettings
 from sensorstream.readings import DEAD_LETTER_SCHEMA, Limits, ReadingFormat
@@ -45,12 +47,14 @@ from sensorstream.sources import (
     SOURCES,
     FileSource,
     FileSourceSettings,
+    HttpSourceSettings,
     SimulatorSourceSettings,
     Source,
     SourceBatch,
     write_dataset,
 )
 from sensorstream.sources.base import Clock
+from sensorstream.sources.ingest_log import IngestLog
 from sensorstream.testing import ManualClock
 
 # What write_dataset's malformed rows cannot show: not JSON at all, a reading without a
@@ -139,6 +143,24 @@ def simulated_fleet(folder: Path) -> SourceSettings:
     )
 
 
+def posted_requests(folder: Path) -> SourceSettings:
+    """The NDJSON sample as requests of 1 to 29 lines, a second apart, in small segments."""
+    plain = ndjson_file(folder)
+    assert isinstance(plain, FileSourceSettings)
+    lines = plain.path.read_bytes().splitlines(keepends=True)
+    arrived = datetime(2024, 6, 1, tzinfo=UTC)
+    with IngestLog(folder / "ingest-log", segment_bytes=4_000) as log:
+        taken = 0
+        while taken < len(lines):
+            size = 1 + (taken * 7) % 29
+            log.append(b"".join(lines[taken : taken + size]), arrived)
+            taken += size
+            arrived += timedelta(seconds=1)
+    return HttpSourceSettings(
+        log_dir=folder / "ingest-log", serve=False, follow=False, batch_bytes=ByteSize(2_000)
+    )
+
+
 @dataclass(frozen=True)
 class Sample:
     """A small instance of a source type: its settings, with any files written to a folder."""
@@ -156,6 +178,7 @@ SAMPLES: dict[str, tuple[Sample, ...]] = {
         Sample("parquet", parquet_file),
     ),
     "simulator": (Sample("finite", simulated_fleet),),
+    "http": (Sample("posted", posted_requests),),
 }
 """Samples by the name the source is registered under in ``SOURCES``."""
 

@@ -307,3 +307,28 @@ def test_counters_reach_the_store_per_partition(tmp_path: Path) -> None:
     assert counters["lines"] == 4
     assert counters["blank"] == 1
     assert counters["late:avg_10s"] == 1
+
+
+class Listening(ListSource):
+    """A ListSource that remembers what the runner told it about checkpoints."""
+
+    def __init__(self, batches: list[list[str] | None]) -> None:
+        super().__init__(batches)
+        self.folder: tuple[Path, str] | None = None
+        self.saved: list[dict[int, int]] = []
+
+    def use_checkpoint_dir(self, folder: Path, stream: str) -> None:
+        self.folder = (folder, stream)
+
+    def checkpointed(self, positions: Mapping[int, int]) -> None:
+        self.saved.append(dict(positions))
+
+
+def test_a_source_hears_where_checkpoints_live_and_each_position_saved(tmp_path: Path) -> None:
+    source = Listening(BATCHES)
+
+    run(tmp_path, source, ListSink()).run()
+
+    assert source.folder == (tmp_path / "ckpt", "readings")
+    assert source.saved[-1] == {0: len(BATCHES) - 1}
+    assert source.saved == sorted(source.saved, key=lambda saved: saved.get(0, -1))

@@ -16,6 +16,7 @@ from sensorstream.readings import ReadingFormat
 from sensorstream.sources import (
     SOURCES,
     FileSource,
+    HttpSource,
     SimulatorSource,
     SimulatorSourceSettings,
     SourceBatch,
@@ -255,7 +256,7 @@ def test_invalid_knobs_are_config_errors() -> None:
 
 
 def test_the_registry_names_each_source_type() -> None:
-    assert {"file": FileSource, "simulator": SimulatorSource} == SOURCES
+    assert {"file": FileSource, "simulator": SimulatorSource, "http": HttpSource} == SOURCES
     assert isinstance(SimulatorSourceSettings().build(), SOURCES["simulator"])
 
 

@@ -1,0 +1,19 @@
+"""The HTTP API: readings in (ingest), queries over the store, live events, metrics.
+
+Routers are built per pipeline by factories (no module-level state), and composed by
+:mod:`~sensorstream.api.app`.
+
+- :mod:`~sensorstream.api.tokens`: what a token is, in a pipeline's settings and in
+  ``SENSORSTREAM_TOKENS`` (no FastAPI: the settings import it);
+- :mod:`~sensorstream.api.auth`: bearer tokens with scopes, and the loopback rule without
+  them; ``Auth.require(scope)`` is the FastAPI dependency every router uses;
+- :mod:`~sensorstream.api.bodies`: request bodies as JSON lines (gzip, arrays, objects);
+- :mod:`~sensorstream.api.ingest`: ``POST /api/v1/readings`` into the ingest log;
+- :mod:`~sensorstream.api.queries`: devices, series, results, alerts, dead letters, late
+  readings, and ``POST /compute/metrics``;
+- :mod:`~sensorstream.api.live`: the SSE stream of results and alerts, and ``/metrics``;
+- :mod:`~sensorstream.api.app`: one pipeline's app;
+- :mod:`~sensorstream.api.server`: an ASGI app served by uvicorn in a background thread.
+
+Importing this package loads nothing: FastAPI is imported by the modules that need it.
+"""

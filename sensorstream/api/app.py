@@ -1,0 +1,51 @@
+"""The API of one pipeline as one FastAPI app: queries, metrics over a range, live events.
+
+:func:`create_app` composes the routers of :mod:`~sensorstream.api.queries` and
+:mod:`~sensorstream.api.live` around what it is given: a store opener (a stopped
+store's file, or a running pipeline's reader), and for a running pipeline its live hub
+and metrics. ``read`` guards every read endpoint (FastAPI dependencies: a token with the
+read scope, or loopback only), so the app itself holds no policy and no global state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+
+from sensorstream.api.live import events_router, metrics_router
+from sensorstream.api.queries import StoreOpener, compute_router, query_router
+from sensorstream.runtime.metrics import PipelineMetrics
+from sensorstream.sinks.live import LiveHub
+
+
+@dataclass
+class Serving:
+    """What one pipeline's API serves."""
+
+    pipeline: str
+    open_store: StoreOpener
+    hub: LiveHub | None = None  # live events (a running pipeline)
+    metrics: PipelineMetrics | None = None  # /metrics (a running pipeline)
+    routers: Sequence[APIRouter] = field(default_factory=tuple)  # more (ingest)
+
+
+def create_app(
+    serving: Serving, *, read: Sequence[Any] = (), title: str = "sensorstream"
+) -> FastAPI:
+    """The app serving one pipeline; ``read`` guards the read endpoints."""
+    app = FastAPI(
+        title=f"{title}: {serving.pipeline}",
+        summary="Readings in, results, alerts and live events out",
+    )
+    app.include_router(query_router(serving.open_store, serving.pipeline, read))
+    app.include_router(compute_router(serving.open_store, serving.pipeline, read))
+    if serving.hub is not None:
+        app.include_router(events_router(serving.hub, read))
+    if serving.metrics is not None:
+        app.include_router(metrics_router(serving.metrics, read))
+    for router in serving.routers:
+        app.include_router(router)
+    return app

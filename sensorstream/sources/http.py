@@ -1,0 +1,328 @@
+"""Readings posted over HTTP: read back from the durable ingest log, in order, exactly once.
+
+``POST /api/v1/readings`` (:mod:`~sensorstream.api.ingest`) appends each request's lines to
+an :class:`~sensorstream.sources.ingest_log.IngestLog` and answers once they are on disk;
+this source reads the log from where the last checkpoint left off. Its one partition's
+position is a sequence number: the lines before it are consumed, so resuming after it reads
+exactly the lines posted since. A batch holds whole requests (about ``batch_bytes`` of
+them; a small one waits up to 20 ms for more to join it, since every batch costs the engine
+and the sinks the same few milliseconds whatever its size); each request's lines are
+decoded with the time it arrived, stored in the log, so a
+replay judges every line as its first reading did (and as the HTTP answer said). Dead
+letters name their request: ``line 3 of request 1200``, ``1200`` being the sequence number
+of its first line, which the answer gave as ``request``.
+
+The log lives in ``log_dir``, by default beside the checkpoints
+(``.sensorstream/<pipeline>.ingest-log``; ``--fresh`` deletes the checkpoints, never the
+log: what was acknowledged stays). When a checkpoint is saved, segments wholly before its
+position are deleted; the log's room (``max_unconsumed_bytes``) counts what comes after it.
+
+Until the API app composes its routers (``sensorstream/api/app.py``), the source serves the
+ingest endpoint itself, in a background thread (``serve: true``; see :meth:`HttpSource._serve`,
+the one place that will move). ``follow: false`` reads what the log holds and ends, for
+replays and tests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import polars as pl
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, model_validator
+
+from sensorstream.api.tokens import Token, TokenSettings, resolve_tokens
+from sensorstream.errors import ConfigError, SourceError
+from sensorstream.readings import Decoded, ReadingFormat, decode_json_lines, empty_dead_letters
+from sensorstream.readings.scanner import preload, supports
+from sensorstream.sources.base import Clock, Identity, InputChange, Source, SourceBatch
+from sensorstream.sources.ingest_log import (
+    DEFAULT_MAX_UNCONSUMED_BYTES,
+    HEADER_BYTES,
+    IngestLog,
+    LogReader,
+    Record,
+)
+
+if TYPE_CHECKING:
+    from sensorstream.api.server import BackgroundServer
+
+__all__ = ["HttpSource", "HttpSourceSettings"]
+
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+# Requests' bytes per batch: big enough to decode efficiently, small enough for latency.
+DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
+# How long a caught-up read waits for a post before it yields None, so the runner can tick
+# (idle watermarks, checkpoints) and see a stop.
+IDLE_WAIT_S = 0.1
+# How long a small live batch waits for more requests to join it: each batch costs the
+# engine and the sinks a few milliseconds whatever its size, so a batch of one request
+# each would leave less time for serving.
+LINGER_S = 0.02
+
+
+class HttpSource(Source):
+    """Readings posted to ``POST /api/v1/readings``, read from the ingest log; see the module.
+
+    Args:
+        host: The address the endpoint listens on (``0.0.0.0`` for every interface: then
+            configure a token, since only loopback clients may post without one).
+        port: Its port; 0 picks a free one (:attr:`port` says which, once serving).
+        log_dir: The ingest log's folder; by default beside the checkpoints.
+        max_request_bytes: The largest body, as sent and decompressed (413 past it).
+        max_unconsumed_bytes: The log's room for lines not yet checkpointed (429 past it).
+        tokens: Bearer tokens and their scopes (see :mod:`sensorstream.api.tokens`).
+        serve: Serve the endpoint while reading; False reads a log others write.
+        follow: Wait for more posts when caught up (yielding None); False ends there.
+        batch_bytes: About how many bytes of requests to decode into one batch.
+    """
+
+    name = "http"
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        log_dir: str | Path | None = None,
+        max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
+        max_unconsumed_bytes: int = DEFAULT_MAX_UNCONSUMED_BYTES,
+        tokens: Sequence[TokenSettings] = (),
+        serve: bool = True,
+        follow: bool = True,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+    ) -> None:
+        if max_request_bytes + HEADER_BYTES > max_unconsumed_bytes:
+            msg = (
+                f"max_request_bytes ({max_request_bytes}) must leave room in "
+                f"max_unconsumed_bytes ({max_unconsumed_bytes}): a request as large as allowed "
+                "could never be taken"
+            )
+            raise ConfigError(msg)
+        self.host, self.port = host, port
+        self.log_dir = Path(log_dir) if log_dir is not None else None
+        self.max_request_bytes = max_request_bytes
+        self.max_unconsumed_bytes = max_unconsumed_bytes
+        self.tokens = tuple(tokens)
+        self.serve, self.follow = serve, follow
+        self.batch_bytes = batch_bytes
+        self._log: IngestLog | None = None
+        self._server: BackgroundServer | None = None
+        self._tokens: list[Token] | None = None  # resolved by prepare()
+
+    @property
+    def url(self) -> str | None:
+        """The endpoint's base URL while the source serves it (``POST {url}/api/v1/readings``)."""
+        return None if self._server is None else self._server.url
+
+    # -- the source contract ----------------------------------------------------------------
+    def use_checkpoint_dir(self, folder: Path, stream: str) -> None:
+        """Keep the log beside the checkpoints unless ``log_dir`` says where."""
+        if self.log_dir is None:
+            suffix = "ingest-log" if stream == "readings" else f"{stream}.ingest-log"
+            self.log_dir = folder.parent / f"{folder.name}.{suffix}"
+
+    def prepare(self, fmt: ReadingFormat) -> None:
+        """Check the tokens, open the log (cutting off a torn tail), load the NDJSON scanner.
+
+        A token whose environment variable is not set is a ConfigError now, before the
+        sinks open, rather than at the first read.
+        """
+        if supports(fmt):
+            preload()
+        if self.serve:
+            self._tokens = resolve_tokens(self.tokens)
+        self.log()
+
+    def log(self) -> IngestLog:
+        """The ingest log, opened on first use."""
+        if self._log is None:
+            if self.log_dir is None:
+                msg = (
+                    "the http source needs a folder for its ingest log: set source.log_dir (a "
+                    "pipeline run puts it beside the checkpoints by default)"
+                )
+                raise ConfigError(msg)
+            self._log = IngestLog(self.log_dir, max_unconsumed_bytes=self.max_unconsumed_bytes)
+        return self._log
+
+    def identity(self) -> Identity:
+        """The log's id, and how many lines it had received: a checkpoint's log must match."""
+        log = self.log()
+        return {"log_id": log.log_id, "next_sequence": log.next_sequence}
+
+    def compare(self, recorded: Mapping[str, Any]) -> InputChange | None:
+        """Another log (or one that lost lines) is a change; one that grew is expected."""
+        log = self.log()
+        if recorded.get("log_id") != log.log_id:
+            return InputChange(
+                f"the ingest log in {log.folder} is not the one the checkpoint was taken of "
+                "(it was created anew, or log_dir points elsewhere)"
+            )
+        before, now = int(recorded.get("next_sequence", 0)), log.next_sequence
+        if now < before:
+            return InputChange(
+                f"the ingest log in {log.folder} holds {now} lines, fewer than the {before} "
+                "it held at the checkpoint"
+            )
+        if now > before:
+            return InputChange(f"the ingest log in {log.folder} grew", grown=True)
+        return None
+
+    def checkpointed(self, positions: Mapping[int, int]) -> None:
+        """Free the log's room up to the checkpointed position."""
+        if 0 in positions:
+            self.log().compact(positions[0])
+
+    def read(
+        self, fmt: ReadingFormat, resume_after: Mapping[int, int], clock: Clock
+    ) -> Generator[SourceBatch | None, None, None]:
+        """Yield the posted requests' lines after sequence number ``resume_after[0]``."""
+        del clock  # a line's arrival time is its request's, kept in the log
+        log = self.log()
+        start = resume_after.get(0)
+        reader = log.reader(start)
+        if self.serve:
+            self._serve(log, fmt)
+        try:
+            while True:
+                records = reader.read(self.batch_bytes)
+                if records and self.follow:
+                    records += self._linger(log, reader, sum(len(r.body) for r in records))
+                if records:
+                    yield _batch(records, fmt, start)
+                    continue
+                if not self.follow:
+                    return
+                if not log.wait_for(reader.position, IDLE_WAIT_S):
+                    yield None
+        finally:
+            reader.close()
+
+    def _linger(self, log: IngestLog, reader: LogReader, size: int) -> list[Record]:
+        """More requests for a batch of ``size`` bytes, posted within :data:`LINGER_S`."""
+        more: list[Record] = []
+        deadline = time.monotonic() + LINGER_S
+        while size < self.batch_bytes and (left := deadline - time.monotonic()) > 0:
+            if not log.wait_for(reader.position, left):
+                break
+            arrived = reader.read(self.batch_bytes - size)
+            more += arrived
+            size += sum(len(r.body) for r in arrived)
+        return more
+
+    def close(self) -> None:
+        """Stop serving (requests in flight finish), then close the log."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    # -- serving, until the API app does it -------------------------------------------------
+    def _serve(self, log: IngestLog, fmt: ReadingFormat) -> None:
+        """Serve the ingest endpoint in a background thread, once."""
+        if self._server is not None:
+            return
+        from sensorstream.api.auth import Auth
+        from sensorstream.api.ingest import ingest_app
+        from sensorstream.api.server import BackgroundServer
+
+        auth = Auth(self._tokens if self._tokens is not None else resolve_tokens(self.tokens))
+        app = ingest_app(log, fmt, auth, max_request_bytes=self.max_request_bytes)
+        try:
+            server = BackgroundServer(app, self.host, self.port, name="http ingest")
+        except OSError as error:
+            msg = (
+                f"the http source cannot listen on {self.host}:{self.port}: "
+                f"{error.strerror or error}; set source.port to a free port (or stop what "
+                "holds it)"
+            )
+            raise SourceError(msg) from error
+        self._server = server.start()
+        self.port = server.port
+
+
+def _batch(records: list[Record], fmt: ReadingFormat, start: int | None) -> SourceBatch:
+    """One batch of whole requests, each decoded with its own arrival time and line numbers."""
+    parts: list[Decoded] = []
+    for record in records:
+        body, first_line = record.body, 1
+        if start is not None and record.first < start:  # resumed inside it: skip what was read
+            skipped = start - record.first
+            cut = -1
+            for _ in range(skipped):
+                cut = body.index(b"\n", cut + 1)
+            body, first_line = body[cut + 1 :], skipped + 1
+        parts.append(
+            decode_json_lines(
+                body,
+                fmt,
+                arrived_at=record.arrived_at,
+                origin=f"request {record.first}",
+                first_line=first_line,
+            )
+        )
+    dead = [part.dead_letters for part in parts if part.dead_letters.height]
+    return SourceBatch(
+        partition=0,
+        position=records[-1].end,
+        readings=pl.concat([part.readings for part in parts]),
+        dead_letters=pl.concat(dead) if dead else empty_dead_letters(),
+        payloads=sum(part.payloads for part in parts),
+        blank=sum(part.blank for part in parts),
+        arrived_us=_micros(records[0].arrived_at),  # the oldest request: the batch's latency
+    )
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+class HttpSourceSettings(BaseModel):
+    """An :class:`HttpSource` as written under ``source:`` in a pipeline YAML.
+
+    >>> HttpSourceSettings(port=8080, max_request_bytes="4MiB").max_request_bytes
+    4194304
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["http"] = "http"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_dir: Path | None = None
+    max_request_bytes: ByteSize = Field(default=ByteSize(DEFAULT_MAX_REQUEST_BYTES), gt=0)
+    max_unconsumed_bytes: ByteSize = Field(default=ByteSize(DEFAULT_MAX_UNCONSUMED_BYTES), gt=0)
+    tokens: tuple[TokenSettings, ...] = ()
+    serve: bool = True
+    follow: bool = True
+    batch_bytes: ByteSize = Field(default=ByteSize(DEFAULT_BATCH_BYTES), gt=0)
+
+    @model_validator(mode="after")
+    def _room_for_a_request(self) -> HttpSourceSettings:
+        if self.max_request_bytes + HEADER_BYTES > self.max_unconsumed_bytes:
+            msg = (
+                f"max_request_bytes ({self.max_request_bytes}) must be below "
+                f"max_unconsumed_bytes ({self.max_unconsumed_bytes}), less {HEADER_BYTES} bytes"
+            )
+            raise ValueError(msg)
+        return self
+
+    def build(self) -> HttpSource:
+        """The source these settings describe; nothing is opened until the pipeline runs."""
+        return HttpSource(
+            host=self.host,
+            port=self.port,
+            log_dir=self.log_dir,
+            max_request_bytes=int(self.max_request_bytes),
+            max_unconsumed_bytes=int(self.max_unconsumed_bytes),
+            tokens=self.tokens,
+            serve=self.serve,
+            follow=self.follow,
+            batch_bytes=int(self.batch_bytes),
+        )
