@@ -235,7 +235,7 @@ steps: [{name: avg_1m, window: {type: tumbling, size: 1m}, aggregates: [count]}]
 def test_a_pipeline_that_accepts_nothing_warns_and_exits_1(tmp_path: Path) -> None:
     simulate(tmp_path, "r.ndjson")
     (tmp_path / "p.yaml").write_text(MISMATCHED)
-    ran = sensorstream("run", "p.yaml", cwd=tmp_path)
+    ran = sensorstream("run", "p.yaml", "--no-serve", cwd=tmp_path)
     assert ran.returncode == 1
     assert row(ran.stdout, "dead-lettered")[1] == "300"
     assert row(ran.stdout, "no_measurements")[1] == "300"
