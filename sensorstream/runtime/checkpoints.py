@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from sensorstream.durable import sync_file, sync_folder
 from sensorstream.engine.operator import OperatorState
 from sensorstream.errors import CheckpointError
 
@@ -135,9 +135,9 @@ class CheckpointStore:
         staging.rename(final)
         pointer = self.folder / ".CURRENT.tmp"
         pointer.write_text(name)
-        _fsync_file(pointer)
+        sync_file(pointer)
         pointer.replace(self.folder / "CURRENT")
-        _fsync_file(self.folder)
+        sync_folder(self.folder)
         for old in self.folder.glob("ckpt-*"):
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
@@ -152,15 +152,7 @@ class CheckpointStore:
         return max(numbers, default=0) + 1
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(folder: Path) -> None:
     for item in folder.iterdir():
-        _fsync_file(item)
-    _fsync_file(folder)
+        sync_file(item)
+    sync_folder(folder)

@@ -13,14 +13,9 @@ from pathlib import Path
 
 import duckdb
 
+from sensorstream.durable import sync_file, sync_folder
 from sensorstream.sinks.duckdb_tables import PIPELINES, READINGS, existing_columns, quote
-from sensorstream.sinks.segments import (
-    COMPRESSION,
-    Segment,
-    pipeline_folder,
-    sync_file,
-    sync_folder,
-)
+from sensorstream.sinks.segments import COMPRESSION, Segment, pipeline_folder
 
 _ORIGIN = ("partition", "position")  # and pipeline, which the folder says
 

@@ -21,6 +21,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from sensorstream.durable import sync_folder
 from sensorstream.errors import SinkError
 from sensorstream.readings import TS
 from sensorstream.sinks.segments import (
@@ -28,7 +29,6 @@ from sensorstream.sinks.segments import (
     list_segments,
     pipeline_folder,
     remove_temporaries,
-    sync_folder,
     write_segment,
 )
 

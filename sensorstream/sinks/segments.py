@@ -23,7 +23,6 @@ then renamed: a reader lists complete files only, and never sees one change.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from urllib.parse import quote, unquote
 import polars as pl
 import pyarrow.parquet as pq
 
+from sensorstream.durable import sync_file
 from sensorstream.readings import TS
 
 # Arrow's writer at zstd's lowest level, dictionary-encoding every column but the reading
@@ -152,20 +152,6 @@ def write_segment(frame: pl.DataFrame, path: Path) -> None:
     )
     sync_file(temporary)
     temporary.replace(path)
-
-
-def sync_file(path: Path) -> None:
-    """Flush a file's data to the disk."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
-def sync_folder(folder: Path) -> None:
-    """Make the files created, renamed or removed in a folder durable."""
-    sync_file(folder)
 
 
 def remove_temporaries(folder: Path) -> None:
