@@ -101,6 +101,8 @@ def test_a_running_pipelines_store_is_read_through_its_sinks_reader(tmp_path: Pa
     seen: list[int] = []
 
     def peek(*_: object) -> None:
+        # Segments are written in the background: a reader sees what a flush made durable.
+        sink.flush()
         with Store(sink.path, sink.reader()) as store:  # while the pipeline holds the file
             seen.append(store.counts("live").readings)
 
