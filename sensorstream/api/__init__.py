@@ -3,10 +3,10 @@
 Routers are built per pipeline by factories (no module-level state), and composed by
 :mod:`~sensorstream.api.app`.
 
-- :mod:`~sensorstream.api.tokens`: what a token is, in a pipeline's settings and in
-  ``SENSORSTREAM_TOKENS`` (no FastAPI: the settings import it);
-- :mod:`~sensorstream.api.auth`: bearer tokens with scopes, and the loopback rule without
-  them; ``Auth.require(scope)`` is the FastAPI dependency every router uses;
+- :mod:`~sensorstream.api.auth`: bearer tokens with scopes (what a token is, in a
+  pipeline's settings and in ``SENSORSTREAM_TOKENS``, is :mod:`sensorstream.tokens`, which
+  sources read too), and the loopback rule without them; ``Auth.require(scope)`` is the
+  FastAPI dependency every router uses;
 - :mod:`~sensorstream.api.bodies`: request bodies as JSON lines (gzip, arrays, objects);
 - :mod:`~sensorstream.api.ingest`: ``POST /api/v1/readings`` into the ingest log;
 - :mod:`~sensorstream.api.queries`: devices, series, results, alerts, dead letters, late

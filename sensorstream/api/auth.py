@@ -1,6 +1,6 @@
 """Who may call the API: a bearer token with the scope asked for, or loopback when none is set.
 
-A request presents ``Authorization: Bearer <token>``; :mod:`~sensorstream.api.tokens` says
+A request presents ``Authorization: Bearer <token>``; :mod:`~sensorstream.tokens` says
 where tokens are configured. The presented token's SHA-256 is compared with *every*
 configured token's, each with :func:`hmac.compare_digest`, so the time taken reveals neither
 whether nor which one matched. Answers:
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 from fastapi import HTTPException, Request
 
-from sensorstream.api.tokens import Scope, Token, TokenSettings, digest_of, resolve_tokens
 from sensorstream.errors import SensorstreamError
+from sensorstream.tokens import Scope, Token, TokenSettings, digest_of, resolve_tokens
 
 __all__ = ["Auth", "Denied", "Grant", "is_loopback"]
 
@@ -59,7 +59,7 @@ class Denied(SensorstreamError):
 class Auth:
     """Checks requests against the configured tokens; see the module.
 
-    >>> from sensorstream.api.tokens import Token
+    >>> from sensorstream.tokens import Token
     >>> auth = Auth([Token.of("a-gateway-token-0123", ["ingest"], "gateway")])
     >>> auth.check("Bearer a-gateway-token-0123", "192.0.2.7", "ingest").who
     'gateway'

@@ -34,7 +34,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, model_validator
 
-from sensorstream.api.tokens import Token, TokenSettings, resolve_tokens
 from sensorstream.errors import ConfigError, SourceError
 from sensorstream.readings import Decoded, ReadingFormat, decode_json_lines, empty_dead_letters
 from sensorstream.readings.scanner import preload, supports
@@ -46,6 +45,7 @@ from sensorstream.sources.ingest_log import (
     LogReader,
     Record,
 )
+from sensorstream.tokens import Token, TokenSettings, resolve_tokens
 
 if TYPE_CHECKING:
     from sensorstream.api.server import BackgroundServer
@@ -74,7 +74,7 @@ class HttpSource(Source):
         log_dir: The ingest log's folder; by default beside the checkpoints.
         max_request_bytes: The largest body, as sent and decompressed (413 past it).
         max_unconsumed_bytes: The log's room for lines not yet checkpointed (429 past it).
-        tokens: Bearer tokens and their scopes (see :mod:`sensorstream.api.tokens`).
+        tokens: Bearer tokens and their scopes (see :mod:`sensorstream.tokens`).
         serve: Serve the endpoint while reading; False reads a log others write.
         follow: Wait for more posts when caught up (yielding None); False ends there.
         batch_bytes: About how many bytes of requests to decode into one batch.

@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from sensorstream.api.auth import Auth, Denied, Grant
-from sensorstream.api.tokens import Token, TokenSettings, parse_tokens, resolve_tokens
 from sensorstream.errors import ConfigError
+from sensorstream.tokens import Token, TokenSettings, parse_tokens, resolve_tokens
 
 GATEWAY = "gateway-token-0123456789"
 READER = "reader-token-0123456789"

@@ -14,9 +14,9 @@ from fastapi.testclient import TestClient
 
 from sensorstream.api.auth import Auth
 from sensorstream.api.ingest import PATH, ingest_app, ingest_router
-from sensorstream.api.tokens import Token
 from sensorstream.readings import ReadingFormat
 from sensorstream.sources.ingest_log import HEADER_BYTES, IngestLog, Record
+from sensorstream.tokens import Token
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 FORMAT = ReadingFormat(measurements={"temperature": "float"})

@@ -14,7 +14,6 @@ import httpx
 import polars as pl
 import pytest
 
-from sensorstream.api.tokens import TokenSettings
 from sensorstream.errors import ConfigError, SourceError
 from sensorstream.pipeline.spec import CheckpointSpec, PipelineSpec, ReadingsSpec, parse_spec
 from sensorstream.readings import ReadingFormat
@@ -22,6 +21,7 @@ from sensorstream.runtime.runner import Runner
 from sensorstream.sources import SOURCES, HttpSource, HttpSourceSettings, SourceBatch
 from sensorstream.sources.ingest_log import IngestLog
 from sensorstream.testing import ListSink
+from sensorstream.tokens import TokenSettings
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 FORMAT = ReadingFormat(measurements={"temperature": "float"})
