@@ -36,7 +36,8 @@ from sensorstream.store import Store
 REPO = Path(__file__).resolve().parent.parent
 PIPELINE = """
 name: http_bench
-source: {{type: http, port: {port}}}
+source: {{type: http}}
+api: {{port: {port}}}
 readings: {{measurements: {{temperature: float, humidity: float}}}}
 steps:
   - name: per_device_1m

@@ -7,8 +7,7 @@ scopes it lists: ``admin`` does not imply the others.
 In a pipeline, each token is written as the environment variable holding it (``token_env``,
 which keeps the secret out of the file) or as the text itself (``token``)::
 
-    source:
-      type: http
+    api:
       tokens:
         - {token_env: GATEWAY_TOKEN, scopes: [ingest]}
         - {token: "a-long-random-text-for-the-dashboard", scopes: [read]}
@@ -149,7 +148,7 @@ def parse_tokens(text: str, label: str = TOKENS_ENV) -> list[Token]:
 def resolve_tokens(
     configured: Sequence[TokenSettings],
     environ: Mapping[str, str] | None = None,
-    where: str = "source.tokens",
+    where: str = "api.tokens",
 ) -> list[Token]:
     """The configured tokens (``where`` names them in messages) and ``SENSORSTREAM_TOKENS``'."""
     environ = os.environ if environ is None else environ

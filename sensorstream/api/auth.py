@@ -75,7 +75,7 @@ class Auth:
         cls,
         tokens: Sequence[TokenSettings] = (),
         environ: Mapping[str, str] | None = None,
-        where: str = "source.tokens",
+        where: str = "api.tokens",
     ) -> Auth:
         """The configured tokens (``where`` names them in messages) and ``SENSORSTREAM_TOKENS``'."""
         return cls(resolve_tokens(tokens, environ, where))
@@ -92,7 +92,7 @@ class Auth:
                 return Grant(LOOPBACK, frozenset(("ingest", "read", "admin")))
             msg = (
                 f"no API token is configured, so only clients on this machine may call it (this "
-                f"one is {client_host or 'unknown'}): configure a token in source.tokens or "
+                f"one is {client_host or 'unknown'}): configure a token in api.tokens or "
                 "SENSORSTREAM_TOKENS, and send it as Authorization: Bearer <token>"
             )
             raise Denied(403, msg)

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -39,9 +39,16 @@ from sensorstream.api.bodies import BodyError, decompressed, json_lines
 from sensorstream.readings import ReadingFormat, decode_json_lines
 from sensorstream.sources.ingest_log import Backpressure, IngestLog, IngestLogError, count_lines
 
-__all__ = ["DEFAULT_MAX_REQUEST_BYTES", "IngestResult", "LineError", "ingest_app", "ingest_router"]
+__all__ = [
+    "DEFAULT_MAX_REQUEST_BYTES",
+    "PATH",
+    "IngestResult",
+    "LineError",
+    "ingest_path",
+    "ingest_router",
+]
 
-PATH = "/api/v1/readings"
+PATH = "/api/v1/readings"  # the readings stream's; another stream's is ingest_path(name)
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 MAX_ERRORS = 1000
 _LINE = re.compile(r"^line (\d+) of ")
@@ -105,19 +112,25 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
+def ingest_path(stream: str) -> str:
+    """Where a stream's records are posted: ``/api/v1/readings``, or ``/api/v1/streams/NAME``."""
+    return PATH if stream == "readings" else f"/api/v1/streams/{stream}"
+
+
 def ingest_router(
     log: IngestLog,
     fmt: ReadingFormat,
     auth: Auth,
     *,
+    path: str = PATH,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     clock: Callable[[], datetime] = system_clock,
 ) -> APIRouter:
-    """The router of ``POST /api/v1/readings``, appending to ``log``; see the module."""
+    """The router of ``POST path`` (one stream's), appending to ``log``; see the module."""
     router = APIRouter(tags=["ingest"])
 
     @router.post(
-        PATH,
+        path,
         dependencies=[Depends(auth.require("ingest"))],  # 401/403 before the body is read
         response_model=IngestResult,
         responses=_RESPONSES,
@@ -164,19 +177,6 @@ def ingest_router(
         return JSONResponse(result.model_dump(exclude_none=True), status_code=status)
 
     return router
-
-
-def ingest_app(
-    log: IngestLog,
-    fmt: ReadingFormat,
-    auth: Auth,
-    *,
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-) -> FastAPI:
-    """An app serving only the ingest endpoint: what the HTTP source runs on its own."""
-    app = FastAPI(title="sensorstream ingest", docs_url=None, redoc_url=None)
-    app.include_router(ingest_router(log, fmt, auth, max_request_bytes=max_request_bytes))
-    return app
 
 
 async def _body(request: Request, limit: int) -> bytes:

@@ -63,19 +63,35 @@ def run(
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     serve: Annotated[
-        bool, typer.Option(help="Serve the API (queries, live events, /metrics) while running.")
-    ] = True,
-    host: Annotated[str, typer.Option(help="Where the API listens.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="The API's port.", min=0, max=65535)] = 8000,
+        bool | None,
+        typer.Option(
+            help="Serve the API (queries, live events, /metrics, ingest) while running "
+            "[default: api.serve, true]",
+            show_default=False,
+        ),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Where the API listens [default: api.host, 127.0.0.1]", show_default=False
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="The API's port [default: api.port, 8000]", min=0, max=65535, show_default=False
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline defined in YAML until its source ends (Ctrl-C stops it cleanly)."""
     from sensorstream.pipeline.spec import load_spec
 
     with friendly_errors():
         spec = load_spec(pipeline)
-        _finish(
-            _execute(spec, fresh=fresh, progress=progress, serve=(host, port) if serve else None)
+        spec = spec.model_copy(
+            update={"api": spec.api.overridden(serve=serve, host=host, port=port)}
         )
+        _finish(_execute(spec, fresh=fresh, progress=progress))
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -114,6 +130,7 @@ def replay(
         from sensorstream.cli.specs import replay_spec
 
         spec = replay_spec(file, name=name, pipeline=pipeline, speed=speed, window=window, db=db)
+        spec = spec.model_copy(update={"api": spec.api.overridden(serve=False)})
         try:
             outcome = _execute(spec, fresh=fresh, progress=True)
         except CheckpointError as error:
@@ -211,6 +228,7 @@ def demo(
         from sensorstream.cli.specs import DEMO_DB, demo_spec
 
         spec = demo_spec(devices, window, duration)
+        spec = spec.model_copy(update={"api": spec.api.overridden(serve=serve, port=port)})
         console.print(
             Text.assemble(
                 ("sensorstream demo", "bold"),
@@ -221,19 +239,13 @@ def demo(
                 ". Ctrl-C to stop.",
             )
         )
-        _finish(
-            _execute(spec, fresh=True, progress=False, serve=("127.0.0.1", port) if serve else None)
-        )
+        _finish(_execute(spec, fresh=True, progress=False))
 
 
-def _execute(
-    spec: PipelineSpec, *, fresh: bool, progress: bool, serve: tuple[str, int] | None = None
-) -> Outcome:
+def _execute(spec: PipelineSpec, *, fresh: bool, progress: bool) -> Outcome:
     from sensorstream.cli.execute import execute
 
-    return execute(
-        spec, fresh=fresh, progress=progress, console=console, errors=errors, serve=serve
-    )
+    return execute(spec, fresh=fresh, progress=progress, console=console, errors=errors)
 
 
 def _finish(outcome: Outcome) -> None:

@@ -26,6 +26,7 @@ from rich.text import Text
 from sensorstream.cli.failures import ExitCode
 from sensorstream.cli.summary import Outcome, dead_letter_warning
 from sensorstream.display import safe_text
+from sensorstream.errors import ConfigError
 
 if TYPE_CHECKING:
     from sensorstream.pipeline.spec import PipelineSpec
@@ -96,11 +97,10 @@ def execute(
     progress: bool,
     console: Console,
     errors: Console,
-    serve: tuple[str, int] | None = None,
 ) -> Outcome:
     """Run ``spec`` to the end of its source, or until Ctrl-C; returns how it went.
 
-    ``serve`` is where to serve the pipeline's API while it runs (host, port), or None.
+    The pipeline's API is served while it runs, as its ``api:`` section says.
     """
     from sensorstream.runtime.runner import Runner
     from sensorstream.sinks import DuckDBSinkSettings
@@ -110,7 +110,7 @@ def execute(
         if not progress:
             runner = Runner(spec, fresh=fresh, on_batch=lambda _, counters: warn_early(counters))
             interrupts.runner = runner
-            with _serving(runner, serve, errors):
+            with _serving(runner, errors):
                 summary = runner.run()
         else:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -138,7 +138,7 @@ def execute(
 
                 runner = Runner(spec, fresh=fresh, on_batch=advance)
                 interrupts.runner = runner
-                with _serving(runner, serve, errors):
+                with _serving(runner, errors):
                     summary = runner.run()
     return Outcome(
         summary=summary,
@@ -152,22 +152,29 @@ def execute(
 
 
 @contextlib.contextmanager
-def _serving(runner: Runner, serve: tuple[str, int] | None, errors: Console) -> Iterator[None]:
-    """Serve the pipeline's API while the body runs; a busy port is a warning, not a failure."""
-    if serve is None:
+def _serving(runner: Runner, errors: Console) -> Iterator[None]:
+    """Serve the pipeline's API while the body runs.
+
+    A busy port is a warning, unless a stream takes its posts there: then it is an error.
+    """
+    from sensorstream.runtime.serving import PipelineServer, check_served, ingest_paths
+
+    api = runner.spec.api
+    check_served(runner, api.serve)
+    if not api.serve:
         yield
         return
-    from sensorstream.runtime.serving import PipelineServer
-
-    host, port = serve
     try:
-        server = PipelineServer(runner, host=host, port=port).start()
+        server = PipelineServer(runner).start()
     except OSError as error:
+        why = f"cannot serve the API on {api.host}:{api.port} ({error.strerror or error})"
+        if taking := ", ".join(ingest_paths(runner)):
+            msg = f"{why}, where stream {taking} takes its posts: choose another --port"
+            raise ConfigError(msg) from error
         errors.print(
             Text.assemble(
                 ("warning: ", "bold yellow"),
-                f"not serving the API on {host}:{port} ({error.strerror or error}); "
-                "the pipeline runs without it (choose another --port, or --no-serve)",
+                f"{why}; the pipeline runs without it (choose another --port, or --no-serve)",
             )
         )
         yield
@@ -175,6 +182,17 @@ def _serving(runner: Runner, serve: tuple[str, int] | None, errors: Console) -> 
     errors.print(
         Text.assemble(("API: ", "bold"), safe_text(server.url), " (OpenAPI docs at /docs)")
     )
+    for stream, path in server.ingest.items():
+        errors.print(
+            Text.assemble(
+                ("Ingest: ", "bold"),
+                "POST ",
+                safe_text(server.url + path),
+                " (",
+                safe_text(stream),
+                ")",
+            )
+        )
     try:
         yield
     finally:

@@ -27,6 +27,7 @@ from sensorstream.durations import Duration
 from sensorstream.engine.plan import Dedup, EnginePlan, EventTime, StreamDecl
 from sensorstream.engine.steps import READINGS, StepError
 from sensorstream.errors import ConfigError
+from sensorstream.pipeline.api import ApiSpec
 from sensorstream.pipeline.readings import LimitsSpec, MeasurementSpec, ReadingsSpec
 from sensorstream.pipeline.steps import (
     DeriveStepSpec,
@@ -120,7 +121,7 @@ class StreamSpec(_Model):
 
 
 class PipelineSpec(_Model):
-    """A whole pipeline: streams, tables, event time, steps, sinks, checkpoints.
+    """A whole pipeline: streams, tables, event time, steps, sinks, checkpoints, its API.
 
     ``source`` and ``readings`` declare the ``readings`` stream; ``streams`` declares
     further named ones (``devices``, ``events``), each read by the steps that name it.
@@ -136,6 +137,7 @@ class PipelineSpec(_Model):
     steps: list[StepSpec] = []
     sinks: list[SinkSettings] = []
     checkpoint: CheckpointSpec = CheckpointSpec()
+    api: ApiSpec = ApiSpec()
 
     @model_validator(mode="after")
     def _some_stream(self) -> PipelineSpec:

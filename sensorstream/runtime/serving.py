@@ -1,10 +1,12 @@
 """Serving a running pipeline's API from its own process, beside the runner.
 
-:class:`PipelineServer` adds a live sink to the runner (its events feed the SSE stream),
-reads the store through the DuckDB sink's own connection (DuckDB lets no other process in
-while it writes), serves the runner's metrics, and runs the app in a background uvicorn
-thread. With no token configured (``SENSORSTREAM_TOKENS``) only clients on this machine
-may call it; it listens on loopback unless told otherwise.
+:class:`PipelineServer` composes one app for the run: the query API over the store (read
+through the DuckDB sink's own connection, since DuckDB lets no other process in while it
+writes), live events (a live sink added to the runner feeds them), the runner's
+``/metrics``, and ``POST`` for every stream whose source is ``http`` (appending to that
+source's ingest log). It runs the app in a background uvicorn thread, where the
+pipeline's ``api:`` section says (loopback by default), with its tokens and
+``SENSORSTREAM_TOKENS``'; with none configured only clients on this machine may call it.
 """
 
 from __future__ import annotations
@@ -13,55 +15,52 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import TracebackType
 
-from fastapi import Depends
+from fastapi import APIRouter, Depends
 
 from sensorstream.api.app import Serving, create_app
 from sensorstream.api.auth import Auth
+from sensorstream.api.ingest import ingest_path, ingest_router
+from sensorstream.api.queries import StoreOpener
 from sensorstream.api.server import BackgroundServer
-from sensorstream.errors import SinkError, StoreError
+from sensorstream.errors import ConfigError, SinkError, StoreError
 from sensorstream.runtime.runner import Runner
 from sensorstream.sinks.duckdb import DuckDBSink
 from sensorstream.sinks.live import LiveHub, LiveSink
+from sensorstream.sources.http import HttpSource
 from sensorstream.store import Store
-
-DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 
 
 class PipelineServer:
-    """The API of one running pipeline; start it before :meth:`Runner.run`, close it after."""
+    """The API of one running pipeline; start it before :meth:`Runner.run`, close it after.
+
+    ``host`` and ``port`` override the pipeline's ``api:`` section (port 0: a free one).
+    """
 
     def __init__(
         self,
         runner: Runner,
         *,
-        host: str = DEFAULT_HOST,
-        port: int = DEFAULT_PORT,
+        host: str | None = None,
+        port: int | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
+        settings = runner.spec.api.overridden(host=host, port=port)
+        name = runner.spec.name
+        auth = Auth.configure(settings.tokens, environ)
         self.hub = LiveHub()
         runner.sinks.append(LiveSink(self.hub))
-        store = next((sink for sink in runner.sinks if isinstance(sink, DuckDBSink)), None)
-        name = runner.spec.name
-
-        @contextmanager
-        def open_store() -> Iterator[Store]:
-            if store is None:
-                msg = f"pipeline {name!r} has no duckdb sink: it stores nothing to query"
-                raise StoreError(msg)
-            try:
-                cursor = store.reader()
-            except SinkError:
-                msg = f"pipeline {name!r} has not opened its store yet; try again in a moment"
-                raise StoreError(msg) from None
-            with Store(store.path, cursor) as opened:
-                yield opened
-
-        auth = Auth.configure((), environ, where="SENSORSTREAM_TOKENS")
+        self.ingest = ingest_paths(runner)
         app = create_app(
-            Serving(name, open_store, self.hub, runner.metrics),
+            Serving(
+                name,
+                _store_opener(runner),
+                self.hub,
+                runner.metrics,
+                routers=_ingest_routers(runner, auth),
+            ),
             read=[Depends(auth.require("read"))],
         )
-        self.server = BackgroundServer(app, host, port, name=f"api-{name}")
+        self.server = BackgroundServer(app, settings.host, settings.port, name=f"api-{name}")
 
     @property
     def url(self) -> str:
@@ -87,3 +86,64 @@ class PipelineServer:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def ingest_paths(runner: Runner) -> dict[str, str]:
+    """Each stream that takes posts on the API, and its path."""
+    return {
+        name: ingest_path(name)
+        for name, stream in runner.streams.items()
+        if isinstance(stream.source, HttpSource) and stream.source.serve
+    }
+
+
+def check_served(runner: Runner, serve: bool) -> None:
+    """A ConfigError if a stream takes posts on an API the run will not serve."""
+    taking = ingest_paths(runner)
+    if taking and not serve:
+        names = ", ".join(taking)
+        msg = (
+            f"stream {names} takes posts on the pipeline's API, which this run does not "
+            "serve: drop --no-serve (or api.serve: false), or set serve: false on its source "
+            "to read an ingest log that another process writes"
+        )
+        raise ConfigError(msg)
+
+
+def _ingest_routers(runner: Runner, auth: Auth) -> list[APIRouter]:
+    routers = []
+    for name, path in ingest_paths(runner).items():
+        stream = runner.streams[name]
+        source = stream.source
+        assert isinstance(source, HttpSource)  # ingest_paths took only these
+        routers.append(
+            ingest_router(
+                source.log(),
+                stream.format,
+                auth,
+                path=path,
+                max_request_bytes=source.max_request_bytes,
+            )
+        )
+    return routers
+
+
+def _store_opener(runner: Runner) -> StoreOpener:
+    """The store as the DuckDB sink's reader sees it, opened per request."""
+    store = next((sink for sink in runner.sinks if isinstance(sink, DuckDBSink)), None)
+    name = runner.spec.name
+
+    @contextmanager
+    def open_store() -> Iterator[Store]:
+        if store is None:
+            msg = f"pipeline {name!r} has no duckdb sink: it stores nothing to query"
+            raise StoreError(msg)
+        try:
+            cursor = store.reader()
+        except SinkError:
+            msg = f"pipeline {name!r} has not opened its store yet; try again in a moment"
+            raise StoreError(msg) from None
+        with Store(store.path, cursor) as opened:
+            yield opened
+
+    return open_store

@@ -17,24 +17,25 @@ The log lives in ``log_dir``, by default beside the checkpoints
 log: what was acknowledged stays). When a checkpoint is saved, segments wholly before its
 position are deleted; the log's room (``max_unconsumed_bytes``) counts what comes after it.
 
-Until the API app composes its routers (``sensorstream/api/app.py``), the source serves the
-ingest endpoint itself, in a background thread (``serve: true``; see :meth:`HttpSource._serve`,
-the one place that will move). ``follow: false`` reads what the log holds and ends, for
-replays and tests.
+The endpoint itself is the pipeline's API's (:mod:`sensorstream.runtime.serving` mounts
+:func:`~sensorstream.api.ingest.ingest_router` on this source's log): one server, one port,
+one set of tokens (the pipeline's ``api:`` section) for ingest, queries and live events.
+``serve: false`` leaves the endpoint out, to read a log that another process writes;
+``follow: false`` reads what the log holds and ends, for replays and tests.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import polars as pl
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, model_validator
 
-from sensorstream.errors import ConfigError, SourceError
+from sensorstream.errors import ConfigError
 from sensorstream.readings import Decoded, ReadingFormat, decode_json_lines, empty_dead_letters
 from sensorstream.readings.scanner import preload, supports
 from sensorstream.sources.base import Clock, Identity, InputChange, Source, SourceBatch
@@ -45,10 +46,6 @@ from sensorstream.sources.ingest_log import (
     LogReader,
     Record,
 )
-from sensorstream.tokens import Token, TokenSettings, resolve_tokens
-
-if TYPE_CHECKING:
-    from sensorstream.api.server import BackgroundServer
 
 __all__ = ["HttpSource", "HttpSourceSettings"]
 
@@ -68,14 +65,11 @@ class HttpSource(Source):
     """Readings posted to ``POST /api/v1/readings``, read from the ingest log; see the module.
 
     Args:
-        host: The address the endpoint listens on (``0.0.0.0`` for every interface: then
-            configure a token, since only loopback clients may post without one).
-        port: Its port; 0 picks a free one (:attr:`port` says which, once serving).
         log_dir: The ingest log's folder; by default beside the checkpoints.
         max_request_bytes: The largest body, as sent and decompressed (413 past it).
         max_unconsumed_bytes: The log's room for lines not yet checkpointed (429 past it).
-        tokens: Bearer tokens and their scopes (see :mod:`sensorstream.tokens`).
-        serve: Serve the endpoint while reading; False reads a log others write.
+        serve: The pipeline's API takes posts for this stream; False reads a log that
+            another process writes.
         follow: Wait for more posts when caught up (yielding None); False ends there.
         batch_bytes: About how many bytes of requests to decode into one batch.
     """
@@ -85,12 +79,9 @@ class HttpSource(Source):
     def __init__(
         self,
         *,
-        host: str = "127.0.0.1",
-        port: int = 8000,
         log_dir: str | Path | None = None,
         max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
         max_unconsumed_bytes: int = DEFAULT_MAX_UNCONSUMED_BYTES,
-        tokens: Sequence[TokenSettings] = (),
         serve: bool = True,
         follow: bool = True,
         batch_bytes: int = DEFAULT_BATCH_BYTES,
@@ -102,21 +93,12 @@ class HttpSource(Source):
                 "could never be taken"
             )
             raise ConfigError(msg)
-        self.host, self.port = host, port
         self.log_dir = Path(log_dir) if log_dir is not None else None
         self.max_request_bytes = max_request_bytes
         self.max_unconsumed_bytes = max_unconsumed_bytes
-        self.tokens = tuple(tokens)
         self.serve, self.follow = serve, follow
         self.batch_bytes = batch_bytes
         self._log: IngestLog | None = None
-        self._server: BackgroundServer | None = None
-        self._tokens: list[Token] | None = None  # resolved by prepare()
-
-    @property
-    def url(self) -> str | None:
-        """The endpoint's base URL while the source serves it (``POST {url}/api/v1/readings``)."""
-        return None if self._server is None else self._server.url
 
     # -- the source contract ----------------------------------------------------------------
     def use_checkpoint_dir(self, folder: Path, stream: str) -> None:
@@ -126,15 +108,9 @@ class HttpSource(Source):
             self.log_dir = folder.parent / f"{folder.name}.{suffix}"
 
     def prepare(self, fmt: ReadingFormat) -> None:
-        """Check the tokens, open the log (cutting off a torn tail), load the NDJSON scanner.
-
-        A token whose environment variable is not set is a ConfigError now, before the
-        sinks open, rather than at the first read.
-        """
+        """Open the log (cutting off a torn tail) and load the NDJSON scanner."""
         if supports(fmt):
             preload()
-        if self.serve:
-            self._tokens = resolve_tokens(self.tokens)
         self.log()
 
     def log(self) -> IngestLog:
@@ -185,8 +161,6 @@ class HttpSource(Source):
         log = self.log()
         start = resume_after.get(0)
         reader = log.reader(start)
-        if self.serve:
-            self._serve(log, fmt)
         try:
             while True:
                 records = reader.read(self.batch_bytes)
@@ -215,36 +189,10 @@ class HttpSource(Source):
         return more
 
     def close(self) -> None:
-        """Stop serving (requests in flight finish), then close the log."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        """Close the log (the pipeline's server stops taking posts before its source closes)."""
         if self._log is not None:
             self._log.close()
             self._log = None
-
-    # -- serving, until the API app does it -------------------------------------------------
-    def _serve(self, log: IngestLog, fmt: ReadingFormat) -> None:
-        """Serve the ingest endpoint in a background thread, once."""
-        if self._server is not None:
-            return
-        from sensorstream.api.auth import Auth
-        from sensorstream.api.ingest import ingest_app
-        from sensorstream.api.server import BackgroundServer
-
-        auth = Auth(self._tokens if self._tokens is not None else resolve_tokens(self.tokens))
-        app = ingest_app(log, fmt, auth, max_request_bytes=self.max_request_bytes)
-        try:
-            server = BackgroundServer(app, self.host, self.port, name="http ingest")
-        except OSError as error:
-            msg = (
-                f"the http source cannot listen on {self.host}:{self.port}: "
-                f"{error.strerror or error}; set source.port to a free port (or stop what "
-                "holds it)"
-            )
-            raise SourceError(msg) from error
-        self._server = server.start()
-        self.port = server.port
 
 
 def _batch(records: list[Record], fmt: ReadingFormat, start: int | None) -> SourceBatch:
@@ -286,19 +234,16 @@ def _micros(moment: datetime) -> int:
 class HttpSourceSettings(BaseModel):
     """An :class:`HttpSource` as written under ``source:`` in a pipeline YAML.
 
-    >>> HttpSourceSettings(port=8080, max_request_bytes="4MiB").max_request_bytes
+    >>> HttpSourceSettings(max_request_bytes="4MiB").max_request_bytes
     4194304
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["http"] = "http"
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
     log_dir: Path | None = None
     max_request_bytes: ByteSize = Field(default=ByteSize(DEFAULT_MAX_REQUEST_BYTES), gt=0)
     max_unconsumed_bytes: ByteSize = Field(default=ByteSize(DEFAULT_MAX_UNCONSUMED_BYTES), gt=0)
-    tokens: tuple[TokenSettings, ...] = ()
     serve: bool = True
     follow: bool = True
     batch_bytes: ByteSize = Field(default=ByteSize(DEFAULT_BATCH_BYTES), gt=0)
@@ -316,12 +261,9 @@ class HttpSourceSettings(BaseModel):
     def build(self) -> HttpSource:
         """The source these settings describe; nothing is opened until the pipeline runs."""
         return HttpSource(
-            host=self.host,
-            port=self.port,
             log_dir=self.log_dir,
             max_request_bytes=int(self.max_request_bytes),
             max_unconsumed_bytes=int(self.max_unconsumed_bytes),
-            tokens=self.tokens,
             serve=self.serve,
             follow=self.follow,
             batch_bytes=int(self.batch_bytes),

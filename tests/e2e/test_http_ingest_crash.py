@@ -35,7 +35,8 @@ CLIENTS = 3
 
 PIPELINE = """
 name: posted
-source: {{type: http, port: {port}}}
+source: {{type: http}}
+api: {{port: {port}}}
 readings: {{measurements: {{temperature: float}}}}
 event_time: {{out_of_orderness: 5s}}
 steps:

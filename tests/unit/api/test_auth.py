@@ -55,7 +55,7 @@ def test_without_tokens_any_other_client_is_told_to_configure_one(host: str) -> 
     answer = client(Auth(), host).get("/ingest")
 
     assert answer.status_code == 403
-    assert "configure a token in source.tokens or SENSORSTREAM_TOKENS" in answer.json()["detail"]
+    assert "configure a token in api.tokens or SENSORSTREAM_TOKENS" in answer.json()["detail"]
 
 
 # -- with tokens ---------------------------------------------------------------------------
@@ -148,8 +148,8 @@ def test_tokens_come_from_the_settings_and_the_environment() -> None:
     auth = Auth.configure(configured, environ)
 
     assert [(t.label, sorted(t.scopes)) for t in auth.tokens] == [
-        ("source.tokens[0]", ["ingest"]),
-        ("source.tokens[1] ($READER_TOKEN)", ["read"]),
+        ("api.tokens[0]", ["ingest"]),
+        ("api.tokens[1] ($READER_TOKEN)", ["read"]),
         ("SENSORSTREAM_TOKENS entry 1", ["admin"]),
     ]
     assert auth.check("Bearer admin-token-0123456789", None, "admin").who == (
@@ -183,7 +183,7 @@ def test_a_malformed_environment_variable_says_which_entry_never_the_token(
 
 def test_a_token_env_that_is_not_set_is_a_config_error() -> None:
     configured = (TokenSettings(token_env="MISSING_TOKEN", scopes=("ingest",)),)
-    with pytest.raises(ConfigError, match=r"source.tokens\[0\]: the environment variable MISSING"):
+    with pytest.raises(ConfigError, match=r"api.tokens\[0\]: the environment variable MISSING"):
         resolve_tokens(configured, environ={})
 
 

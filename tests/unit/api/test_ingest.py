@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from sensorstream.api.auth import Auth
-from sensorstream.api.ingest import PATH, ingest_app, ingest_router
+from sensorstream.api.ingest import PATH, ingest_path, ingest_router
 from sensorstream.readings import ReadingFormat
 from sensorstream.sources.ingest_log import HEADER_BYTES, IngestLog, Record
 from sensorstream.tokens import Token
@@ -308,9 +308,15 @@ def test_posting_needs_the_ingest_scope(log: IngestLog) -> None:
 
 
 def test_the_openapi_schema_documents_the_endpoint(log: IngestLog) -> None:
-    app = ingest_app(log, FORMAT, Auth())
+    app = FastAPI()
+    app.include_router(ingest_router(log, FORMAT, Auth()))
     schema = TestClient(app).get("/openapi.json").json()
 
     post = schema["paths"][PATH]["post"]
     assert {"200", "207", "400", "401", "403", "413", "429", "503"} <= set(post["responses"])
     assert {"application/json", "application/x-ndjson"} <= set(post["requestBody"]["content"])
+
+
+def test_each_stream_has_its_path_and_readings_keeps_the_short_one() -> None:
+    assert ingest_path("readings") == PATH == "/api/v1/readings"
+    assert ingest_path("doors") == "/api/v1/streams/doors"

@@ -1,27 +1,22 @@
-"""The HTTP source: posted lines read back from the ingest log, resumed exactly, served live."""
+"""The HTTP source: posted lines read back from the ingest log, in order, resumed exactly.
+
+Served by a running pipeline's API: tests/unit/runtime/test_serving.py.
+"""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
-import polars as pl
 import pytest
 
-from sensorstream.errors import ConfigError, SourceError
-from sensorstream.pipeline.spec import CheckpointSpec, PipelineSpec, ReadingsSpec, parse_spec
+from sensorstream.errors import ConfigError
 from sensorstream.readings import ReadingFormat
-from sensorstream.runtime.runner import Runner
 from sensorstream.sources import SOURCES, HttpSource, HttpSourceSettings, SourceBatch
 from sensorstream.sources.ingest_log import IngestLog
-from sensorstream.testing import ListSink
-from sensorstream.tokens import TokenSettings
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 FORMAT = ReadingFormat(measurements={"temperature": "float"})
@@ -162,100 +157,3 @@ def test_settings_keep_room_in_the_log_for_the_largest_request() -> None:
         HttpSourceSettings(max_request_bytes="16MiB", max_unconsumed_bytes="16MiB")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="must leave room"):
         HttpSource(max_request_bytes=100, max_unconsumed_bytes=100)
-
-
-def test_tokens_round_trip_through_the_pipeline_yaml(tmp_path: Path) -> None:
-    text = """
-name: posted
-source:
-  type: http
-  port: 8080
-  tokens:
-    - {token_env: GATEWAY_TOKEN, scopes: [ingest]}
-    - {token: a-long-text-for-the-dashboard, scopes: [read, admin]}
-readings: {measurements: {temperature: float}}
-"""
-    spec = parse_spec(text)
-    assert isinstance(spec.source, HttpSourceSettings)
-    assert [t.scopes for t in spec.source.tokens] == [("ingest",), ("read", "admin")]
-    assert "a-long-text-for-the-dashboard" not in repr(spec.source)
-    assert parse_spec(spec.to_yaml()) == spec
-
-
-def test_a_token_env_not_set_stops_the_pipeline_before_it_reads(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("GATEWAY_TOKEN", raising=False)
-    http = HttpSource(
-        log_dir=tmp_path, tokens=[TokenSettings(token_env="GATEWAY_TOKEN", scopes=("ingest",))]
-    )
-    with closing(http), pytest.raises(ConfigError, match=r"source.tokens\[0\].*GATEWAY_TOKEN"):
-        http.prepare(FORMAT)
-
-
-# -- served by a real pipeline -------------------------------------------------------------
-
-
-@pytest.fixture
-def running(tmp_path: Path) -> Iterator[tuple[Runner, ListSink, HttpSource]]:
-    spec = PipelineSpec(
-        name="posted",
-        source=HttpSourceSettings(port=0),
-        readings=ReadingsSpec(measurements={"temperature": "float"}),
-        checkpoint=CheckpointSpec(interval=timedelta(milliseconds=50)),
-    )
-    sink = ListSink()
-    runner = Runner(spec, sinks=[sink], checkpoint_dir=tmp_path / "checkpoints")
-    http = runner.source
-    assert isinstance(http, HttpSource)
-    thread = threading.Thread(target=runner.run)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while http.url is None:
-            assert thread.is_alive(), "the pipeline stopped before it served"
-            assert time.monotonic() < deadline, "the pipeline never served"
-            time.sleep(0.01)
-        yield runner, sink, http
-    finally:
-        runner.stop()
-        thread.join(30)
-
-
-def test_a_running_pipeline_serves_the_endpoint_and_processes_what_is_posted(
-    running: tuple[Runner, ListSink, HttpSource], tmp_path: Path
-) -> None:
-    runner, sink, http = running
-    now_ms = int(time.time() * 1000)
-    body = "".join(
-        json.dumps({"device_id": "d", "ts": now_ms + n, "temperature": n}) + "\n" for n in range(5)
-    )
-
-    answer = httpx.post(f"{http.url}/api/v1/readings", content=body, timeout=10)
-
-    assert (answer.status_code, answer.json()["accepted"]) == (200, 5)
-    deadline = time.monotonic() + 10
-    while sum(frame.height for _, _, frame in sink.readings) < 5:
-        assert time.monotonic() < deadline, "the pipeline never read what was posted"
-        time.sleep(0.01)
-    stored = pl.concat(frame for _, _, frame in sink.readings)
-    assert stored["temperature"].to_list() == [0.0, 1.0, 2.0, 3.0, 4.0]
-    assert (tmp_path / "checkpoints.ingest-log").is_dir()
-    runner.stop()
-
-
-def test_a_port_in_use_is_a_source_error_saying_what_to_change(tmp_path: Path) -> None:
-    post(tmp_path, reading(0))
-    with closing(source(tmp_path, serve=True, port=0)) as first:
-        items = first.read(FORMAT, {}, clock)
-        next(items)
-        assert first.url is not None
-        taken = int(first.url.rsplit(":", 1)[1])
-        with IngestLog(tmp_path / "other") as other:
-            second = HttpSource(port=taken, log_dir=other.folder)
-            second._log = other
-            with pytest.raises(
-                SourceError, match=f"cannot listen on 127.0.0.1:{taken}.*source.port"
-            ):
-                next(second.read(FORMAT, {}, clock))
-        items.close()
