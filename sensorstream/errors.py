@@ -41,5 +41,9 @@ class StoreError(SensorstreamError):
     """What a sink stored cannot be opened or queried (missing, locked, unknown pipeline)."""
 
 
+class StoreBusy(StoreError):
+    """The store cannot be read just now (a pipeline holds it, or has not opened it yet)."""
+
+
 class CheckpointError(SensorstreamError):
     """A checkpoint is missing, corrupt or was written by a different pipeline."""

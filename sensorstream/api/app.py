@@ -9,16 +9,20 @@ read scope, or loopback only), so the app itself holds no policy and no global s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
+from sensorstream.api.auth import Auth
 from sensorstream.api.live import events_router, metrics_router
 from sensorstream.api.queries import StoreOpener, compute_router, query_router
 from sensorstream.runtime.metrics import PipelineMetrics
 from sensorstream.sinks.live import LiveHub
+from sensorstream.store import Store
 
 
 @dataclass
@@ -33,14 +37,18 @@ class Serving:
 
 
 def create_app(
-    serving: Serving, *, read: Sequence[Any] = (), title: str = "sensorstream"
+    serving: Serving,
+    *,
+    read: Sequence[Any] = (),
+    admin: Sequence[Any] = (),
+    title: str = "sensorstream",
 ) -> FastAPI:
-    """The app serving one pipeline; ``read`` guards the read endpoints."""
+    """The app serving one pipeline; ``read`` guards the read endpoints, ``admin`` the rest."""
     app = FastAPI(
         title=f"{title}: {serving.pipeline}",
         summary="Readings in, results, alerts and live events out",
     )
-    app.include_router(query_router(serving.open_store, serving.pipeline, read))
+    app.include_router(query_router(serving.open_store, serving.pipeline, read, admin=admin))
     app.include_router(compute_router(serving.open_store, serving.pipeline, read))
     if serving.hub is not None:
         app.include_router(events_router(serving.hub, read))
@@ -49,3 +57,23 @@ def create_app(
     for router in serving.routers:
         app.include_router(router)
     return app
+
+
+def stored_app(path: Path, pipeline: str, auth: Auth) -> FastAPI:
+    """The app of a stopped pipeline's store: its queries, opened read-only per request.
+
+    Opened per request, so that the pipeline can start again meanwhile (DuckDB lets a
+    writer in only while no other process has the file open); then requests fail with
+    503, saying that the running pipeline serves its store itself.
+    """
+
+    @contextmanager
+    def open_store() -> Iterator[Store]:
+        with Store(path) as opened:
+            yield opened
+
+    return create_app(
+        Serving(pipeline, open_store),
+        read=[Depends(auth.require("read"))],
+        admin=[Depends(auth.require("admin"))],
+    )

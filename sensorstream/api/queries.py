@@ -1,24 +1,29 @@
 """Read endpoints over a pipeline's store: devices, series, results, alerts, dead letters.
 
 Each answers a JSON array of rows (a frame written by Polars, never built row by row in
-Python), or ``{"detail": ...}`` with 400 for a bad parameter and 404 for an unknown
-pipeline or step. Times are ISO 8601 with a zone. The store is opened per request
-through ``open_store`` (a stopped store's file, or a running pipeline's reader).
+Python), or, asked with ``Accept: application/vnd.apache.arrow.stream``, the frame as an
+Arrow IPC stream with its exact types (``sensorstream query`` asks so); or
+``{"detail": ...}`` with 400 for a bad parameter, 404 for an unknown pipeline or step,
+and 503 while the store cannot be read (``Retry-After``). Times are ISO 8601 with a zone.
+The store is opened per request through ``open_store`` (a stopped store's file, or a
+running pipeline's reader).
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import polars as pl
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from sensorstream.durations import parse_duration
-from sensorstream.errors import ConfigError, StoreError
+from sensorstream.errors import ConfigError, StoreBusy, StoreError
 from sensorstream.store import Store
 from sensorstream.store.metrics import compute_metrics
 
@@ -26,10 +31,23 @@ StoreOpener = Callable[[], AbstractContextManager[Store]]
 Since = Annotated[datetime | None, Query(description="ISO 8601 with a zone, inclusive")]
 Until = Annotated[datetime | None, Query(description="ISO 8601 with a zone, exclusive")]
 Limit = Annotated[int, Query(ge=0, le=1_000_000)]
+ARROW = "application/vnd.apache.arrow.stream"
+Accept = Annotated[str | None, Header(description=f"{ARROW} for an Arrow IPC stream")]
 
 
-def rows(frame: pl.DataFrame) -> Response:
-    """A frame as a JSON array of objects; binary columns (raw payloads) in base64."""
+class SqlRequest(BaseModel):
+    """One read-only SQL statement over the store, and how many rows to answer at most."""
+
+    sql: str = Field(min_length=1, description="one SELECT (or EXPLAIN)")
+    limit: int = Field(default=10_000, ge=0, le=1_000_000)
+
+
+def rows(frame: pl.DataFrame, accept: str | None = None) -> Response:
+    """A frame as a JSON array of objects (binary columns in base64), or as Arrow if asked."""
+    if accept is not None and ARROW in accept:
+        buffer = io.BytesIO()
+        frame.write_ipc_stream(buffer)
+        return Response(content=buffer.getvalue(), media_type=ARROW)
     binary = [name for name, dtype in frame.schema.items() if dtype == pl.Binary()]
     if binary:
         frame = frame.with_columns(pl.col(binary).bin.encode("base64"))
@@ -37,9 +55,17 @@ def rows(frame: pl.DataFrame) -> Response:
 
 
 def query_router(
-    open_store: StoreOpener, pipeline: str, dependencies: Sequence[Any] = ()
+    open_store: StoreOpener,
+    pipeline: str,
+    dependencies: Sequence[Any] = (),
+    *,
+    admin: Sequence[Any] = (),
 ) -> APIRouter:
-    """The read endpoints of ``pipeline``; ``dependencies`` guard them (a read scope)."""
+    """The read endpoints of ``pipeline``; ``dependencies`` guard them (a read scope).
+
+    ``admin`` guards ``POST /api/v1/sql`` besides: SQL reaches whatever the store's
+    connection can, which inside a running pipeline includes the files beside it.
+    """
     router = APIRouter(prefix="/api/v1", tags=["query"], dependencies=list(dependencies))
 
     @contextmanager
@@ -47,6 +73,8 @@ def query_router(
         try:
             with open_store() as opened:
                 yield opened
+        except StoreBusy as error:
+            raise HTTPException(503, str(error), {"Retry-After": "1"}) from None
         except StoreError as error:
             status = 404 if "no pipeline" in str(error) or "no step" in str(error) else 400
             raise HTTPException(status, str(error)) from None
@@ -81,12 +109,41 @@ def query_router(
                 )
             )
 
-    @router.get("/results/{step}", summary="A step's window results, corrections included")
-    def results(
-        step: str, since: Since = None, until: Until = None, limit: Limit = 1000
+    @router.get("/pipelines", summary="The pipelines stored, with their steps")
+    def pipelines(accept: Accept = None) -> Response:
+        with store() as opened:
+            return rows(opened.pipelines(), accept)
+
+    @router.get("/results", summary="Every step's latest window results, with a step column")
+    def all_results(
+        since: Since = None, until: Until = None, limit: Limit = 1000, accept: Accept = None
     ) -> Response:
         with store() as opened:
-            return rows(opened.results(pipeline, step, since=since, until=until, limit=limit))
+            frame = opened.results(pipeline, since=since, until=until, limit=limit)
+        return rows(frame, accept)
+
+    @router.get("/results/{step}", summary="A step's window results, corrections included")
+    def results(
+        step: str,
+        since: Since = None,
+        until: Until = None,
+        limit: Limit = 1000,
+        accept: Accept = None,
+    ) -> Response:
+        with store() as opened:
+            frame = opened.results(pipeline, step, since=since, until=until, limit=limit)
+        return rows(frame, accept)
+
+    @router.post(
+        "/sql",
+        summary="One read-only SQL statement over the store",
+        dependencies=list(admin),
+        responses={400: {"description": "not one SELECT, or it failed"}},
+    )
+    def sql(request: SqlRequest, accept: Accept = None) -> Response:
+        with store() as opened:
+            frame = opened.sql(request.sql, limit=request.limit)
+        return rows(frame, accept)
 
     @router.get("/alerts", summary="Each alert's current state")
     def alerts(

@@ -1,4 +1,4 @@
-"""The ``sensorstream`` command: run, replay, simulate, query, the demo, and ``alerts``.
+"""The ``sensorstream`` command: run, replay, simulate, query, serve, the demo, and ``alerts``.
 
 Each command imports what it needs when it runs, so ``sensorstream --help`` (and a typo)
 answers without loading Polars, DuckDB, Pydantic or the engine.
@@ -17,7 +17,7 @@ from sensorstream.cli.alerts import alerts
 from sensorstream.cli.failures import EXIT_CODES_HELP, ExitCode, Option, errors, friendly_errors
 from sensorstream.cli.paths import DEFAULT_DB
 from sensorstream.display import safe_text
-from sensorstream.errors import CheckpointError, ConfigError
+from sensorstream.errors import CheckpointError, ConfigError, StoreBusy
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -187,7 +187,8 @@ def query(
 ) -> None:
     """Query stored results: a SQL statement, or a pipeline's latest window results.
 
-    Without either: the pipelines stored, with their steps.
+    Without either: the pipelines stored, with their steps. While a pipeline runs, the
+    question goes to its API (with the token in SENSORSTREAM_TOKEN, if it needs one).
     """
     with friendly_errors():
         if limit < 0:
@@ -198,14 +199,37 @@ def query(
         check_format(format)
         from sensorstream.store import Store
 
-        with Store(db) as store:
-            if sql is not None:
-                frame = store.sql(sql)
-            elif pipeline is not None:
-                frame = store.results(pipeline, step=step, limit=limit)
-            else:
-                frame = store.pipelines()
+        try:
+            with Store(db) as store:
+                frame = store.command(sql, pipeline, step, limit)
+        except StoreBusy:  # a running pipeline holds it: ask its API, if it serves one
+            from sensorstream.cli.remote import served_query
+
+            answer = served_query(db, sql=sql, pipeline=pipeline, step=step, limit=limit)
+            if answer is None:
+                raise
+            frame = answer
         print_frame(frame.head(limit), format)
+
+
+@app.command(epilog=EXIT_CODES_HELP)
+def serve(
+    db: Annotated[Path, typer.Option(help="DuckDB file written by a pipeline.")] = DEFAULT_DB,
+    pipeline: Annotated[
+        str | None, typer.Option(help="The pipeline to serve (needed if several are stored).")
+    ] = None,
+    host: Annotated[str, typer.Option(help="Where the API listens.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="The API's port.", min=0, max=65535)] = 8000,
+) -> None:
+    """Serve a stopped pipeline's store over the HTTP API until Ctrl-C.
+
+    Queries only (a running pipeline serves its store, live events and /metrics itself).
+    Tokens come from SENSORSTREAM_TOKENS; without one, only this machine may call it.
+    """
+    with friendly_errors():
+        from sensorstream.cli.serve import serve_store
+
+        serve_store(db, pipeline, host, port, console=errors)
 
 
 @app.command(epilog=EXIT_CODES_HELP)

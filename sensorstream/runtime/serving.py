@@ -2,10 +2,11 @@
 
 :class:`PipelineServer` composes one app for the run: the query API over the store (read
 through the DuckDB sink's own connection, since DuckDB lets no other process in while it
-writes), live events (a live sink added to the runner feeds them), the runner's
-``/metrics``, and ``POST`` for every stream whose source is ``http`` (appending to that
-source's ingest log). It runs the app in a background uvicorn thread, where the
-pipeline's ``api:`` section says (loopback by default), with its tokens and
+writes; a file beside the store says where the API is, for ``sensorstream query``:
+:mod:`sensorstream.store.served`), live events (fed by a live sink added to the runner),
+the runner's ``/metrics``, and ``POST`` for every stream whose source is ``http``
+(appending to that source's ingest log). It runs the app in a background uvicorn thread,
+where the pipeline's ``api:`` section says (loopback by default), with its tokens and
 ``SENSORSTREAM_TOKENS``'; with none configured only clients on this machine may call it.
 """
 
@@ -22,12 +23,13 @@ from sensorstream.api.auth import Auth
 from sensorstream.api.ingest import ingest_path, ingest_router
 from sensorstream.api.queries import StoreOpener
 from sensorstream.api.server import BackgroundServer
-from sensorstream.errors import ConfigError, SinkError, StoreError
+from sensorstream.errors import ConfigError, SinkError, StoreBusy, StoreError
 from sensorstream.runtime.runner import Runner
 from sensorstream.sinks.duckdb import DuckDBSink
 from sensorstream.sinks.live import LiveHub, LiveSink
 from sensorstream.sources.http import HttpSource
 from sensorstream.store import Store
+from sensorstream.store.served import announce, withdraw
 
 
 class PipelineServer:
@@ -59,8 +61,11 @@ class PipelineServer:
                 routers=_ingest_routers(runner, auth),
             ),
             read=[Depends(auth.require("read"))],
+            admin=[Depends(auth.require("admin"))],
         )
         self.server = BackgroundServer(app, settings.host, settings.port, name=f"api-{name}")
+        self.stores = [sink.path for sink in runner.sinks if isinstance(sink, DuckDBSink)]
+        self.pipeline = name
 
     @property
     def url(self) -> str:
@@ -68,12 +73,16 @@ class PipelineServer:
         return self.server.url
 
     def start(self) -> PipelineServer:
-        """Start serving (in a background thread)."""
+        """Start serving (in a background thread), and say so beside each store."""
         self.server.start()
+        for store in self.stores:
+            announce(store, self.url, self.pipeline)
         return self
 
     def close(self) -> None:
         """Stop serving, letting requests in flight finish."""
+        for store in self.stores:
+            withdraw(store)
         self.server.close()
 
     def __enter__(self) -> PipelineServer:
@@ -142,7 +151,7 @@ def _store_opener(runner: Runner) -> StoreOpener:
             cursor = store.reader()
         except SinkError:
             msg = f"pipeline {name!r} has not opened its store yet; try again in a moment"
-            raise StoreError(msg) from None
+            raise StoreBusy(msg) from None
         with Store(store.path, cursor) as opened:
             yield opened
 

@@ -19,7 +19,7 @@ import duckdb
 import polars as pl
 
 from sensorstream.engine.outputs import END, START
-from sensorstream.errors import StoreError
+from sensorstream.errors import StoreBusy, StoreError
 from sensorstream.readings import DEVICE, TS, TS_TYPE
 from sensorstream.sinks.duckdb_tables import (
     COUNTERS,
@@ -86,6 +86,8 @@ class Store(AlertQueries, ReadingQueries):
             )
             connection.execute("SET TimeZone = 'UTC'").fetchall()
         except duckdb.Error as error:
+            if "lock" in str(error).lower():
+                raise StoreBusy(_cannot_open(path, error)) from error
             raise StoreError(_cannot_open(path, error)) from error
         return connection
 
@@ -264,14 +266,48 @@ class Store(AlertQueries, ReadingQueries):
         return {str(name): int(value) for name, value in rows}
 
     # -- anything else -----------------------------------------------------------------------
-    def sql(self, query: str, parameters: SqlParameters = None) -> pl.DataFrame:
-        """Run one read-only SQL query; ``?`` or ``$name`` placeholders take ``parameters``."""
-        return self._frame(query, parameters)
+    def sql(
+        self, query: str, parameters: SqlParameters = None, *, limit: int | None = None
+    ) -> pl.DataFrame:
+        """Run one read-only SQL query; ``?`` or ``$name`` placeholders take ``parameters``.
+
+        ``limit`` cuts the answer to that many rows, without fetching the rest.
+
+        One ``SELECT`` (``SHOW``, ``DESCRIBE``, ``SUMMARIZE``, ``FROM t`` and ``WITH`` are
+        SELECTs too) or ``EXPLAIN``, and nothing else: inside a running pipeline the store
+        is read through its writer's connection, where DuckDB itself would refuse nothing.
+        """
+        check_read_only(query)
+        return self._frame(query, parameters, limit=limit)
+
+    def command(
+        self,
+        sql: str | None = None,
+        pipeline: str | None = None,
+        step: str | None = None,
+        limit: int = 20,
+    ) -> pl.DataFrame:
+        """What ``sensorstream query`` shows, at most ``limit`` rows of it.
+
+        The SQL's rows; else a pipeline's latest results; else the pipelines stored.
+        """
+        if sql is not None:
+            frame = self.sql(sql, limit=limit)
+        elif pipeline is not None:
+            frame = self.results(pipeline, step=step, limit=limit)
+        else:
+            frame = self.pipelines()
+        return frame.head(limit)
 
     # -- plumbing --------------------------------------------------------------------------
-    def _frame(self, query: str, parameters: SqlParameters = None) -> pl.DataFrame:
+    def _frame(
+        self, query: str, parameters: SqlParameters = None, *, limit: int | None = None
+    ) -> pl.DataFrame:
         try:
-            frame: pl.DataFrame = self._connection.sql(query, params=parameters).pl()
+            relation = self._connection.sql(query, params=parameters)
+            if limit is not None:
+                relation = relation.limit(limit)
+            frame: pl.DataFrame = relation.pl()
         except duckdb.Error as error:
             msg = f"query on {self.path} failed: {error}"
             raise StoreError(msg) from error
@@ -336,12 +372,35 @@ def _empty_results(steps: Sequence[StoredStep], *, with_step: bool) -> pl.DataFr
     return pl.DataFrame(schema=schema)
 
 
+READ_ONLY_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+
+
+def check_read_only(query: str) -> None:
+    """A StoreError unless ``query`` is one SELECT or EXPLAIN statement."""
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as error:
+        msg = f"the query is not SQL DuckDB can parse: {error}"
+        raise StoreError(msg) from error
+    if len(statements) != 1:
+        msg = f"run one statement at a time (this holds {len(statements)})"
+        raise StoreError(msg)
+    kind = statements[0].type
+    if kind not in READ_ONLY_STATEMENTS:
+        msg = (
+            f"the store is read-only: run a SELECT (or EXPLAIN), not a "
+            f"{kind.name.replace('_', ' ')} statement"
+        )
+        raise StoreError(msg)
+
+
 def _cannot_open(path: Path, error: BaseException) -> str:
     text = str(error)
     if "lock" in text.lower():
         return (
             f"cannot read {path}: a running pipeline has it open for writing, and DuckDB "
-            "lets no other process open it meanwhile; query it once the pipeline has stopped"
+            "lets no other process open it meanwhile; ask the pipeline's API (sensorstream "
+            "query does when the pipeline serves one), or query it once the pipeline stopped"
         )
     if "different configuration" in text:
         return (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
@@ -14,6 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.e2e
+ENV = {"PATH": "/usr/bin:/bin", "COLUMNS": "200"}
+COUNT = "SELECT count(*) AS n FROM readings"
+DB = ".sensorstream/demo.duckdb"
 
 
 def free_port() -> int:
@@ -30,7 +34,7 @@ def test_the_demo_serves_its_store_metrics_and_events_while_it_runs(tmp_path: Pa
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+        env=ENV,
     )
     try:
         assert demo.stderr is not None
@@ -61,6 +65,55 @@ def test_the_demo_serves_its_store_metrics_and_events_while_it_runs(tmp_path: Pa
                 devices = answer.json()
                 time.sleep(0.5)
             assert devices
+        # The demo holds its store: `query` asks its API instead, and prints the same table.
+        held = sensorstream(tmp_path, "query", "--db", DB, COUNT, "--format", "json")
+        assert held.returncode == 0, held.stderr
+        assert json.loads(held.stdout)[0]["n"] > 0
+        results = sensorstream(tmp_path, "query", "--db", DB, "--pipeline", "demo")
+        assert results.returncode == 0, results.stderr
+        assert "window_start" in results.stdout
+        refused = sensorstream(tmp_path, "query", "--db", DB, "DROP TABLE readings")
+        assert refused.returncode == 2
+        assert "read-only" in refused.stderr
     finally:
         demo.send_signal(signal.SIGINT)
         demo.communicate(timeout=30)
+    assert not (tmp_path / f"{DB}.served.json").exists()
+
+
+def test_serve_serves_a_stopped_store_until_ctrl_c(tmp_path: Path) -> None:
+    ran = sensorstream(tmp_path, "demo", "--duration", "3s", "--no-serve")
+    assert ran.returncode == 0, ran.stderr
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "sensorstream", "serve", "--db", DB, "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        assert server.stderr is not None
+        assert f"API: http://127.0.0.1:{port} serving pipeline demo" in server.stderr.readline()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            assert client.get("/api/v1/devices").json()
+            counted = client.post("/api/v1/sql", json={"sql": COUNT}).json()
+            assert counted[0]["n"] > 0
+            assert client.get("/metrics").status_code == 404  # no pipeline runs
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=30)
+    assert server.returncode == 0
+
+
+def sensorstream(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sensorstream", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+        check=False,
+    )
