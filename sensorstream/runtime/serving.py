@@ -50,7 +50,7 @@ class PipelineServer:
         name = runner.spec.name
         auth = Auth.configure(settings.tokens, environ)
         self.hub = LiveHub()
-        runner.sinks.append(LiveSink(self.hub))
+        runner.sinks.insert(0, LiveSink(self.hub))
         self.ingest = ingest_paths(runner)
         app = create_app(
             Serving(
