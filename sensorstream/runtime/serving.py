@@ -2,19 +2,22 @@
 
 :class:`PipelineServer` adds a live sink to the runner (its events feed the SSE stream),
 reads the store through the DuckDB sink's own connection (DuckDB lets no other process in
-while it writes), serves the runner's metrics, and runs the app in a background uvicorn
-thread. With no token configured (``SENSORSTREAM_TOKENS``) only clients on this machine
-may call it; it listens on loopback unless told otherwise.
+while it writes), acknowledges and silences its alerts in the actions file beside that
+store (the ``admin`` scope), serves the runner's metrics, and runs the app in a
+background uvicorn thread. With no token configured (``SENSORSTREAM_TOKENS``) only
+clients on this machine may call it; it listens on loopback unless told otherwise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from types import TracebackType
 
 from fastapi import Depends
 
+from sensorstream.actions.alert_actions import AlertActions
 from sensorstream.api.app import Serving, create_app
 from sensorstream.api.auth import Auth
 from sensorstream.api.server import BackgroundServer
@@ -56,10 +59,13 @@ class PipelineServer:
             with Store(store.path, cursor) as opened:
                 yield opened
 
+        # Acknowledgements and silences: the file beside the store, writable meanwhile.
+        actions = partial(AlertActions.beside, store.path) if store is not None else None
         auth = Auth.configure((), environ, where="SENSORSTREAM_TOKENS")
         app = create_app(
-            Serving(name, open_store, self.hub, runner.metrics),
+            Serving(name, open_store, self.hub, runner.metrics, actions=actions),
             read=[Depends(auth.require("read"))],
+            admin=auth.require("admin"),
         )
         self.server = BackgroundServer(app, host, port, name=f"api-{name}")
 
