@@ -222,7 +222,7 @@ def actions_router(
                 note=body.note,
             )
         )
-        return one_row(silences_frame([made], now), 201)
+        return one_row(silences_frame([made], made.created_at), 201)  # active since made
 
     @router.delete(
         "/silences/{silence_id}",

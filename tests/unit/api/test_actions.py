@@ -83,6 +83,7 @@ def test_a_silence_is_made_listed_and_ended(acting: TestClient, actions: AlertAc
     assert made.status_code == 201, made.text
     silence = made.json()
     assert set(silence) == set(SilenceAnswer.model_fields)
+    assert silence["active"] is True
     assert (silence["rule"], silence["key"], silence["by"]) == ("hot", '{"device_id": "s1"}', "api")
     until = datetime.fromisoformat(silence["until"])
     assert timedelta(minutes=59) < until - datetime.now(UTC) <= timedelta(hours=1)
