@@ -18,7 +18,8 @@ _UNITS = {
     "h": timedelta(hours=1),
     "d": timedelta(days=1),
 }
-_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
+DURATION_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$"  # for JSON schemas too
+_PATTERN = re.compile(DURATION_PATTERN)
 
 
 def parse_duration(text: str | float | timedelta) -> timedelta:
@@ -35,7 +36,28 @@ def parse_duration(text: str | float | timedelta) -> timedelta:
     if not match:
         msg = f"invalid duration {text!r}: write a number and a unit, e.g. 500ms, 5s, 2m, 1h, 1d"
         raise ConfigError(msg)
-    return float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    except OverflowError:  # past timedelta's 999,999,999 days
+        msg = f"invalid duration {text!r}: too long (at most 999999999d)"
+        raise ConfigError(msg) from None
+
+
+def parse_positive_duration(where: str, text: str) -> timedelta:
+    """A duration longer than zero, such as a silence's ``for``; ``where`` names it in a mistake.
+
+    >>> parse_positive_duration("--for", "2h")
+    datetime.timedelta(seconds=7200)
+    """
+    try:
+        value = parse_duration(text)
+    except ConfigError as error:
+        msg = f"{where} {text}: {error}"
+        raise ConfigError(msg) from None
+    if value <= timedelta(0):
+        msg = f"{where} {text}: must be longer than zero"
+        raise ConfigError(msg)
+    return value
 
 
 def format_duration(value: timedelta) -> str:

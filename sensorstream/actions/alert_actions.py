@@ -7,12 +7,13 @@ one process open a file for writing and no other process open it at all meanwhil
 operator could acknowledge or silence nothing while the pipeline raising the alerts runs,
 which is when it matters most. SQLite in WAL mode lets any number of processes read while
 one writes, takes writers one at a time after a short lock wait, and makes each commit
-durable (``synchronous=FULL``): the CLI (and the HTTP API of a later issue, through the
-same :class:`AlertActions`) writes while the pipeline's sinks read. Considered and left:
-a table in the DuckDB store (locked while a pipeline runs); asking the running pipeline to
-write for us (the embedded runner has no such channel, and nothing would work while no
-pipeline runs); a JSON-lines file of our own (its locking, torn writes and compaction would
-be ours to get right, and SQLite already gets them right).
+durable (``synchronous=FULL``): the CLI and the HTTP API
+(:mod:`sensorstream.api.actions`), through the same :class:`AlertActions`, write while
+the pipeline's sinks read. Considered and left: a table in the DuckDB store (locked while
+a pipeline runs); asking the running pipeline to write for us (the embedded runner has
+no such channel, and nothing would work while no pipeline runs); a JSON-lines file of our
+own (its locking, torn writes and compaction would be ours to get right, and SQLite
+already gets them right).
 
 What is kept, beside the alerts' transitions in the store (joined by ``alert_id``)::
 

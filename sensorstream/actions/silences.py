@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sensorstream.actions.actions_file import connect, from_us
-from sensorstream.errors import StoreError
+from sensorstream.errors import ConfigError, StoreError
 
 KeyValue = str | int | float | bool | None
 SILENCE_COLUMNS = "id, pipeline, rule, key, until_us, by, note, created_us, removed_us, removed_by"
@@ -47,6 +47,29 @@ def key_matches(key_text: str, wanted: Mapping[str, KeyValue] | None) -> bool:
     if not isinstance(values, dict):
         return False
     return all(name in values and _same(values[name], value) for name, value in wanted.items())
+
+
+def parse_key(flag: str, text: str) -> dict[str, KeyValue]:
+    """Key values written as a JSON object (the CLI's ``--key``, the API's ``key``), checked.
+
+    ``flag`` names where it was written, in the message of a mistake.
+
+    >>> parse_key("--key", '{"room": "r1"}')
+    {'room': 'r1'}
+    """
+    example = '\'{"room": "r1"}\''
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict) or not value:
+        msg = f"{flag} {text}: not a JSON object of key values; write e.g. {flag} {example}"
+        raise ConfigError(msg)
+    for name, item in value.items():
+        if not is_scalar(item):
+            msg = f"{flag} {text}: {name!r} must be text, a number, true/false or null"
+            raise ConfigError(msg)
+    return value
 
 
 def is_scalar(value: object) -> bool:

@@ -1,10 +1,14 @@
 """The API of one pipeline as one FastAPI app: queries, metrics over a range, live events.
 
-:func:`create_app` composes the routers of :mod:`~sensorstream.api.queries` and
-:mod:`~sensorstream.api.live` around what it is given: a store opener (a stopped
-store's file, or a running pipeline's reader), and for a running pipeline its live hub
-and metrics. ``read`` guards every read endpoint (FastAPI dependencies: a token with the
-read scope, or loopback only), so the app itself holds no policy and no global state.
+:func:`create_app` composes the routers of :mod:`~sensorstream.api.queries`,
+:mod:`~sensorstream.api.actions` and :mod:`~sensorstream.api.live` around what it is
+given: a store opener (a stopped store's file, or a running pipeline's reader), the
+alerts' acknowledgements and silences (the file beside the store), and for a running
+pipeline its live hub and metrics. ``read`` guards every read endpoint (FastAPI
+dependencies: a token with the read scope, or loopback only) and ``admin`` the writes
+(acknowledging, silencing: a dependency giving the caller's grant, e.g.
+``auth.require("admin")``; without it they are not served), so the app itself holds no
+policy and no global state.
 """
 
 from __future__ import annotations
@@ -12,14 +16,17 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 
+from sensorstream.actions.alert_actions import AlertActions
+from sensorstream.api.actions import Admin, actions_router
 from sensorstream.api.auth import Auth
 from sensorstream.api.live import events_router, metrics_router
-from sensorstream.api.queries import StoreOpener, compute_router, query_router
+from sensorstream.api.queries import ActionsOpener, StoreOpener, compute_router, query_router
 from sensorstream.runtime.metrics import PipelineMetrics
 from sensorstream.sinks.live import LiveHub
 from sensorstream.store import Store
@@ -34,21 +41,35 @@ class Serving:
     hub: LiveHub | None = None  # live events (a running pipeline)
     metrics: PipelineMetrics | None = None  # /metrics (a running pipeline)
     routers: Sequence[APIRouter] = field(default_factory=tuple)  # more (ingest)
+    actions: ActionsOpener | None = None  # acknowledgements and silences (beside the store)
 
 
 def create_app(
     serving: Serving,
     *,
     read: Sequence[Any] = (),
-    admin: Sequence[Any] = (),
+    admin: Admin | None = None,
     title: str = "sensorstream",
 ) -> FastAPI:
-    """The app serving one pipeline; ``read`` guards the read endpoints, ``admin`` the rest."""
+    """The app serving one pipeline; ``read`` guards the read endpoints, ``admin`` the writes.
+
+    Without ``admin`` the endpoints that need it (actions, SQL) are not served at all.
+    """
     app = FastAPI(
         title=f"{title}: {serving.pipeline}",
         summary="Readings in, results, alerts and live events out",
     )
-    app.include_router(query_router(serving.open_store, serving.pipeline, read, admin=admin))
+    app.include_router(
+        query_router(
+            serving.open_store, serving.pipeline, read, actions=serving.actions, admin=admin
+        )
+    )
+    if serving.actions is not None:
+        app.include_router(
+            actions_router(
+                serving.actions, serving.open_store, serving.pipeline, read=read, admin=admin
+            )
+        )
     app.include_router(compute_router(serving.open_store, serving.pipeline, read))
     if serving.hub is not None:
         app.include_router(events_router(serving.hub, read))
@@ -73,7 +94,7 @@ def stored_app(path: Path, pipeline: str, auth: Auth) -> FastAPI:
             yield opened
 
     return create_app(
-        Serving(pipeline, open_store),
+        Serving(pipeline, open_store, actions=partial(AlertActions.beside, path)),
         read=[Depends(auth.require("read"))],
-        admin=[Depends(auth.require("admin"))],
+        admin=auth.require("admin"),
     )

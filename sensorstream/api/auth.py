@@ -42,6 +42,11 @@ class Grant:
     scopes: frozenset[Scope]
 
 
+# A FastAPI dependency answering the request's Grant for one scope (``Auth.require``):
+# routers that act on someone's behalf take one, to know who.
+Requirement = Callable[..., Grant]
+
+
 class Denied(SensorstreamError):
     """A request without the right to what it asks: an HTTP status and a message saying why."""
 

@@ -6,7 +6,6 @@ and an example, which the commands print as one ``error:`` line.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -38,20 +37,10 @@ def now() -> datetime:
 
 
 def parse_key(flag: str, text: str) -> dict[str, KeyValue]:
-    """A ``--key`` value: a JSON object of key column values."""
-    example = '\'{"room": "r1"}\''
-    try:
-        value = json.loads(text)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict) or not value:
-        msg = f"{flag} {text}: not a JSON object of key values; write e.g. {flag} {example}"
-        raise ConfigError(msg)
-    for name, item in value.items():
-        if isinstance(item, dict | list):
-            msg = f"{flag} {text}: {name!r} must be text, a number, true/false or null"
-            raise ConfigError(msg)
-    return value
+    """A ``--key`` value: a JSON object of key column values (as the HTTP API reads one)."""
+    from sensorstream.actions.silences import parse_key as parse
+
+    return parse(flag, text)
 
 
 def parse_until(text: str) -> datetime:
@@ -71,17 +60,9 @@ def parse_until(text: str) -> datetime:
 
 def parse_duration(flag: str, text: str) -> timedelta:
     """A positive duration such as ``30m`` or ``2h`` (``--for``)."""
-    from sensorstream.durations import parse_duration as parse
+    from sensorstream.durations import parse_positive_duration
 
-    try:
-        value = parse(text)
-    except ConfigError as error:
-        msg = f"{flag} {text}: {error}"
-        raise ConfigError(msg) from None
-    if value.total_seconds() <= 0:
-        msg = f"{flag} {text}: must be longer than zero"
-        raise ConfigError(msg)
-    return value
+    return parse_positive_duration(flag, text)
 
 
 def no_store(db: Path) -> str:

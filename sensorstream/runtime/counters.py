@@ -10,6 +10,13 @@ A reading too late for some steps but not all is accepted, and counted per step 
 ``late:<step>``; dead letters are counted per reason code as ``dead_letters:<code>``. The
 counters of a partition are part of its checkpointed state, so the invariant holds across
 restarts and a partition's counters move with it.
+
+Alerts are counted from the transitions a partition emits: ``transitions:<rule>:<state>``
+counts the transitions into each state (and ``correction`` events), and
+``alerts:<rule>:<state>`` how many of the rule's alerts are in each state now (each
+transition moves one alert from its previous state to its new one). Being counters, they
+are checkpointed with the state that emits the transitions, so a restored run counts
+exactly what an uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ LATE_FOR = "late:"
 DEAD_FOR = "dead_letters:"
 REJECTED_FOR = "rejected:"
 STREAM_FOR = "stream:"
+ALERTS_IN = "alerts:"  # alerts:<rule>:<state>: a rule's alerts in a state now
+TRANSITIONS_TO = "transitions:"  # transitions:<rule>:<state>: transitions into a state
 
 
 class Counters(dict[str, int]):
@@ -85,6 +94,50 @@ class Counters(dict[str, int]):
             self.add("rejected", frame.height)
             self.add(f"{REJECTED_FOR}{step}", frame.height)
 
+    def count_alerts(self, events: Mapping[str, pl.DataFrame]) -> None:
+        """Count rule steps' transitions by state, and move their alerts between states.
+
+        An alert's first transition (``sequence`` 0) puts it in its state; each later one
+        takes it out of its previous state. Corrections leave states as they are.
+
+        >>> from sensorstream.engine.rules.lifecycle import transitions_frame
+        >>> def moved(n, state, was):
+        ...     return dict(
+        ...         alert_id="a",
+        ...         rule="hot",
+        ...         key="{}",
+        ...         state=state,
+        ...         sequence=n,
+        ...         previous_state=was,
+        ...         kind="transition",
+        ...         transition_id=f"a-{n}",
+        ...     )
+        >>> c = Counters()
+        >>> c.count_alerts({"hot": transitions_frame([moved(0, "pending", "ok")])})
+        >>> c.count_alerts({"hot": transitions_frame([moved(1, "firing", "pending")])})
+        >>> c.alerts_by_state()
+        {('hot', 'firing'): 1, ('hot', 'pending'): 0}
+        """
+        for rule, frame in events.items():
+            if frame.height == 0:
+                continue
+            for state, count in frame["state"].value_counts().iter_rows():
+                self.add(f"{TRANSITIONS_TO}{rule}:{state}", int(count))
+            moved = frame.filter(pl.col("kind") == "transition")
+            for state, count in moved["state"].value_counts().iter_rows():
+                self.add(f"{ALERTS_IN}{rule}:{state}", int(count))
+            left = moved.filter(pl.col("sequence") > 0)["previous_state"].value_counts()
+            for state, count in left.iter_rows():
+                self.add(f"{ALERTS_IN}{rule}:{state}", -int(count))
+
+    def alerts_by_state(self) -> dict[tuple[str, str], int]:
+        """How many alerts of each rule are in each state now, by (rule, state)."""
+        return _by_rule_and_state(self, ALERTS_IN)
+
+    def transitions_by_state(self) -> dict[tuple[str, str], int]:
+        """Transitions (and corrections) each rule emitted into each state, by (rule, state)."""
+        return _by_rule_and_state(self, TRANSITIONS_TO)
+
     @property
     def balanced(self) -> bool:
         """Every line accounted for: accepted + duplicates + late + dead letters + blank.
@@ -139,6 +192,14 @@ def _with_prefix(counters: Mapping[str, int], prefix: str) -> dict[str, int]:
     return {
         name[len(prefix) :]: value for name, value in counters.items() if name.startswith(prefix)
     }
+
+
+def _by_rule_and_state(counters: Mapping[str, int], prefix: str) -> dict[tuple[str, str], int]:
+    found = {}
+    for name, value in sorted(_with_prefix(counters, prefix).items()):
+        rule, _, state = name.rpartition(":")  # a state has no colon; a step name might
+        found[(rule, state)] = value
+    return found
 
 
 @dataclass

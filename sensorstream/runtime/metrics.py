@@ -3,11 +3,15 @@
 Counts come from the runner's own counters at scrape time (a custom collector), so
 ``/metrics`` and the run summary can never disagree: lines in per stream and partition,
 accepted, duplicates, late (for every step, and per step), dead letters by reason code,
-records a step refused, results, alert transitions. Gauges: each partition's watermark
-and its lag behind processing time, and the state each partition held at its last
-checkpoint (rows of its snapshot frames). Histograms are observed as the runner works:
-batch sizes, how long a batch takes from its arrival to its output reaching the sinks,
-and checkpoint durations.
+records a step refused, results, alert transitions (also by rule and the state entered).
+Gauges: each partition's watermark and its lag behind processing time, the state each
+partition held at its last checkpoint (rows of its snapshot frames), and how many alerts
+of each rule are in each state (pending, firing, flapping, resolved). The alert figures
+are counters of the partition too (:meth:`Counters.count_alerts`), moved by the
+transitions it emits and checkpointed with it, so a restored run shows what an
+uninterrupted one would, and they always agree with the alerts the sinks stored.
+Histograms are observed as the runner works: batch sizes, how long a batch takes from its
+arrival to its output reaching the sinks, and checkpoint durations.
 
 Each runner has its own registry (no process-wide state), so several pipelines in one
 process, or in one test session, never mix their figures.
@@ -22,6 +26,8 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from sensorstream.engine.outputs import OutputKind
+from sensorstream.engine.rules.lifecycle import ALERT_STATES
 from sensorstream.engine.task import PartitionTask
 from sensorstream.runtime.counters import DEAD_FOR, LATE_FOR, REJECTED_FOR, STREAM_FOR, Counters
 
@@ -158,7 +164,33 @@ class _RunnerCollector(Collector):
                     stream, _, outcome = key[len(STREAM_FOR) :].rpartition(":")
                     per_stream.add_metric([name, part, stream, outcome], value)
         yield from (per_stream, by_reason, by_step, refused)
+        yield from self._alerts(name)
         yield from self._watermarks(name)
+
+    def _alerts(self, name: str) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        labels = ["pipeline", "partition", "rule", "state"]
+        alerts = GaugeMetricFamily(
+            f"{PREFIX}_alerts",
+            "Alerts of each rule in each state now (their latest transition's state)",
+            labels=labels,
+        )
+        moved = CounterMetricFamily(
+            f"{PREFIX}_alert_transitions_by_rule",
+            "Alert transitions of each rule by the state entered (and corrections)",
+            labels=labels,
+        )
+        for partition, task in self.runner.tasks.items():
+            part = str(partition)
+            # A copy (in C, under the GIL): the runner's thread adds names as it counts.
+            counts = self.runner.counters.get(partition, Counters()).copy()
+            current = counts.alerts_by_state()
+            rules = [step for step, kind in task.kinds.items() if kind is OutputKind.EVENTS]
+            for rule in rules:
+                for state in ALERT_STATES:
+                    alerts.add_metric([name, part, rule, state], current.get((rule, state), 0))
+            for (rule, entered), value in counts.transitions_by_state().items():
+                moved.add_metric([name, part, rule, entered], value)
+        yield from (alerts, moved)
 
     def _watermarks(self, name: str) -> Iterator[GaugeMetricFamily]:
         runner = self.runner

@@ -315,6 +315,7 @@ class Runner:
         counts = self.counters[partition]
         counts.add("results", sum(frame.height for frame in output.results.values()))
         counts.add("alert_transitions", sum(frame.height for frame in output.events.values()))
+        counts.count_alerts(output.events)
         dead = [item.dead_letters] if item is not None and item.dead_letters.height else []
         if output.rejected:
             refused = rejected_dead_letters(output.rejected, self.clock())

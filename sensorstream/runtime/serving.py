@@ -4,7 +4,8 @@
 through the DuckDB sink's own connection, since DuckDB lets no other process in while it
 writes; a file beside the store says where the API is, for ``sensorstream query``:
 :mod:`sensorstream.store.served`), live events (fed by a live sink added to the runner),
-the runner's ``/metrics``, and ``POST`` for every stream whose source is ``http``
+the runner's ``/metrics``, acknowledging and silencing alerts in the actions file beside
+the store (the ``admin`` scope), and ``POST`` for every stream whose source is ``http``
 (appending to that source's ingest log). It runs the app in a background uvicorn thread,
 where the pipeline's ``api:`` section says (loopback by default), with its tokens and
 ``SENSORSTREAM_TOKENS``'; with none configured only clients on this machine may call it.
@@ -14,14 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from types import TracebackType
 
 from fastapi import APIRouter, Depends
 
+from sensorstream.actions.alert_actions import AlertActions
 from sensorstream.api.app import Serving, create_app
 from sensorstream.api.auth import Auth
 from sensorstream.api.ingest import ingest_path, ingest_router
-from sensorstream.api.queries import StoreOpener
+from sensorstream.api.queries import ActionsOpener, StoreOpener
 from sensorstream.api.server import BackgroundServer
 from sensorstream.errors import ConfigError, SinkError, StoreBusy, StoreError
 from sensorstream.runtime.runner import Runner
@@ -59,9 +62,10 @@ class PipelineServer:
                 self.hub,
                 runner.metrics,
                 routers=_ingest_routers(runner, auth),
+                actions=_actions_opener(runner),
             ),
             read=[Depends(auth.require("read"))],
-            admin=[Depends(auth.require("admin"))],
+            admin=auth.require("admin"),
         )
         self.server = BackgroundServer(app, settings.host, settings.port, name=f"api-{name}")
         self.stores = [sink.path for sink in runner.sinks if isinstance(sink, DuckDBSink)]
@@ -135,6 +139,12 @@ def _ingest_routers(runner: Runner, auth: Auth) -> list[APIRouter]:
             )
         )
     return routers
+
+
+def _actions_opener(runner: Runner) -> ActionsOpener | None:
+    """Acknowledgements and silences: the file beside the store, writable meanwhile."""
+    store = next((sink for sink in runner.sinks if isinstance(sink, DuckDBSink)), None)
+    return partial(AlertActions.beside, store.path) if store is not None else None
 
 
 def _store_opener(runner: Runner) -> StoreOpener:

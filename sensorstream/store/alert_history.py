@@ -24,7 +24,7 @@ HISTORY_SECTIONS = ("transitions and corrections", "acknowledgements", "silences
 
 def alert_history(
     transitions: pl.DataFrame,
-    actions: AlertActions,
+    actions: AlertActions | None,
     *,
     pipeline: str,
     alert_id: str,
@@ -32,20 +32,23 @@ def alert_history(
 ) -> dict[str, pl.DataFrame]:
     """The alert's history by section (:data:`HISTORY_SECTIONS`), each a frame.
 
-    ``transitions`` are the alert's, as ``Store.alert_transitions`` gives them.
+    ``transitions`` are the alert's, as ``Store.alert_transitions`` gives them; without
+    ``actions`` (no actions file known) the other sections are empty.
     """
     moment = _MOMENT
     history = transitions.select(
         "event_time", "sequence", "kind", "state", "previous_state", "severity", "value", "reason"
     )
+    seen = actions.acknowledgements(alert_id) if actions is not None else []
     acks = pl.DataFrame(
-        [(a.at, a.by, a.note) for a in actions.acknowledgements(alert_id)],
+        [(a.at, a.by, a.note) for a in seen],
         schema={"at": moment, "by": pl.String(), "note": pl.String()},
         orient="row",
     )
     rule = transitions["rule"][0] if transitions.height else ""
     key = transitions["key"][0] if transitions.height else ""
-    matching = [s for s in actions.silences(include_ended=True) if s.matches(pipeline, rule, key)]
+    every = actions.silences(include_ended=True) if actions is not None else []
+    matching = [s for s in every if s.matches(pipeline, rule, key)]
     deliveries = [
         (
             outbox.endpoint,
@@ -56,7 +59,7 @@ def alert_history(
             from_us(row.delivered_us) if row.delivered_us is not None else None,
             row.last_error,
         )
-        for outbox in actions.outboxes(pipeline)
+        for outbox in (actions.outboxes(pipeline) if actions is not None else [])
         for row in read_deliveries(outbox.outbox, pipeline=pipeline, alert_id=alert_id)
     ]
     delivery_schema = {

@@ -80,11 +80,15 @@ class AlertQueries(ABC):
         rule: str | None = None,
         severity: str | None = None,
         key: Mapping[str, KeyValue] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> pl.DataFrame:
         """Each alert's latest transition (corrections aside): its current state and severity.
 
         ``state`` and ``severity`` filter by the current ones; ``key`` keeps the alerts whose
-        key has all of these values (``{"room": "r1"}`` matches any device in room r1).
+        key has all of these values (``{"room": "r1"}`` matches any device in room r1);
+        ``since`` (inclusive) and ``until`` (exclusive) by the event time of the latest
+        transition, when the alert came to its current state.
         """
         self._check_pipeline(pipeline)
         if not self._has_table(ALERT_TRANSITIONS):
@@ -99,9 +103,14 @@ class AlertQueries(ABC):
             "QUALIFY row_number() OVER (PARTITION BY alert_id ORDER BY sequence DESC) = 1"
         )
         current: list[str] = []
-        for column, value in (("state", state), ("severity", severity)):
+        for condition, value in (
+            ("state = ?", state),
+            ("severity = ?", severity),
+            ("event_time >= ?", since),
+            ("event_time < ?", until),
+        ):
             if value is not None:
-                current.append(f"{column} = ?")
+                current.append(condition)
                 parameters.append(value)
         query = f"SELECT * FROM ({latest}) WHERE {' AND '.join(current) or 'true'}"
         frame = self._frame(query + " ORDER BY event_time, alert_id", parameters)
@@ -129,15 +138,18 @@ class AlertQueries(ABC):
 
 
 def with_actions(
-    alerts: pl.DataFrame, actions: AlertActions, *, pipeline: str, now: datetime
+    alerts: pl.DataFrame, actions: AlertActions | None, *, pipeline: str, now: datetime
 ) -> pl.DataFrame:
     """The alerts with their latest acknowledgement and the silence muting them now, if any.
 
-    Adds ``acknowledged_by``, ``acknowledged_at``, ``silenced_until`` and ``silence_id``;
+    Adds ``acknowledged_by``, ``acknowledged_at``, ``silenced_until`` and ``silence_id``
+    (all null without ``actions``: a pipeline whose store has no actions file beside it);
     an acknowledgement never changes an alert's state.
     """
-    latest = {ack.alert_id: ack for ack in actions.acknowledgements()}  # oldest first
-    silences = [s for s in actions.silences() if s.active(now)]
+    acks = actions.acknowledgements() if actions is not None else []
+    latest = {ack.alert_id: ack for ack in acks}  # oldest first: the latest stays
+    listed = actions.silences() if actions is not None else []
+    silences = [s for s in listed if s.active(now)]
     acked_by, acked_at, until, silence_ids = [], [], [], []
     for alert_id, rule, key in alerts.select("alert_id", "rule", "key").iter_rows():
         ack = latest.get(alert_id)

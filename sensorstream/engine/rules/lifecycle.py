@@ -36,7 +36,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import polars as pl
 
@@ -55,6 +55,9 @@ from sensorstream.engine.time import micros
 from sensorstream.errors import ConfigError
 
 OK, PENDING, FIRING, RESOLVED, FLAPPING = "ok", "pending", "firing", "resolved", "flapping"
+# The states an alert can be in, as its transitions report them ("ok" never is one: resolved).
+AlertState = Literal["pending", "firing", "flapping", "resolved"]
+ALERT_STATES: tuple[AlertState, ...] = get_args(AlertState)
 _OK, _PENDING, _FIRING = OK_, PENDING_, FIRING_
 _NAMES = {_OK: OK, _PENDING: PENDING, _FIRING: FIRING}
 

@@ -1,4 +1,4 @@
-"""A stopped store of one pipeline, and an app serving it, for the API's tests."""
+"""A stopped store of one pipeline, and apps serving it (with actions, too), for the API's tests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from sensorstream.actions.alert_actions import AlertActions
 from sensorstream.api.app import Serving, create_app
+from sensorstream.api.auth import LOOPBACK, Grant
 from sensorstream.pipeline.spec import PipelineSpec
 from sensorstream.runtime.runner import Runner
 from sensorstream.store import Store
@@ -67,4 +69,27 @@ def query_app(stored: Path) -> FastAPI:
 @pytest.fixture
 def client(query_app: FastAPI) -> Iterator[TestClient]:
     with TestClient(query_app) as test_client:
+        yield test_client
+
+
+def anyone() -> Grant:
+    """An ``admin`` dependency letting every request in, as loopback does without tokens."""
+    return Grant(LOOPBACK, frozenset(("ingest", "read", "admin")))
+
+
+@pytest.fixture
+def actions(tmp_path: Path) -> AlertActions:
+    """An empty actions file of this test's own (the stored store is shared)."""
+    return AlertActions(tmp_path / "s.duckdb.alerts.sqlite")
+
+
+@pytest.fixture
+def actions_app(stored: Path, actions: AlertActions) -> FastAPI:
+    """The app with its actions: acknowledging and silencing, open to every request."""
+    return create_app(Serving("sensors", opener(stored), actions=lambda: actions), admin=anyone)
+
+
+@pytest.fixture
+def acting(actions_app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(actions_app) as test_client:
         yield test_client

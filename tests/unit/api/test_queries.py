@@ -68,7 +68,8 @@ def test_compute_metrics_answers_the_reference_designs_example(client: TestClien
     assert broken.status_code == 400
 
 
-def test_sql_answers_one_select_as_json_or_as_arrow_with_its_types(client: TestClient) -> None:
+def test_sql_answers_one_select_as_json_or_as_arrow_with_its_types(acting: TestClient) -> None:
+    client = acting
     body = {"sql": "SELECT device_id, ts, temperature FROM readings ORDER BY ts", "limit": 3}
 
     as_json = client.post("/api/v1/sql", json=body)
@@ -92,9 +93,9 @@ def test_sql_answers_one_select_as_json_or_as_arrow_with_its_types(client: TestC
     ],
 )
 def test_sql_refuses_anything_but_one_read_only_statement(
-    client: TestClient, sql: str, message: str
+    acting: TestClient, sql: str, message: str
 ) -> None:
-    answer = client.post("/api/v1/sql", json={"sql": sql})
+    answer = acting.post("/api/v1/sql", json={"sql": sql})
     assert answer.status_code == 400
     assert message in answer.json()["detail"]
 
@@ -127,3 +128,7 @@ def test_sql_needs_the_admin_scope_where_reads_need_read(stored: Path) -> None:
         assert test_client.post("/api/v1/sql", json=body, headers=reader).status_code == 403
         assert test_client.post("/api/v1/sql", json=body, headers=admin).json() == [{"one": 1}]
         assert test_client.get("/metrics", headers=admin).status_code == 404  # a stopped store
+
+
+def test_sql_is_not_served_without_an_admin_requirement(client: TestClient) -> None:
+    assert client.post("/api/v1/sql", json={"sql": "SELECT 1"}).status_code == 404

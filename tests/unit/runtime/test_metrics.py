@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from sensorstream.engine.rules.lifecycle import ALERT_STATES
+from sensorstream.pipeline.spec import PipelineSpec
 from sensorstream.runtime.runner import Runner
-from sensorstream.testing import ListSink, ListSource, ManualClock
-from tests.unit.runtime.test_runner import BATCHES, START, spec
+from sensorstream.sinks import DuckDBSink
+from sensorstream.store import Store
+from sensorstream.testing import Crash, ListSink, ListSource, ManualClock
+from tests.unit.runtime.test_runner import BATCHES, START, line, spec
 
 
 def samples(text: bytes) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -47,4 +52,110 @@ def test_two_runners_keep_their_own_figures(tmp_path: Path) -> None:
     assert samples(first.metrics.text())[("sensorstream_lines_total", part)] == 3
     assert samples(second.metrics.text())[("sensorstream_lines_total", part)] == sum(
         len(batch or ()) for batch in BATCHES
+    )
+
+
+# -- alerts: how many in each state, and the transitions into each -------------------------
+
+
+def alerting_spec(tmp_path: Path) -> PipelineSpec:
+    """Readings judged by a rule that needs two breaches in a row, and flaps after 3 changes."""
+    return PipelineSpec.model_validate(
+        {
+            "name": "unit",
+            "source": {"type": "simulator"},  # replaced by a ListSource
+            "readings": {"measurements": {"t": "float"}},
+            "event_time": {"out_of_orderness": "1s"},
+            "steps": [
+                {
+                    "name": "hot",
+                    "rule": {"threshold": "t", "above": {"warning": 5}},
+                    "consecutive": 2,
+                    "flapping": {"changes": 3, "within": "1m", "settle": "10m"},
+                }
+            ],
+            "checkpoint": {"dir": str(tmp_path / "ckpt"), "interval": "0s"},
+        }
+    )
+
+
+# a fires; b goes pending, back to ok, pending again; c fires and resolves; d flaps.
+ALERTING: list[list[str] | None] = [
+    [line("a", 0, 6), line("b", 0, 6), line("c", 0, 6), line("d", 0, 6)],
+    [line("a", 1, 7), line("b", 1, 1), line("c", 1, 6), line("d", 1, 1)],
+    [line("a", 2, 8), line("c", 2, 1), line("d", 2, 6)],
+    None,
+    [line("d", 3, 1), line("b", 5, 6)],
+    [line("d", 4, 6), line("d", 5, 1), line("d", 6, 6), line("a", 10, 9)],
+    None,
+    [line("a", 20, 9), line("d", 20, 1)],
+]
+
+
+def alert_figures(text: bytes) -> dict[tuple[str, str], float]:
+    """``sensorstream_alerts`` and ``..._alert_transitions_by_rule_total`` by (family, state)."""
+    found = {}
+    for family in text_string_to_metric_families(text.decode()):
+        if family.name in ("sensorstream_alerts", "sensorstream_alert_transitions_by_rule"):
+            for sample in family.samples:
+                assert (sample.labels["pipeline"], sample.labels["rule"]) == ("unit", "hot")
+                found[(sample.name, sample.labels["state"])] = sample.value
+    return found
+
+
+def stored_states(path: Path) -> dict[tuple[str, str], float]:
+    """What the gauge should say: the stored alerts counted by current state."""
+    with Store(path) as store:
+        states = store.alerts("unit")["state"].to_list()
+    return {("sensorstream_alerts", s): float(states.count(s)) for s in ALERT_STATES}
+
+
+def gauges(figures: dict[tuple[str, str], float]) -> dict[tuple[str, str], float]:
+    return {key: value for key, value in figures.items() if key[0] == "sensorstream_alerts"}
+
+
+def test_the_alert_gauges_count_the_stored_alerts_by_state(tmp_path: Path) -> None:
+    path = tmp_path / "out.duckdb"
+    runner = Runner(
+        alerting_spec(tmp_path),
+        source=ListSource(ALERTING),
+        sinks=[DuckDBSink(path)],
+        clock=ManualClock(START),
+    )
+    summary = runner.run()
+
+    figures = alert_figures(runner.metrics.text())
+
+    assert gauges(figures) == stored_states(path)
+    assert {state for (_, state), n in gauges(figures).items() if n} >= {"firing", "resolved"}
+    with Store(path) as store:
+        transitions = store.alert_transitions("unit", limit=None)["state"].to_list()
+    moved = {k: v for k, v in figures.items() if k[0].endswith("by_rule_total")}
+    assert moved == {
+        ("sensorstream_alert_transitions_by_rule_total", s): float(transitions.count(s))
+        for s in set(transitions)
+    }
+    assert sum(moved.values()) == summary.counters.get("alert_transitions")
+
+
+def test_a_restored_run_shows_the_alert_figures_of_an_uninterrupted_one(tmp_path: Path) -> None:
+    def run(folder: Path, source: ListSource) -> Runner:
+        runner = Runner(
+            alerting_spec(folder),
+            source=source,
+            sinks=[DuckDBSink(folder / "out.duckdb")],
+            clock=ManualClock(START),
+        )
+        runner.run()
+        return runner
+
+    clean = run(tmp_path / "clean", ListSource(ALERTING))
+    crashing = ListSource(ALERTING, crash_at=5)
+    with pytest.raises(Crash):
+        run(tmp_path / "crashed", crashing)
+    restored = run(tmp_path / "crashed", crashing)
+
+    assert alert_figures(restored.metrics.text()) == alert_figures(clean.metrics.text())
+    assert gauges(alert_figures(restored.metrics.text())) == stored_states(
+        tmp_path / "crashed" / "out.duckdb"
     )

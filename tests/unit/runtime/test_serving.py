@@ -1,4 +1,4 @@
-"""A running pipeline's one server: ingest for its http streams beside queries, one token set."""
+"""A running pipeline's one server: ingest beside queries, its alerts and actions, /metrics."""
 
 from __future__ import annotations
 
@@ -6,16 +6,21 @@ import json
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import polars as pl
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
+from sensorstream.actions.alert_actions import AlertActions
 from sensorstream.cli.commands import app
+from sensorstream.engine.rules.lifecycle import ALERT_STATES
 from sensorstream.errors import ConfigError
 from sensorstream.pipeline.api import ApiSpec
 from sensorstream.pipeline.spec import (
@@ -27,9 +32,12 @@ from sensorstream.pipeline.spec import (
 )
 from sensorstream.runtime.runner import Runner
 from sensorstream.runtime.serving import PipelineServer, check_served
+from sensorstream.sinks import DuckDBSink
 from sensorstream.sources import HttpSourceSettings
-from sensorstream.testing import ListSink
+from sensorstream.testing import ListSink, ListSource, ManualClock
 from sensorstream.tokens import TokenSettings
+from tests.unit.runtime.test_metrics import ALERTING, alerting_spec
+from tests.unit.runtime.test_runner import START
 
 GATEWAY, READER = "gateway-token-0123456789", "reader-token-0123456789"
 
@@ -177,3 +185,55 @@ def test_run_says_when_the_port_its_streams_post_to_is_taken(tmp_path: Path) -> 
     assert done.exit_code == 2, done.output
     assert f"cannot serve the API on 127.0.0.1:{port}" in done.output
     assert "stream readings takes its posts: choose another --port" in done.output
+
+
+def alert_gauge(text: str) -> dict[str, float]:
+    """``sensorstream_alerts`` of rule hot, by state."""
+    [family] = [f for f in text_string_to_metric_families(text) if f.name == "sensorstream_alerts"]
+    return {s.labels["state"]: s.value for s in family.samples if s.labels["rule"] == "hot"}
+
+
+def test_a_running_pipeline_serves_its_alerts_the_actions_on_them_and_their_gauges(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "out.duckdb"
+    looks: list[tuple[dict[str, float], list[dict[str, Any]]]] = []
+    acted: dict[str, Any] = {}
+
+    def look() -> None:  # the runner waits meanwhile: its last batch is flushed
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            alerts = client.get("/api/v1/alerts").json()
+            looks.append((alert_gauge(client.get("/metrics").text), alerts))
+            if len(looks) == 2:
+                firing = next(a["alert_id"] for a in alerts if a["state"] == "firing")
+                acked = client.post(f"/api/v1/alerts/{firing}/ack", json={"note": "on it"})
+                muted = client.post("/api/v1/silences", json={"rule": "hot", "for": "1h"})
+                acted.update(
+                    firing=firing,
+                    acked=acked.status_code,
+                    muted=muted.status_code,
+                    after=client.get("/api/v1/alerts").json(),
+                )
+
+    runner = Runner(
+        alerting_spec(tmp_path),
+        source=ListSource(ALERTING, on_idle=look),
+        sinks=[DuckDBSink(path)],
+        clock=ManualClock(START),
+    )
+    server = PipelineServer(runner, port=0, environ={})
+    with server:
+        runner.run()
+
+    assert len(looks) == 2
+    for gauge, alerts in looks:
+        states = Counter(a["state"] for a in alerts)
+        assert gauge == {s: float(states[s]) for s in ALERT_STATES}
+    assert looks[-1][0]["flapping"] == 1
+    assert (acted["acked"], acted["muted"]) == (201, 201)
+    after = {a["alert_id"]: a for a in acted["after"]}
+    assert after[acted["firing"]]["acknowledged_by"] == "api"
+    assert all(a["silence_id"] is not None for a in after.values())
+    actions = AlertActions.beside(path)
+    assert [a.alert_id for a in actions.acknowledgements()] == [acted["firing"]]
+    assert [s.rule for s in actions.silences()] == ["hot"]
