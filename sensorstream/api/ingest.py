@@ -37,6 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from sensorstream.api.auth import Auth
 from sensorstream.api.bodies import BodyError, decompressed, json_lines
 from sensorstream.readings import ReadingFormat, decode_json_lines
+from sensorstream.sources.ingest_cache import ORIGIN, DecodedCache
 from sensorstream.sources.ingest_log import Backpressure, IngestLog, IngestLogError, count_lines
 
 __all__ = [
@@ -125,8 +126,13 @@ def ingest_router(
     path: str = PATH,
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
     clock: Callable[[], datetime] = system_clock,
+    cache: DecodedCache | None = None,
 ) -> APIRouter:
-    """The router of ``POST path`` (one stream's), appending to ``log``; see the module."""
+    """The router of ``POST path`` (one stream's), appending to ``log``; see the module.
+
+    ``cache`` receives what each accepted body decoded to, for the source reading ``log``
+    to take rather than decode again (:mod:`~sensorstream.sources.ingest_cache`).
+    """
     router = APIRouter(tags=["ingest"])
 
     @router.post(
@@ -154,7 +160,7 @@ def ingest_router(
         except IngestLogError as error:
             return _problem(503, f"{error}; the readings were not stored: retry later")
         decoded = await run_in_threadpool(
-            decode_json_lines, body, fmt, arrived_at=arrived_at, origin="request"
+            decode_json_lines, body, fmt, arrived_at=arrived_at, origin=ORIGIN
         )
         if decoded.payloads == 0:  # blank lines only
             return _problem(400, "the body holds no readings: send JSON objects, one a line")
@@ -170,6 +176,8 @@ def ingest_router(
             return _problem(429, str(error), _retry_after(error))
         except IngestLogError as error:
             return _problem(503, f"{error}; the readings were not stored: retry later")
+        if cache is not None:
+            cache.put(lines.start, len(body), decoded)
         result = IngestResult(
             accepted=accepted, rejected=rejected, request=lines.start, errors=errors
         )

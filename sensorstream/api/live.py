@@ -5,7 +5,9 @@ revision) and alert transition as it is written, each with its id; a client that
 reconnects with ``Last-Event-ID`` gets exactly the events it missed, while the hub still
 holds them. One it can no longer catch up is sent a ``missed`` event saying how many were
 lost to it (read them from the store). A comment every ``heartbeat`` seconds keeps
-proxies from closing an idle stream and lets the server notice a client that left.
+proxies from closing an idle stream and lets the server notice a client that left. When
+the server stops, the hub is closed and every stream ends. Ids count from 1 in each run:
+an id beyond the newest is an earlier run's, and its client gets every event the hub holds.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def events_router(
         since: Annotated[int | None, Query(ge=0, description="the last id seen")] = None,
     ) -> StreamingResponse:
         start = last_event_id if last_event_id is not None else since
+        if start is not None and start > hub.last_id:  # an id of an earlier run: replay all
+            start = 0
         return StreamingResponse(
             _stream(hub, request, hub.last_id if start is None else start, heartbeat),
             media_type="text/event-stream",
@@ -53,14 +57,14 @@ async def _stream(
     hub: LiveHub, request: Request, last_id: int, heartbeat: float
 ) -> AsyncIterator[bytes]:
     yield b": connected\n\n"
-    while not await request.is_disconnected():
+    while not hub.closed and not await request.is_disconnected():
         found, missed = await anyio.to_thread.run_sync(hub.after, last_id, heartbeat)
         if missed is not None:
             yield b'event: missed\ndata: {"count": %d}\n\n' % missed.count
         for event in found:
             yield event.sse()
             last_id = event.id
-        if not found:
+        if not found and not hub.closed:
             yield b": heartbeat\n\n"
 
 

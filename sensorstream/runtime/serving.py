@@ -87,6 +87,7 @@ class PipelineServer:
         """Stop serving, letting requests in flight finish."""
         for store in self.stores:
             withdraw(store)
+        self.hub.close()  # the event streams end, rather than be cancelled mid-wait
         self.server.close()
 
     def __enter__(self) -> PipelineServer:
@@ -136,6 +137,7 @@ def _ingest_routers(runner: Runner, auth: Auth) -> list[APIRouter]:
                 auth,
                 path=path,
                 max_request_bytes=source.max_request_bytes,
+                cache=source.decoded,
             )
         )
     return routers

@@ -50,6 +50,7 @@ class LiveHub:
         self._events: deque[LiveEvent] = deque(maxlen=capacity)
         self._next = 1
         self._changed = threading.Condition()
+        self.closed = False
 
     @property
     def last_id(self) -> int:
@@ -67,11 +68,20 @@ class LiveHub:
                 self._next += 1
             self._changed.notify_all()
 
+    def close(self) -> None:
+        """No more events: wake every reader, so that its stream can end (a server stopping)."""
+        with self._changed:
+            self.closed = True
+            self._changed.notify_all()
+
     def after(self, last_id: int, timeout: float = 0.0) -> tuple[list[LiveEvent], Missed | None]:
-        """Events after ``last_id``, waiting up to ``timeout`` seconds for one to come."""
+        """Events after ``last_id``, waiting up to ``timeout`` seconds for one to come.
+
+        Once the hub is closed it waits no more: :attr:`closed` tells the reader to stop.
+        """
         with self._changed:
             if self.last_id <= last_id and timeout > 0:
-                self._changed.wait_for(lambda: self.last_id > last_id, timeout)
+                self._changed.wait_for(lambda: self.last_id > last_id or self.closed, timeout)
             events = [event for event in self._events if event.id > last_id]
             oldest = self._events[0].id if self._events else self._next
             missed = Missed(oldest - last_id - 1) if last_id + 1 < oldest and last_id else None

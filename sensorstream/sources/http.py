@@ -4,10 +4,10 @@
 an :class:`~sensorstream.sources.ingest_log.IngestLog` and answers once they are on disk;
 this source reads the log from where the last checkpoint left off. Its one partition's
 position is a sequence number: the lines before it are consumed, so resuming after it reads
-exactly the lines posted since. A batch holds whole requests (about ``batch_bytes`` of
-them; a small one waits up to 20 ms for more to join it, since every batch costs the engine
-and the sinks the same few milliseconds whatever its size); each request's lines are
-decoded with the time it arrived, stored in the log, so a
+exactly the lines posted since. A batch holds the whole requests synced since the last
+read (up to about ``batch_bytes`` of them): while the pipeline handles one batch the next
+gathers, so batches grow with the load by themselves and no request waits for company;
+each request's lines are decoded with the time it arrived, stored in the log, so a
 replay judges every line as its first reading did (and as the HTTP answer said). Dead
 letters name their request: ``line 3 of request 1200``, ``1200`` being the sequence number
 of its first line, which the answer gave as ``request``.
@@ -26,7 +26,6 @@ one set of tokens (the pipeline's ``api:`` section) for ingest, queries and live
 
 from __future__ import annotations
 
-import time
 from collections.abc import Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,11 +38,11 @@ from sensorstream.errors import ConfigError
 from sensorstream.readings import Decoded, ReadingFormat, decode_json_lines, empty_dead_letters
 from sensorstream.readings.scanner import preload, supports
 from sensorstream.sources.base import Clock, Identity, InputChange, Source, SourceBatch
+from sensorstream.sources.ingest_cache import DecodedCache
 from sensorstream.sources.ingest_log import (
     DEFAULT_MAX_UNCONSUMED_BYTES,
     HEADER_BYTES,
     IngestLog,
-    LogReader,
     Record,
 )
 
@@ -55,10 +54,6 @@ DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
 # How long a caught-up read waits for a post before it yields None, so the runner can tick
 # (idle watermarks, checkpoints) and see a stop.
 IDLE_WAIT_S = 0.1
-# How long a small live batch waits for more requests to join it: each batch costs the
-# engine and the sinks a few milliseconds whatever its size, so a batch of one request
-# each would leave less time for serving.
-LINGER_S = 0.02
 
 
 class HttpSource(Source):
@@ -99,6 +94,8 @@ class HttpSource(Source):
         self.serve, self.follow = serve, follow
         self.batch_bytes = batch_bytes
         self._log: IngestLog | None = None
+        # What the pipeline's ingest endpoint decoded, so that a live read need not again.
+        self.decoded = DecodedCache()
 
     # -- the source contract ----------------------------------------------------------------
     def use_checkpoint_dir(self, folder: Path, stream: str) -> None:
@@ -164,10 +161,10 @@ class HttpSource(Source):
         try:
             while True:
                 records = reader.read(self.batch_bytes)
-                if records and self.follow:
-                    records += self._linger(log, reader, sum(len(r.body) for r in records))
                 if records:
-                    yield _batch(records, fmt, start)
+                    batch = _batch(records, fmt, start, self.decoded)
+                    self.decoded.discard_before(batch.position)
+                    yield batch
                     continue
                 if not self.follow:
                     return
@@ -176,18 +173,6 @@ class HttpSource(Source):
         finally:
             reader.close()
 
-    def _linger(self, log: IngestLog, reader: LogReader, size: int) -> list[Record]:
-        """More requests for a batch of ``size`` bytes, posted within :data:`LINGER_S`."""
-        more: list[Record] = []
-        deadline = time.monotonic() + LINGER_S
-        while size < self.batch_bytes and (left := deadline - time.monotonic()) > 0:
-            if not log.wait_for(reader.position, left):
-                break
-            arrived = reader.read(self.batch_bytes - size)
-            more += arrived
-            size += sum(len(r.body) for r in arrived)
-        return more
-
     def close(self) -> None:
         """Close the log (the pipeline's server stops taking posts before its source closes)."""
         if self._log is not None:
@@ -195,10 +180,18 @@ class HttpSource(Source):
             self._log = None
 
 
-def _batch(records: list[Record], fmt: ReadingFormat, start: int | None) -> SourceBatch:
-    """One batch of whole requests, each decoded with its own arrival time and line numbers."""
+def _batch(
+    records: list[Record], fmt: ReadingFormat, start: int | None, cache: DecodedCache
+) -> SourceBatch:
+    """One batch of whole requests, each decoded with its own arrival time and line numbers.
+
+    A request the ingest endpoint decoded moments ago is taken from ``cache`` instead.
+    """
     parts: list[Decoded] = []
     for record in records:
+        if (start is None or record.first >= start) and (hit := cache.take(record.first)):
+            parts.append(hit)
+            continue
         body, first_line = record.body, 1
         if start is not None and record.first < start:  # resumed inside it: skip what was read
             skipped = start - record.first

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -53,3 +55,23 @@ def test_metrics_are_served_in_prometheus_format(tmp_path: Path) -> None:
     assert scraped.headers["content-type"].startswith("text/plain")
     names = {family.name for family in text_string_to_metric_families(scraped.text)}
     assert {"sensorstream_lines", "sensorstream_batch_latency_seconds"} <= names
+
+
+def test_closing_the_hub_ends_every_stream_and_an_earlier_runs_id_replays_all() -> None:
+    hub = LiveHub()
+    app = FastAPI()
+    app.include_router(events_router(hub, heartbeat=5))
+    hub.publish("result", [{"n": 1}, {"n": 2}])
+    with TestClient(app) as client:
+        assert read_events(client, 2, **{"Last-Event-ID": "900"}) == [
+            ("1", "result"),
+            ("2", "result"),
+        ]
+        closer = threading.Timer(0.2, hub.close)
+        closer.start()
+        started = time.monotonic()
+        with client.stream("GET", "/api/v1/events") as stream:
+            lines = list(stream.iter_lines())  # ends when the hub closes, not at a heartbeat
+        assert time.monotonic() - started < 3
+        assert lines[0] == ": connected"
+        assert hub.after(2, timeout=5) == ([], None)  # no wait once closed
