@@ -78,10 +78,10 @@ def histogram_quantiles(scraped: str, name: str) -> tuple[float, float]:
     ordered = sorted(buckets.items())
     total = ordered[-1][1] if ordered else 0.0
 
-    def bound(share: float) -> float:
+    def upper(share: float) -> float:
         return next((b for b, count in ordered if count >= share * total), float("nan"))
 
-    return bound(0.5), bound(0.99)
+    return upper(0.5), upper(0.99)
 
 
 class Probes:
@@ -179,6 +179,11 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=100, help="readings per POST")
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--probe-every", type=float, default=0.25, help="seconds")
+    parser.add_argument(
+        "--command",
+        default=f"{sys.executable} -m sensorstream",
+        help="what runs sensorstream (a profiler's wrapper, say)",
+    )
     args = parser.parse_args()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -190,7 +195,7 @@ def main() -> None:
         )
         path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
         pipeline = subprocess.Popen(
-            [*os.environ.get("BENCH_PIPELINE", f"{sys.executable} -m sensorstream").split(), "run", str(spec), "--no-progress"],
+            [*args.command.split(), "run", str(spec), "--no-progress"],
             cwd=folder,
             env={**os.environ, "PYTHONPATH": path},
             stdout=subprocess.DEVNULL,
