@@ -21,6 +21,7 @@ from sensorstream.engine.rules.conditions import Condition
 from sensorstream.engine.rules.corrections import corrections
 from sensorstream.engine.rules.lifecycle import KeyAlert
 from sensorstream.engine.rules.states import LEVEL, STATE
+from sensorstream.engine.watermarks import MAX_WATERMARK
 from sensorstream.readings import TS
 
 Judge = Literal["on_close", "final"]
@@ -180,6 +181,20 @@ class Intake:
         if not flags.any():
             return None, observations
         return observations.filter(flags), observations.filter(~flags)
+
+    def _passed(self, watermark: int) -> int:
+        """How far event time has passed for the rule's clocks at ``watermark``.
+
+        The clocks (a pending run's ``for``, a flapping key's settling, a deadman's silences,
+        forgetting idle keys) may only run as far as every observation before them has been
+        judged, or a result judged later would land before a change already reported. Under
+        ``judge: final`` a result not yet due (:meth:`_split`) can still be at ``watermark -
+        lateness`` (its window's last instant), so time has passed only that far; otherwise
+        the watermark itself. The end of input closes everything.
+        """
+        if self.over_results and self.judge == "final" and watermark < MAX_WATERMARK:
+            return watermark - self.lateness
+        return watermark
 
     def _hold(self, observations: pl.DataFrame | None) -> None:
         """Keep observations the watermark has not passed; a result replaces its earlier self."""

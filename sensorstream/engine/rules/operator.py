@@ -145,13 +145,14 @@ class RuleOperator(Intake, Operator):
         ``active``: ``due`` holds only the keys that could change (:meth:`_active` done).
         """
         records: list[dict[str, Any]] = []
-        now = watermark if watermark < MAX_WATERMARK else None  # the end is no passing time
+        passed = self._passed(watermark)
+        now = passed if watermark < MAX_WATERMARK else None  # the end is no passing time
         if due is not None and due.height:
             records += self._judge(due, now, active=active)
         if self.timed:
             records += self._wake(now)
-        records += self._clocks(watermark)
-        self._forget(watermark)
+        records += self._clocks(passed)
+        self._forget(passed, watermark)
         return records
 
     # -- judging ------------------------------------------------------------------------------
@@ -299,22 +300,22 @@ class RuleOperator(Intake, Operator):
         self.carry = pl.concat([kept, last], how="diagonal_relaxed")
 
     # -- clocks: pending alerts that have held long enough, flapping keys that settled ---------
-    def _clocks(self, watermark: int) -> list[dict[str, Any]]:
-        """Pending runs that have now held for ``for``, and flapping keys due to settle."""
+    def _clocks(self, now: int) -> list[dict[str, Any]]:
+        """Pending runs held for ``for`` and flapping keys settled by ``now`` (:meth:`_passed`)."""
         settle = self.reporter.settle
         flapping = [
             key
             for key, alert in self.alerts.items()
             if alert.flapping_since is not None
             and alert.changes
-            and alert.changes[-1] + settle <= watermark
+            and alert.changes[-1] + settle <= now
         ]
         if self.carry is None or self.carry.height == 0 or not (self.hold or flapping):
             return []
         due = (
             (pl.col(STATE) == PENDING_)
             & (pl.col(RUN_COUNT) >= self.policy.consecutive)
-            & (pl.col(RUN_START) + self.hold <= watermark)
+            & (pl.col(RUN_START) + self.hold <= now)
         ).fill_null(False)
         if not self.hold:
             due = pl.lit(False)
@@ -339,7 +340,7 @@ class RuleOperator(Intake, Operator):
         for row in rows.iter_rows(named=True):
             key = {name: row[name] for name in self.key}
             alert = self.alerts.setdefault(tuple(key.values()), KeyAlert())
-            caught_up, position = self.reporter.catch_up(alert, key, watermark, _position(row))
+            caught_up, position = self.reporter.catch_up(alert, key, now, _position(row))
             records += caught_up
             positions.append(position.state)
         fresh = rows.with_columns(pl.Series(STATE, positions, pl.Int8))
@@ -351,10 +352,14 @@ class RuleOperator(Intake, Operator):
         self.carry = pl.concat([kept, fresh], how="diagonal_relaxed")
         return records
 
-    def _forget(self, watermark: int) -> None:
-        """Forget judged results that can no longer be corrected, and idle keys' alerts."""
+    def _forget(self, now: int, watermark: int | None = None) -> None:
+        """Forget idle keys' alerts by ``now`` (:meth:`_passed`), and uncorrectable results.
+
+        ``watermark`` (default ``now``) decides what late readings can still correct.
+        """
+        watermark = now if watermark is None else watermark
         within = self.reporter.within
-        idle = [key for key, alert in self.alerts.items() if alert.idle(watermark, within)]
+        idle = [key for key, alert in self.alerts.items() if alert.idle(now, within)]
         for key in idle:
             del self.alerts[key]
         if self.judged is not None and self.judged.height:

@@ -140,6 +140,23 @@ def test_judging_final_windows_waits_out_the_lateness_and_needs_no_correction() 
     assert events_of(plan(windows, on_final, lateness=20), *feed) == []  # [0, 10) was 15
 
 
+def test_a_final_judgment_fires_a_held_breach_only_once_the_windows_before_it_are_final() -> None:
+    windows = WindowStep("m", TumblingWindow(s(10)), ("device_id",), (Aggregate("mean", "value"),))
+    warm = Threshold("value_mean", (("warning", 20.0),))
+    on_final = RuleStep("hot", "m", warm, policy=AlertPolicy(hold=s(15)), judge="final")
+    # [10, 20) breaches (pending at 19, due to fire at 34) and [20, 30) recovers at 29. At
+    # watermark 45 the first is final but the second, final only at 50, is not: the deadline
+    # at 34 must wait for it, or the alert fires and then resolves at 29, before it fired.
+    rows = [("d1", 15, 25.0), ("d1", 25, 1.0), ("d1", 45, 1.0)]
+    one = events_of(plan(windows, on_final, lateness=20), batch(*rows))
+    many = events_of(plan(windows, on_final, lateness=20), *(batch(row) for row in rows))
+    assert (
+        one
+        == many
+        == [("pending", "warning", 19, "transition"), ("resolved", None, 29, "transition")]
+    )
+
+
 def test_a_rule_with_no_key_judges_the_whole_partition_together() -> None:
     fleet = RuleStep(
         "hot", "readings", Expression("value > 50", "critical"), key=(), by_input_key=False
