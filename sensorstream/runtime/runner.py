@@ -6,12 +6,14 @@ stream goes to task ``n``, and the streams are read interleaved in event-time or
 task's position: the sum of its streams' source positions, which grows with every batch.
 
 The loop is the only place where the engine meets I/O and the clock. After each batch it
-hands every output to the sinks; every ``checkpoint.interval`` of processing time it flushes
-the sinks and then saves each partition's state with its source position. After a crash,
-the next run restores the checkpoint, tells the sinks to forget what they wrote after it,
-and resumes the source after the checkpointed positions: the results come out the same as
-if nothing had happened. A checkpoint also records what the source read, so a rerun after
-the input was replaced refuses to resume into it, and a finished pipeline knows it is done.
+hands every output to the sinks; every ``checkpoint.interval`` of processing time it starts
+the sinks' flush and takes each partition's state with its source position, which are
+saved in the background once the flush is durable (:mod:`~sensorstream.runtime.checkpointer`).
+After a crash, the next run restores the checkpoint, tells the sinks to forget what they
+wrote after it, and resumes the source after the checkpointed positions: the results come
+out the same as if nothing had happened. A checkpoint also records what the source read,
+so a rerun after the input was replaced refuses to resume into it, and a finished pipeline
+knows it is done.
 
 Every line is counted once as accepted, duplicate, late, dead-lettered or blank, per
 partition (a partition's counters travel with its state), and the summary checks that they
@@ -20,6 +22,7 @@ add up (:mod:`~sensorstream.runtime.counters`).
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -33,6 +36,7 @@ from sensorstream.engine.task import PartitionTask, TaskOutput
 from sensorstream.engine.time import micros
 from sensorstream.errors import CheckpointError
 from sensorstream.pipeline.spec import PipelineSpec
+from sensorstream.runtime.checkpointer import Checkpointer
 from sensorstream.runtime.checkpoints import Checkpoint, CheckpointStore
 from sensorstream.runtime.counters import Counters, RunSummary
 from sensorstream.runtime.metrics import PipelineMetrics
@@ -111,6 +115,7 @@ class Runner:
         self.interleaver = Interleaver(self.streams, self._stream_watermark)
         self.state_rows: dict[int, int] = {}  # per partition, at the last checkpoint
         self.metrics = PipelineMetrics(self)
+        self.checkpointer = Checkpointer(self.checkpoints, self.metrics.observe_checkpoint)
         self._stopping = False
         self._finished = False
 
@@ -198,6 +203,7 @@ class Runner:
                 self._consume(identity)
             self._checkpoint(identity)
         finally:
+            self.checkpointer.close()
             self.tables.close()
             for stream in self.streams.values():
                 stream.source.close()
@@ -238,7 +244,7 @@ class Runner:
                 self._close_stream(pulled.stream)
             self._tick(now)
             if now - last_checkpoint >= self.interval_us:
-                self._checkpoint(identity)
+                self._checkpoint(identity, wait=False)
                 last_checkpoint = now
             if self._stopping:
                 return
@@ -353,30 +359,39 @@ class Runner:
     def _total(self) -> Counters:
         return Counters.sum(self.counters.values())
 
-    def _checkpoint(self, identity: Identity) -> None:
-        started = time.perf_counter()
-        for sink in self.sinks:
-            sink.flush()
+    def _checkpoint(self, identity: Identity, *, wait: bool = True) -> None:
+        """Take a checkpoint: here its quick part, then saved by :attr:`checkpointer`.
+
+        ``wait`` returns once it is saved (the end of a run); otherwise the loop goes on
+        while it is saved in the background.
+        """
+        waits = [sink.flush_started() for sink in self.sinks]
         states = {p: task.snapshot() for p, task in self.tasks.items()}
+        for state in states.values():  # the operators may change theirs meanwhile
+            state.meta = copy.deepcopy(state.meta)
         self.state_rows = {
             p: sum(frame.height for frame in state.frames.values()) for p, state in states.items()
         }
-        self.checkpoints.save(
-            Checkpoint(
-                fingerprint=self.spec.fingerprint(),
-                positions=self.positions,
-                counters={p: dict(c) for p, c in self.counters.items()},
-                partitions=states,
-                finished=self._finished,
-                source=identity,
-                streams={name: dict(p) for name, p in self.stream_positions.items()}
-                if len(self.streams) > 1
-                else {},
-            )
+        checkpoint = Checkpoint(
+            fingerprint=self.spec.fingerprint(),
+            positions=self.positions,
+            counters={p: dict(c) for p, c in self.counters.items()},
+            partitions=states,
+            finished=self._finished,
+            source=identity,
+            streams={name: dict(p) for name, p in self.stream_positions.items()}
+            if len(self.streams) > 1
+            else {},
         )
-        for name, stream in self.streams.items():
-            stream.source.checkpointed(dict(self.stream_positions[name]))
-        self.metrics.observe_checkpoint(time.perf_counter() - started)
+        positions = {name: dict(p) for name, p in self.stream_positions.items()}
+
+        def saved() -> None:
+            for name, stream in self.streams.items():
+                stream.source.checkpointed(positions[name])
+
+        self.checkpointer.submit(checkpoint, waits, saved)
+        if wait:
+            self.checkpointer.wait()
 
     def _checkpoint_after_failure(self, identity: Identity, error: Exception) -> None:
         """Keep the batches handled before the source failed; never hide its error."""

@@ -11,7 +11,7 @@ rows retract a result. Alert transitions are events keyed by ``transition_id``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -62,6 +62,10 @@ class SinkBatch:
     counters: Mapping[str, int] | None = None
 
 
+def _nothing() -> None:
+    """A flush already done."""
+
+
 class Sink(ABC):
     """Base of every sink; subclass it and implement :meth:`write`."""
 
@@ -79,6 +83,18 @@ class Sink(ABC):
 
     def flush(self) -> None:  # noqa: B027 - doing nothing is the right default
         """Make everything written so far durable."""
+
+    def flush_started(self) -> Callable[[], None]:
+        """Start making everything written so far durable; the call returned waits for it.
+
+        The runner saves a checkpoint in a background thread once every sink's wait has
+        returned, and goes on writing batches meanwhile (they belong to the next
+        checkpoint). The wait runs in that thread. By default the flush is done here and
+        now, and the wait has nothing left to do; a sink with slow durable work (fsyncs in
+        a writer thread) starts it here and waits in the returned call.
+        """
+        self.flush()
+        return _nothing
 
     def close(self) -> None:
         """Flush and release resources."""

@@ -283,6 +283,13 @@ class DuckDBSink(Sink):
             self._write_pending()
             self._require_segments().flush()
 
+    def flush_started(self) -> Callable[[], None]:
+        """Commit the transaction now; the call returned waits for the segments' fsyncs."""
+        if self._connection is None:
+            return super().flush_started()
+        self._write_pending()
+        return self._require_segments().flush_started()
+
     def close(self) -> None:
         """Flush, then release the file for other processes."""
         if self._connection is None:

@@ -11,7 +11,7 @@ behind the newest event time stored. The layout is :mod:`~sensorstream.sinks.seg
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -100,6 +100,42 @@ class ReadingSegments:
             self._collect_oldest()
         self._expire()
         self._sync()
+
+    def flush_started(self) -> Callable[[], None]:
+        """Start a flush: the returned call (any thread) waits until it is durable.
+
+        The segments handed over so far are written in order by the one writer thread, so
+        a folder sync queued behind them makes them all durable; the call waits for the
+        segments (raising a failed one's error) and then for the sync. Bookkeeping and the
+        retention stay in the caller's thread: segments already written are collected now,
+        the rest at the next write or flush.
+        """
+        if self._executor is None:
+            msg = f"the reading segments in {self.folder} are not open; call open() first"
+            raise SinkError(msg)
+        while self._writing and self._writing[0].done():
+            self._collect_oldest()
+        self._expire()
+        pending = list(self._writing)
+        if not pending and not self._unsynced:
+            return _nothing
+        self._unsynced = False  # the sync below covers what is collected so far
+        folder = self.folder
+        synced = self._executor.submit(sync_folder, folder)
+
+        def wait() -> None:
+            for future in pending:
+                try:
+                    future.result()
+                except (OSError, pl.exceptions.PolarsError) as error:
+                    msg = (
+                        f"writing readings of pipeline {self.pipeline!r} to {folder} failed: "
+                        f"{error}; the pipeline resumes from its last checkpoint when run again"
+                    )
+                    raise SinkError(msg) from error
+            synced.result()
+
+        return wait
 
     def restore(self, positions: Mapping[int, int]) -> None:
         """Drop readings after these positions; a partition not listed loses all of them.
@@ -211,6 +247,10 @@ class ReadingSegments:
         if self._unsynced:
             sync_folder(self.folder)
             self._unsynced = False
+
+
+def _nothing() -> None:
+    """Nothing was left to make durable."""
 
 
 def _newest(readings: pl.DataFrame) -> datetime | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -192,6 +193,40 @@ def test_a_failed_segment_write_is_raised_by_flush(
     with pytest.raises(SinkError, match=r"writing readings of pipeline 'fleet' .* No space left"):
         sink.flush()
     sink.close()
+
+
+def test_a_started_flush_is_durable_when_its_wait_returns_and_later_writes_go_on(
+    tmp_store: Path,
+) -> None:
+    sink = _sink(tmp_store)
+    sink.open(_info())
+    sink.write(SinkBatch(0, 1, readings=_readings("a")))
+    wait = sink.flush_started()
+    sink.write(SinkBatch(0, 2, readings=_readings("b")))  # the next checkpoint's
+    waiter = threading.Thread(target=wait)  # the checkpointer's thread
+    waiter.start()
+    waiter.join(10)
+    assert not waiter.is_alive()
+    assert (0, 1) in _positions(tmp_store)
+    sink.close()
+    assert _positions(tmp_store) == [(0, 1), (0, 2)]
+
+
+def test_a_failed_segment_write_is_raised_by_a_started_flushs_wait(
+    tmp_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(frame: pl.DataFrame, path: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("sensorstream.sinks.segment_writer.write_segment", full_disk)
+    sink = _sink(tmp_store)
+    sink.open(_info())
+    sink.write(SinkBatch(0, 1, readings=_readings("a")))
+    wait = sink.flush_started()
+    with pytest.raises(SinkError, match=r"writing readings of pipeline 'fleet' .* No space left"):
+        wait()
+    with pytest.raises(SinkError):
+        sink.close()
 
 
 def test_retention_deletes_segments_older_than_the_newest_reading_by_more_than_it(
