@@ -284,11 +284,28 @@ class DuckDBSink(Sink):
             self._require_segments().flush()
 
     def flush_started(self) -> Callable[[], None]:
-        """Commit the transaction now; the call returned waits for the segments' fsyncs."""
-        if self._connection is None:
+        """Take what waits to be written; the call returned commits it and waits for the fsyncs.
+
+        The call runs in the checkpointer's thread, on a cursor of its own: the buffered
+        rows are this flush's alone (the next ones buffer anew), and no other flush runs
+        meanwhile (the runner has one checkpoint in flight at a time).
+        """
+        connection = self._connection
+        if connection is None:
             return super().flush_started()
-        self._write_pending()
-        return self._require_segments().flush_started()
+        self._write_readings()
+        pending, self._pending = self._pending, _Pending()
+        segments = self._require_segments().flush_started()
+
+        def wait() -> None:
+            cursor = connection.cursor()
+            try:
+                self._commit(pending, cursor)
+            finally:
+                cursor.close()
+            segments()
+
+        return wait
 
     def close(self) -> None:
         """Flush, then release the file for other processes."""
@@ -317,9 +334,13 @@ class DuckDBSink(Sink):
         self._write_readings()  # first: the segments compress while the transaction runs
         # Taken off first: after a failed write the runtime replays from its checkpoint.
         pending, self._pending = self._pending, _Pending()
+        self._commit(pending, self._require_open())
+
+    def _commit(self, pending: _Pending, connection: duckdb.DuckDBPyConnection) -> None:
+        """Write ``pending`` in one transaction on ``connection`` (or a cursor of it)."""
         if pending.rows == 0 and not pending.counters:
             return
-        with self._transaction("writing a batch") as con:
+        with self._transaction("writing a batch", connection) as con:
             append(con, self._pipeline, DEAD_LETTERS, pending.dead_letters)
             append(con, self._pipeline, LATE_READINGS, pending.late)
             updated_at = self._clock()
@@ -350,8 +371,10 @@ class DuckDBSink(Sink):
         return self._connection
 
     @contextmanager
-    def _transaction(self, doing: str) -> Iterator[duckdb.DuckDBPyConnection]:
-        con = self._require_open()
+    def _transaction(
+        self, doing: str, connection: duckdb.DuckDBPyConnection | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = connection if connection is not None else self._require_open()
         con.begin()
         try:
             yield con
