@@ -9,6 +9,7 @@ means: the most recent ones, oldest first.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -31,10 +32,11 @@ from sensorstream.sinks.duckdb_tables import (
     UPDATED_AT,
     quote,
 )
+from sensorstream.sinks.segments import segment_files
 from sensorstream.store.alerts import AlertQueries
 from sensorstream.store.catalog import StoreCounts, StoredPipeline, StoredStep
 from sensorstream.store.readings import ReadingQueries
-from sensorstream.store.segments import register_readings
+from sensorstream.store.segments import allow_segments, register_readings
 
 KeyValue = str | int | float | bool | None
 SqlParameters = Sequence[object] | Mapping[str, object] | None
@@ -48,7 +50,7 @@ class Store(AlertQueries, ReadingQueries):
     or, inside the process that runs it, pass ``connection`` (the sink's
     :meth:`~sensorstream.sinks.duckdb.DuckDBSink.reader`); or read its raw readings with
     :func:`~sensorstream.store.segments.scan_readings`. The view ``readings`` lists the
-    segments when the store opens: open it again to see newer ones.
+    segments when the store opens: :meth:`refresh` (or open it again) to see newer ones.
     """
 
     def __init__(
@@ -58,18 +60,35 @@ class Store(AlertQueries, ReadingQueries):
         if connection is not None:  # a running pipeline's own reader (DuckDBSink.reader)
             self._connection = connection
             self._connection.execute("SET TimeZone = 'UTC'").fetchall()
+            self._connection.execute("SET parquet_metadata_cache = true").fetchall()
         else:
             self._connection = self._open(self.path)
+        self._segments: tuple[Path, ...] = ()
+        self._reading_schema: pl.Schema | None = None
         try:
-            register_readings(
-                self._connection,
-                self.path,
-                legacy_table=self._has_table(READINGS),
-                reading_columns=self._stored_reading_columns(),
-            )
+            self._register(None)
         except BaseException:
             self._connection.close()
             raise
+
+    def refresh(self) -> None:
+        """Show the segments a running pipeline wrote (or merged) since the view was made.
+
+        Lists the segment folders; the view is made again only if the listing changed.
+        """
+        files = tuple(segment_files(self.path))
+        if files != self._segments:
+            self._register(files)
+
+    def _register(self, files: tuple[Path, ...] | None) -> None:
+        self._segments = register_readings(
+            self._connection,
+            self.path,
+            legacy_table=self._has_table(READINGS),
+            reading_columns=self._stored_reading_columns(),
+            files=files,
+        )
+        self._reading_schema = None
 
     @staticmethod
     def _open(path: Path) -> duckdb.DuckDBPyConnection:
@@ -80,12 +99,16 @@ class Store(AlertQueries, ReadingQueries):
             )
             raise StoreError(msg)
         try:
-            # No file access beyond the store itself: sql() may come from an HTTP request.
-            connection = duckdb.connect(
-                str(path), read_only=True, config={"enable_external_access": False}
-            )
+            connection = duckdb.connect(str(path), read_only=True)
+        except duckdb.Error as error:
+            raise StoreError(_cannot_open(path, error)) from error
+        try:
+            # No file access beyond the store and its segments: sql() may come from an
+            # HTTP request.
+            allow_segments(connection, path)
             connection.execute("SET TimeZone = 'UTC'").fetchall()
         except duckdb.Error as error:
+            connection.close()
             raise StoreError(_cannot_open(path, error)) from error
         return connection
 
@@ -134,10 +157,16 @@ class Store(AlertQueries, ReadingQueries):
     def _check_pipeline(self, name: str) -> None:
         self.pipeline(name)
 
+    def reading_schema(self) -> pl.Schema:
+        """The columns of the view ``readings`` and their types (kept until it is made again)."""
+        if self._reading_schema is None:
+            self._reading_schema = self._frame(f"SELECT * FROM {READINGS} LIMIT 0").schema
+        return self._reading_schema
+
     def reading_measurements(self, pipeline: str) -> list[str]:
         """The measurement and tag columns stored for ``pipeline``'s raw readings."""
         stored = self.pipeline(pipeline)
-        present = set(self.sql(f"SELECT * FROM {READINGS} LIMIT 0").columns)  # always a view
+        present = set(self.reading_schema())  # always a view
         bookkeeping = {"pipeline", "partition", "position", "stream", DEVICE, TS, "message_id"}
         return [c for c in stored.reading_columns if c in present and c not in bookkeeping]
 
@@ -265,7 +294,13 @@ class Store(AlertQueries, ReadingQueries):
 
     # -- anything else -----------------------------------------------------------------------
     def sql(self, query: str, parameters: SqlParameters = None) -> pl.DataFrame:
-        """Run one read-only SQL query; ``?`` or ``$name`` placeholders take ``parameters``."""
+        """Run one read-only SQL query; ``?`` or ``$name`` placeholders take ``parameters``.
+
+        Statements that could write or load files (``COPY``, ``EXPORT``, ``ATTACH``,
+        ``LOAD``, ``SET``, ``PRAGMA``, ...) are refused: the connection may read the
+        segment folder, and nothing may write there but the sink.
+        """
+        _check_reads_only(self._connection, query)
         return self._frame(query, parameters)
 
     # -- plumbing --------------------------------------------------------------------------
@@ -306,6 +341,42 @@ class Store(AlertQueries, ReadingQueries):
         except duckdb.Error as error:
             msg = f"query on {self.path} failed: {error}"
             raise StoreError(msg) from error
+
+
+# Statements Store.sql runs: queries, and those a read-only database refuses by itself.
+_RUNS = {
+    duckdb.StatementType.SELECT,
+    duckdb.StatementType.INSERT,
+    duckdb.StatementType.UPDATE,
+    duckdb.StatementType.DELETE,
+    duckdb.StatementType.MERGE_INTO,
+    duckdb.StatementType.CREATE,
+    duckdb.StatementType.DROP,
+    duckdb.StatementType.ALTER,
+}
+_EXPLAIN = re.compile(r"^\s*explain(\s+analy[sz]e)?\s", re.IGNORECASE)
+
+
+def _check_reads_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Refuse a query holding a statement that could write, load or reconfigure."""
+    try:
+        statements = con.extract_statements(query)
+    except duckdb.Error as error:
+        msg = f"query failed: {error}"
+        raise StoreError(msg) from error
+    for statement in statements:
+        if statement.type == duckdb.StatementType.EXPLAIN:
+            explained = _EXPLAIN.sub("", statement.query, count=1)
+            if explained != statement.query:
+                _check_reads_only(con, explained)
+                continue
+        if statement.type not in _RUNS:
+            kind = statement.type.name
+            msg = (
+                f"a store runs queries only, not {kind} statements: they could write or load "
+                "files beside it (query with SELECT)"
+            )
+            raise StoreError(msg)
 
 
 def _time_range(
