@@ -16,11 +16,12 @@ from typing import Annotated, Any
 import polars as pl
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from sensorstream.durations import parse_duration
 from sensorstream.errors import ConfigError, StoreError
 from sensorstream.store import Store
-from sensorstream.store.metrics import compute_metrics
+from sensorstream.store.metrics import MetricsAnswer, compute_metrics
 
 StoreOpener = Callable[[], AbstractContextManager[Store]]
 Since = Annotated[datetime | None, Query(description="ISO 8601 with a zone, inclusive")]
@@ -142,11 +143,16 @@ def compute_router(
         except ValueError:
             return JSONResponse({"result": {}, "errors": ["the body is not JSON"]}, 400)
         try:
-            with open_store() as opened:
-                answer = compute_metrics(opened, pipeline, body)
+            # In a worker thread, as FastAPI runs the other (plain) endpoints: the query
+            # would hold up every other request and the live stream on the event loop.
+            answer = await run_in_threadpool(compute, body)
         except StoreError as error:
             return JSONResponse({"result": {}, "errors": [str(error)]}, 400)
         return JSONResponse(answer.body(), answer.status)
+
+    def compute(body: object) -> MetricsAnswer:
+        with open_store() as opened:
+            return compute_metrics(opened, pipeline, body)
 
     return router
 

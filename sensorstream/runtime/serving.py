@@ -2,17 +2,20 @@
 
 :class:`PipelineServer` adds a live sink to the runner (its events feed the SSE stream),
 reads the store through the DuckDB sink's own connection (DuckDB lets no other process in
-while it writes), serves the runner's metrics, and runs the app in a background uvicorn
-thread. With no token configured (``SENSORSTREAM_TOKENS``) only clients on this machine
-may call it; it listens on loopback unless told otherwise.
+while it writes), in stores kept from one request to the next
+(:mod:`~sensorstream.store.readers`), serves the runner's metrics, and runs the app in a
+background uvicorn thread. With no token configured (``SENSORSTREAM_TOKENS``) only
+clients on this machine may call it; it listens on loopback unless told otherwise.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from types import TracebackType
 
+import duckdb
 from fastapi import Depends
 
 from sensorstream.api.app import Serving, create_app
@@ -23,6 +26,7 @@ from sensorstream.runtime.runner import Runner
 from sensorstream.sinks.duckdb import DuckDBSink
 from sensorstream.sinks.live import LiveHub, LiveSink
 from sensorstream.store import Store
+from sensorstream.store.readers import StoreReaders
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8000
 
@@ -43,17 +47,22 @@ class PipelineServer:
         store = next((sink for sink in runner.sinks if isinstance(sink, DuckDBSink)), None)
         name = runner.spec.name
 
-        @contextmanager
-        def open_store() -> Iterator[Store]:
+        def cursor() -> duckdb.DuckDBPyConnection:
             if store is None:
                 msg = f"pipeline {name!r} has no duckdb sink: it stores nothing to query"
                 raise StoreError(msg)
             try:
-                cursor = store.reader()
+                return store.reader()
             except SinkError:
                 msg = f"pipeline {name!r} has not opened its store yet; try again in a moment"
                 raise StoreError(msg) from None
-            with Store(store.path, cursor) as opened:
+
+        # Kept between requests: a store made per request would bind its readings view anew.
+        self.readers = StoreReaders(store.path if store else Path(), cursor)
+
+        @contextmanager
+        def open_store() -> Iterator[Store]:
+            with self.readers.open() as opened:
                 yield opened
 
         auth = Auth.configure((), environ, where="SENSORSTREAM_TOKENS")
@@ -75,7 +84,10 @@ class PipelineServer:
 
     def close(self) -> None:
         """Stop serving, letting requests in flight finish."""
-        self.server.close()
+        try:
+            self.server.close()
+        finally:
+            self.readers.close()
 
     def __enter__(self) -> PipelineServer:
         return self.start()
