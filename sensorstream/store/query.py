@@ -65,6 +65,7 @@ class Store(AlertQueries, ReadingQueries):
             self._connection = self._open(self.path)
         self._segments: tuple[Path, ...] = ()
         self._reading_schema: pl.Schema | None = None
+        self._measurements: dict[str, list[str]] = {}
         try:
             self._register(None)
         except BaseException:
@@ -89,6 +90,7 @@ class Store(AlertQueries, ReadingQueries):
             files=files,
         )
         self._reading_schema = None
+        self._measurements = {}
 
     @staticmethod
     def _open(path: Path) -> duckdb.DuckDBPyConnection:
@@ -164,11 +166,20 @@ class Store(AlertQueries, ReadingQueries):
         return self._reading_schema
 
     def reading_measurements(self, pipeline: str) -> list[str]:
-        """The measurement and tag columns stored for ``pipeline``'s raw readings."""
-        stored = self.pipeline(pipeline)
-        present = set(self.reading_schema())  # always a view
-        bookkeeping = {"pipeline", "partition", "position", "stream", DEVICE, TS, "message_id"}
-        return [c for c in stored.reading_columns if c in present and c not in bookkeeping]
+        """The measurement and tag columns stored for ``pipeline``'s raw readings.
+
+        Kept until the view is made again: what a sink records about its pipeline changes
+        only when it opens the file, before a store reads through its connection, and no
+        sink opens a file another process's store has open.
+        """
+        if pipeline not in self._measurements:
+            stored = self.pipeline(pipeline)
+            present = set(self.reading_schema())  # always a view
+            bookkeeping = {"pipeline", "partition", "position", "stream", DEVICE, TS, "message_id"}
+            self._measurements[pipeline] = [
+                c for c in stored.reading_columns if c in present and c not in bookkeeping
+            ]
+        return list(self._measurements[pipeline])
 
     def pipeline(self, name: str) -> StoredPipeline:
         """What the sink recorded about one pipeline; the error lists the ones there are."""
