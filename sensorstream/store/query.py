@@ -9,7 +9,6 @@ means: the most recent ones, oldest first.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -36,6 +35,7 @@ from sensorstream.sinks.segments import segment_files
 from sensorstream.store.alerts import AlertQueries
 from sensorstream.store.catalog import StoreCounts, StoredPipeline, StoredStep
 from sensorstream.store.readings import ReadingQueries
+from sensorstream.store.reads_only import check_reads_only
 from sensorstream.store.segments import allow_segments, register_readings
 
 KeyValue = str | int | float | bool | None
@@ -311,7 +311,7 @@ class Store(AlertQueries, ReadingQueries):
         ``LOAD``, ``SET``, ``PRAGMA``, ...) are refused: the connection may read the
         segment folder, and nothing may write there but the sink.
         """
-        _check_reads_only(self._connection, query)
+        check_reads_only(self._connection, query)
         return self._frame(query, parameters)
 
     # -- plumbing --------------------------------------------------------------------------
@@ -352,42 +352,6 @@ class Store(AlertQueries, ReadingQueries):
         except duckdb.Error as error:
             msg = f"query on {self.path} failed: {error}"
             raise StoreError(msg) from error
-
-
-# Statements Store.sql runs: queries, and those a read-only database refuses by itself.
-_RUNS = {
-    duckdb.StatementType.SELECT,
-    duckdb.StatementType.INSERT,
-    duckdb.StatementType.UPDATE,
-    duckdb.StatementType.DELETE,
-    duckdb.StatementType.MERGE_INTO,
-    duckdb.StatementType.CREATE,
-    duckdb.StatementType.DROP,
-    duckdb.StatementType.ALTER,
-}
-_EXPLAIN = re.compile(r"^\s*explain(\s+analy[sz]e)?\s", re.IGNORECASE)
-
-
-def _check_reads_only(con: duckdb.DuckDBPyConnection, query: str) -> None:
-    """Refuse a query holding a statement that could write, load or reconfigure."""
-    try:
-        statements = con.extract_statements(query)
-    except duckdb.Error as error:
-        msg = f"query failed: {error}"
-        raise StoreError(msg) from error
-    for statement in statements:
-        if statement.type == duckdb.StatementType.EXPLAIN:
-            explained = _EXPLAIN.sub("", statement.query, count=1)
-            if explained != statement.query:
-                _check_reads_only(con, explained)
-                continue
-        if statement.type not in _RUNS:
-            kind = statement.type.name
-            msg = (
-                f"a store runs queries only, not {kind} statements: they could write or load "
-                "files beside it (query with SELECT)"
-            )
-            raise StoreError(msg)
 
 
 def _time_range(
