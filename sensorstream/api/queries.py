@@ -24,6 +24,7 @@ import polars as pl
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from sensorstream.actions.alert_actions import AlertActions
 from sensorstream.actions.silences import KeyValue, parse_key
@@ -34,7 +35,7 @@ from sensorstream.errors import ConfigError, StoreBusy, StoreError
 from sensorstream.store import Store
 from sensorstream.store.alert_history import HISTORY_SECTIONS, alert_history
 from sensorstream.store.alerts import with_actions
-from sensorstream.store.metrics import compute_metrics
+from sensorstream.store.metrics import MetricsAnswer, compute_metrics
 
 StoreOpener = Callable[[], AbstractContextManager[Store]]
 ActionsOpener = Callable[[], AlertActions]
@@ -304,11 +305,16 @@ def compute_router(
         except ValueError:
             return JSONResponse({"result": {}, "errors": ["the body is not JSON"]}, 400)
         try:
-            with open_store() as opened:
-                answer = compute_metrics(opened, pipeline, body)
+            # In a worker thread, as FastAPI runs the other (plain) endpoints: the query
+            # would hold up every other request and the live stream on the event loop.
+            answer = await run_in_threadpool(compute, body)
         except StoreError as error:
             return JSONResponse({"result": {}, "errors": [str(error)]}, 400)
         return JSONResponse(answer.body(), answer.status)
+
+    def compute(body: object) -> MetricsAnswer:
+        with open_store() as opened:
+            return compute_metrics(opened, pipeline, body)
 
     return router
 

@@ -13,25 +13,26 @@ where the pipeline's ``api:`` section says (loopback by default), with its token
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from functools import partial
+from pathlib import Path
 from types import TracebackType
 
+import duckdb
 from fastapi import APIRouter, Depends
 
 from sensorstream.actions.alert_actions import AlertActions
 from sensorstream.api.app import Serving, create_app
 from sensorstream.api.auth import Auth
 from sensorstream.api.ingest import ingest_path, ingest_router
-from sensorstream.api.queries import ActionsOpener, StoreOpener
+from sensorstream.api.queries import ActionsOpener
 from sensorstream.api.server import BackgroundServer
 from sensorstream.errors import ConfigError, SinkError, StoreBusy, StoreError
 from sensorstream.runtime.runner import Runner
 from sensorstream.sinks.duckdb import DuckDBSink
 from sensorstream.sinks.live import LiveHub, LiveSink
 from sensorstream.sources.http import HttpSource
-from sensorstream.store import Store
+from sensorstream.store.readers import StoreReaders
 from sensorstream.store.served import announce, withdraw
 
 
@@ -55,10 +56,11 @@ class PipelineServer:
         self.hub = LiveHub()
         runner.sinks.insert(0, LiveSink(self.hub))
         self.ingest = ingest_paths(runner)
+        self.readers = _store_readers(runner)
         app = create_app(
             Serving(
                 name,
-                _store_opener(runner),
+                self.readers.open,
                 self.hub,
                 runner.metrics,
                 routers=_ingest_routers(runner, auth),
@@ -88,7 +90,10 @@ class PipelineServer:
         for store in self.stores:
             withdraw(store)
         self.hub.close()  # the event streams end, rather than be cancelled mid-wait
-        self.server.close()
+        try:
+            self.server.close()
+        finally:
+            self.readers.close()
 
     def __enter__(self) -> PipelineServer:
         return self.start()
@@ -149,22 +154,22 @@ def _actions_opener(runner: Runner) -> ActionsOpener | None:
     return partial(AlertActions.beside, store.path) if store is not None else None
 
 
-def _store_opener(runner: Runner) -> StoreOpener:
-    """The store as the DuckDB sink's reader sees it, opened per request."""
+def _store_readers(runner: Runner) -> StoreReaders:
+    """The store as the DuckDB sink's reader sees it, kept between requests.
+
+    A store made per request would bind its readings view anew each time.
+    """
     store = next((sink for sink in runner.sinks if isinstance(sink, DuckDBSink)), None)
     name = runner.spec.name
 
-    @contextmanager
-    def open_store() -> Iterator[Store]:
+    def cursor() -> duckdb.DuckDBPyConnection:
         if store is None:
             msg = f"pipeline {name!r} has no duckdb sink: it stores nothing to query"
             raise StoreError(msg)
         try:
-            cursor = store.reader()
+            return store.reader()
         except SinkError:
             msg = f"pipeline {name!r} has not opened its store yet; try again in a moment"
             raise StoreBusy(msg) from None
-        with Store(store.path, cursor) as opened:
-            yield opened
 
-    return open_store
+    return StoreReaders(store.path if store is not None else Path(), cursor)

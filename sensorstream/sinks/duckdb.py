@@ -26,7 +26,9 @@ while the pipeline goes on (:mod:`~sensorstream.sinks.segments` has the layout,
 shows them as the view ``readings``, as the table of that name was before; a file written
 before has its table moved into segments when a sink opens it. ``retention: {readings:
 7d}`` deletes segments whose readings all lie that far (in event time) behind the newest
-reading stored; window results, dead letters and late readings stay.
+reading stored; window results, dead letters and late readings stay. Small segments are
+merged into larger ones in the background (:mod:`~sensorstream.sinks.compaction`), so a
+live pipeline's flushes do not leave thousands of files for every query to open.
 
 Table writes are buffered and land in one transaction per :meth:`DuckDBSink.flush`, or
 sooner once ``flush_rows`` rows wait (:mod:`~sensorstream.sinks.duckdb_writes`); readings
@@ -56,6 +58,7 @@ from sensorstream.engine.outputs import TRANSITION_SCHEMA
 from sensorstream.errors import SinkError
 from sensorstream.readings import DEAD_LETTER_SCHEMA
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch
+from sensorstream.sinks.compaction import CompactionPolicy
 from sensorstream.sinks.duckdb_tables import (
     ALERT_TRANSITIONS,
     COUNTER_COLUMNS,
@@ -126,7 +129,8 @@ class DuckDBSink(Sink):
 
     ``store_readings=False`` keeps only dead letters, late readings and results.
     ``retention`` deletes raw readings that far behind the newest one stored (None keeps
-    them all). ``clock`` stamps ``updated_at`` on results.
+    them all). ``compaction`` says when small reading segments are merged (None: never).
+    ``clock`` stamps ``updated_at`` on results.
     """
 
     def __init__(
@@ -136,12 +140,14 @@ class DuckDBSink(Sink):
         *,
         flush_rows: int = 200_000,
         retention: timedelta | None = None,
+        compaction: CompactionPolicy | None = CompactionPolicy(),  # noqa: B008 (frozen)
         clock: Clock = _utc_now,
     ) -> None:
         self.path = Path(path)
         self.store_readings = store_readings
         self.flush_rows = flush_rows
         self.retention = retention
+        self.compaction = compaction
         self._clock = clock
         self._connection: duckdb.DuckDBPyConnection | None = None
         self._pipeline = ""
@@ -189,7 +195,9 @@ class DuckDBSink(Sink):
                 self._tables = record_pipeline(
                     con, pipeline, stores_readings=self.store_readings, path=self.path
                 )
-            segments = ReadingSegments(self.path, pipeline.name, retention=self.retention)
+            segments = ReadingSegments(
+                self.path, pipeline.name, retention=self.retention, compaction=self.compaction
+            )
             segments.open()
         except BaseException:
             connection.close()  # a sink that failed to open holds no lock

@@ -46,6 +46,15 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def literal(value: object) -> str:
+    """A string literal for SQL that takes no parameters (COPY's target, a view's files).
+
+    >>> literal("it's")
+    "'it''s'"
+    """
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 def results_table_name(pipeline: str, step: str) -> str:
     """The readable table name for a step's results, before any clash is resolved.
 

@@ -14,7 +14,13 @@ from pathlib import Path
 import duckdb
 
 from sensorstream.durable import sync_file, sync_folder
-from sensorstream.sinks.duckdb_tables import PIPELINES, READINGS, existing_columns, quote
+from sensorstream.sinks.duckdb_tables import (
+    PIPELINES,
+    READINGS,
+    existing_columns,
+    literal,
+    quote,
+)
 from sensorstream.sinks.segments import COMPRESSION, Segment, pipeline_folder
 
 _ORIGIN = ("partition", "position")  # and pipeline, which the folder says
@@ -55,8 +61,8 @@ def migrate_readings_table(con: duckdb.DuckDBPyConnection, store: Path) -> bool:
         selected = ", ".join(quote(c) for c in (*_ORIGIN, *readings))
         # COPY streams the rows to the file: a large table never sits in memory whole.
         con.execute(
-            f"COPY (SELECT {selected} FROM {READINGS} WHERE pipeline = {_literal(pipeline)} "
-            f"AND partition = {int(partition)} ORDER BY position) TO {_literal(temporary)} "
+            f"COPY (SELECT {selected} FROM {READINGS} WHERE pipeline = {literal(pipeline)} "
+            f"AND partition = {int(partition)} ORDER BY position) TO {literal(temporary)} "
             f"(FORMAT parquet, COMPRESSION {COMPRESSION})"
         )
         sync_file(temporary)
@@ -74,8 +80,3 @@ def _recorded_columns(con: duckdb.DuckDBPyConnection) -> dict[str, set[str]]:
         return {}
     rows = con.execute(f"SELECT pipeline, reading_columns FROM {PIPELINES}").fetchall()
     return {str(name): {str(c).lower() for c in columns or ()} for name, columns in rows}
-
-
-def _literal(value: object) -> str:
-    """A string literal for SQL that takes no parameters (COPY's target and its query)."""
-    return "'" + str(value).replace("'", "''") + "'"

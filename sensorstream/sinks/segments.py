@@ -12,18 +12,29 @@ The sink (:mod:`~sensorstream.sinks.segment_writer`) writes them and the store
 A segment holds the readings one partition delivered between two flushes: ``first`` and
 ``last`` are the smallest and largest source position of its rows, so restoring to a
 checkpoint reads no file but the one (if any) that straddles the checkpointed position.
-``sequence`` is unique within the folder. A file holds ``partition``, ``position``, then
-the reading's columns; ``pipeline`` is its folder's, hive-style, as DuckDB
-(``read_parquet(..., hive_partitioning = true)``), Polars, Arrow and Spark read it. (A
-constant column in every file cost a sixth of the writing.)
+``sequence`` is unique within the folder and grows with each file written. A file holds
+``partition``, ``position``, then the reading's columns; ``pipeline`` is its folder's,
+hive-style, as DuckDB (``read_parquet(..., hive_partitioning = true)``), Polars, Arrow and
+Spark read it. (A constant column in every file cost a sixth of the writing.)
 
 A segment is written under a hidden temporary name (``.part-....parquet.tmp``), fsynced,
 then renamed: a reader lists complete files only, and never sees one change.
+
+Compaction (:mod:`~sensorstream.sinks.compaction`) merges consecutive segments of a
+partition into one, under a new sequence and the position range of them all. A segment
+whose position range lies within the wider range of a segment with a higher sequence of
+its partition is **superseded**: its rows are in that one. :func:`list_segments` leaves
+superseded segments out, so a reader counts each row once whether the merged file is
+there yet or not, and the merged segment's inputs can be removed at leisure. Segments
+written by flushes never supersede one another: each batch of readings has a higher
+position than the last, so their ranges follow one another; compaction merges only runs
+whose members and neighbours do not share a position.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -111,8 +122,8 @@ class Segment:
         return f"part-{partition}-{first}-{last}-{sequence}.parquet"
 
 
-def list_segments(folder: Path) -> list[Segment]:
-    """The complete segments in one pipeline's folder, by partition, position and sequence."""
+def stored_segments(folder: Path) -> list[Segment]:
+    """Every complete segment file in one pipeline's folder, superseded ones included."""
     if not folder.is_dir():
         return []
     found = (Segment.parse(path) for path in folder.iterdir())
@@ -120,6 +131,50 @@ def list_segments(folder: Path) -> list[Segment]:
         (segment for segment in found if segment is not None),
         key=lambda s: (s.partition, s.first, s.sequence),
     )
+
+
+def superseded(segments: Iterable[Segment]) -> list[Segment]:
+    """The segments whose rows a compacted segment holds: they lie within its range.
+
+    A segment is superseded by one of its partition with a higher sequence whose position
+    range holds its own and more. (A segment a restore shortened keeps its sequence, so
+    the longer original, should a crash leave it, supersedes nothing.)
+
+    >>> flushed = [Segment(Path(f"{n}"), 0, n * 10, n * 10 + 9, n) for n in (1, 2, 3)]
+    >>> merged = Segment(Path("m"), 0, 10, 29, 4)
+    >>> [s.sequence for s in superseded([*flushed, merged])]
+    [1, 2]
+    """
+    hidden: list[Segment] = []
+    partitions: dict[int, list[Segment]] = {}
+    for segment in segments:
+        partitions.setdefault(segment.partition, []).append(segment)
+    for group in partitions.values():
+        # By first position, the wider range first, then the newer: a segment's possible
+        # supersessors come before it, and only those reaching its first position count.
+        reaching: list[Segment] = []
+        for segment in sorted(group, key=lambda s: (s.first, -s.last, -s.sequence)):
+            reaching = [r for r in reaching if r.last >= segment.first]
+            if any(_supersedes(r, segment) for r in reaching):
+                hidden.append(segment)
+            reaching.append(segment)
+    return hidden
+
+
+def _supersedes(newer: Segment, older: Segment) -> bool:
+    """Whether ``newer`` holds ``older``'s rows (``newer`` starts no later than ``older``)."""
+    wider = (newer.first, newer.last) != (older.first, older.last)
+    return newer.sequence > older.sequence and newer.last >= older.last and wider
+
+
+def list_segments(folder: Path) -> list[Segment]:
+    """The segments to read in one pipeline's folder: complete, superseded ones left out.
+
+    Sorted by partition, position and sequence.
+    """
+    stored = stored_segments(folder)
+    hidden = {segment.path for segment in superseded(stored)}
+    return [segment for segment in stored if segment.path not in hidden]
 
 
 def segment_files(store: Path, pipeline: str | None = None) -> list[Path]:
@@ -133,10 +188,11 @@ def segment_files(store: Path, pipeline: str | None = None) -> list[Path]:
     return [s.path for folder in folders for s in list_segments(folder)]
 
 
-def write_segment(frame: pl.DataFrame, path: Path) -> None:
+def write_segment(frame: pl.DataFrame, path: Path, *, row_group_rows: int | None = None) -> None:
     """Write a segment so that it exists complete, durably, or not at all.
 
     The caller fsyncs the folder (:func:`sync_folder`) once for all the files it wrote.
+    ``row_group_rows`` caps a row group (None: Arrow's default, a million rows).
     """
     temporary = path.with_name(f".{path.name}{TEMPORARY_SUFFIX}")
     pq.write_table(
@@ -149,6 +205,7 @@ def write_segment(frame: pl.DataFrame, path: Path) -> None:
         # pyarrow takes a list of columns here; its stubs only know bool.
         use_dictionary=[column for column in frame.columns if column != TS],  # type: ignore[arg-type]
         store_schema=False,
+        row_group_size=row_group_rows,
     )
     sync_file(temporary)
     temporary.replace(path)

@@ -6,6 +6,8 @@
 - :mod:`~sensorstream.store.segments`: raw readings straight from the Parquet segments
   beside the store, readable while a pipeline writes it (:func:`scan_readings`);
 - :mod:`~sensorstream.store.metrics`: ``/compute/metrics`` over a time range;
+- :mod:`~sensorstream.store.readers`: stores kept from one API request to the next;
+- :mod:`~sensorstream.store.reads_only`: the statements ``Store.sql`` refuses;
 - :mod:`~sensorstream.store.catalog`: what the sink recorded (pipelines, steps, counts);
 - acknowledgements and silences (:mod:`sensorstream.actions`, a SQLite file beside the store
   that stays writable while a pipeline runs), re-exported here for the CLI and the API.

@@ -69,7 +69,7 @@ class MetricsAnswer:
 
 def sensors(store: Store, pipeline: str) -> list[str]:
     """The numeric measurements stored for ``pipeline``: what a request may ask about."""
-    schema = store.sql("SELECT * FROM readings LIMIT 0").schema
+    schema = store.reading_schema()
     return [name for name in store.reading_measurements(pipeline) if schema[name].is_numeric()]
 
 

@@ -31,10 +31,12 @@ from sensorstream.sinks.duckdb_tables import (
     UPDATED_AT,
     quote,
 )
+from sensorstream.sinks.segments import segment_files
 from sensorstream.store.alerts import AlertQueries
 from sensorstream.store.catalog import StoreCounts, StoredPipeline, StoredStep
 from sensorstream.store.readings import ReadingQueries
-from sensorstream.store.segments import register_readings
+from sensorstream.store.reads_only import check_reads_only
+from sensorstream.store.segments import allow_segments, register_readings
 
 KeyValue = str | int | float | bool | None
 SqlParameters = Sequence[object] | Mapping[str, object] | None
@@ -48,7 +50,7 @@ class Store(AlertQueries, ReadingQueries):
     or, inside the process that runs it, pass ``connection`` (the sink's
     :meth:`~sensorstream.sinks.duckdb.DuckDBSink.reader`); or read its raw readings with
     :func:`~sensorstream.store.segments.scan_readings`. The view ``readings`` lists the
-    segments when the store opens: open it again to see newer ones.
+    segments when the store opens: :meth:`refresh` (or open it again) to see newer ones.
     """
 
     def __init__(
@@ -58,18 +60,37 @@ class Store(AlertQueries, ReadingQueries):
         if connection is not None:  # a running pipeline's own reader (DuckDBSink.reader)
             self._connection = connection
             self._connection.execute("SET TimeZone = 'UTC'").fetchall()
+            self._connection.execute("SET parquet_metadata_cache = true").fetchall()
         else:
             self._connection = self._open(self.path)
+        self._segments: tuple[Path, ...] = ()
+        self._reading_schema: pl.Schema | None = None
+        self._measurements: dict[str, list[str]] = {}
         try:
-            register_readings(
-                self._connection,
-                self.path,
-                legacy_table=self._has_table(READINGS),
-                reading_columns=self._stored_reading_columns(),
-            )
+            self._register(None)
         except BaseException:
             self._connection.close()
             raise
+
+    def refresh(self) -> None:
+        """Show the segments a running pipeline wrote (or merged) since the view was made.
+
+        Lists the segment folders; the view is made again only if the listing changed.
+        """
+        files = tuple(segment_files(self.path))
+        if files != self._segments:
+            self._register(files)
+
+    def _register(self, files: tuple[Path, ...] | None) -> None:
+        self._segments = register_readings(
+            self._connection,
+            self.path,
+            legacy_table=self._has_table(READINGS),
+            reading_columns=self._stored_reading_columns(),
+            files=files,
+        )
+        self._reading_schema = None
+        self._measurements = {}
 
     @staticmethod
     def _open(path: Path) -> duckdb.DuckDBPyConnection:
@@ -80,14 +101,18 @@ class Store(AlertQueries, ReadingQueries):
             )
             raise StoreError(msg)
         try:
-            # No file access beyond the store itself: sql() may come from an HTTP request.
-            connection = duckdb.connect(
-                str(path), read_only=True, config={"enable_external_access": False}
-            )
-            connection.execute("SET TimeZone = 'UTC'").fetchall()
+            connection = duckdb.connect(str(path), read_only=True)
         except duckdb.Error as error:
             if "lock" in str(error).lower():
                 raise StoreBusy(_cannot_open(path, error)) from error
+            raise StoreError(_cannot_open(path, error)) from error
+        try:
+            # No file access beyond the store and its segments: sql() may come from an
+            # HTTP request.
+            allow_segments(connection, path)
+            connection.execute("SET TimeZone = 'UTC'").fetchall()
+        except duckdb.Error as error:
+            connection.close()
             raise StoreError(_cannot_open(path, error)) from error
         return connection
 
@@ -136,12 +161,27 @@ class Store(AlertQueries, ReadingQueries):
     def _check_pipeline(self, name: str) -> None:
         self.pipeline(name)
 
+    def reading_schema(self) -> pl.Schema:
+        """The columns of the view ``readings`` and their types (kept until it is made again)."""
+        if self._reading_schema is None:
+            self._reading_schema = self._frame(f"SELECT * FROM {READINGS} LIMIT 0").schema
+        return self._reading_schema
+
     def reading_measurements(self, pipeline: str) -> list[str]:
-        """The measurement and tag columns stored for ``pipeline``'s raw readings."""
-        stored = self.pipeline(pipeline)
-        present = set(self.sql(f"SELECT * FROM {READINGS} LIMIT 0").columns)  # always a view
-        bookkeeping = {"pipeline", "partition", "position", "stream", DEVICE, TS, "message_id"}
-        return [c for c in stored.reading_columns if c in present and c not in bookkeeping]
+        """The measurement and tag columns stored for ``pipeline``'s raw readings.
+
+        Kept until the view is made again: what a sink records about its pipeline changes
+        only when it opens the file, before a store reads through its connection, and no
+        sink opens a file another process's store has open.
+        """
+        if pipeline not in self._measurements:
+            stored = self.pipeline(pipeline)
+            present = set(self.reading_schema())  # always a view
+            bookkeeping = {"pipeline", "partition", "position", "stream", DEVICE, TS, "message_id"}
+            self._measurements[pipeline] = [
+                c for c in stored.reading_columns if c in present and c not in bookkeeping
+            ]
+        return list(self._measurements[pipeline])
 
     def pipeline(self, name: str) -> StoredPipeline:
         """What the sink recorded about one pipeline; the error lists the ones there are."""
@@ -273,11 +313,10 @@ class Store(AlertQueries, ReadingQueries):
 
         ``limit`` cuts the answer to that many rows, without fetching the rest.
 
-        One ``SELECT`` (``SHOW``, ``DESCRIBE``, ``SUMMARIZE``, ``FROM t`` and ``WITH`` are
-        SELECTs too) or ``EXPLAIN``, and nothing else: inside a running pipeline the store
-        is read through its writer's connection, where DuckDB itself would refuse nothing.
+        One ``SELECT`` or ``EXPLAIN`` of one, and nothing else
+        (:func:`~sensorstream.store.reads_only.check_reads_only`).
         """
-        check_read_only(query)
+        check_reads_only(self._connection, query)
         return self._frame(query, parameters, limit=limit)
 
     def command(
@@ -370,28 +409,6 @@ def _empty_results(steps: Sequence[StoredStep], *, with_step: bool) -> pl.DataFr
         schema.update(dict.fromkeys(step.outputs, pl.Null()))
     schema |= {"revision": pl.Int64(), "final": pl.Boolean(), UPDATED_AT: TS_TYPE}
     return pl.DataFrame(schema=schema)
-
-
-READ_ONLY_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
-
-
-def check_read_only(query: str) -> None:
-    """A StoreError unless ``query`` is one SELECT or EXPLAIN statement."""
-    try:
-        statements = duckdb.extract_statements(query)
-    except duckdb.Error as error:
-        msg = f"the query is not SQL DuckDB can parse: {error}"
-        raise StoreError(msg) from error
-    if len(statements) != 1:
-        msg = f"run one statement at a time (this holds {len(statements)})"
-        raise StoreError(msg)
-    kind = statements[0].type
-    if kind not in READ_ONLY_STATEMENTS:
-        msg = (
-            f"the store is read-only: run a SELECT (or EXPLAIN), not a "
-            f"{kind.name.replace('_', ' ')} statement"
-        )
-        raise StoreError(msg)
 
 
 def _cannot_open(path: Path, error: BaseException) -> str:

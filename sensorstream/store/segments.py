@@ -10,29 +10,29 @@ The DuckDB sink writes raw readings as immutable segments beside the file
   :class:`~sensorstream.store.Store` and ``sensorstream query`` read), over the segments and,
   for a file no sink opened since readings moved to segments, its ``readings`` table.
 
-Segments are listed once, when the frame or the view is made: a segment a pipeline removes
-afterwards (restoring after a crash, or by retention) makes the read fail; read again.
+Both read the segments :func:`~sensorstream.sinks.segments.list_segments` lists: the
+inputs of a merge are left out once the merged segment is in place. Segments are listed
+once, when the frame or the view is made: a segment a pipeline removes afterwards
+(restoring after a crash, or by retention) makes the read fail; read again. Merged inputs
+stay a grace period (a minute) after the merged segment is in place, so a read that
+listed them meanwhile ends normally.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import duckdb
 import polars as pl
-import pyarrow as pa
-import pyarrow.dataset as ds
-import pyarrow.parquet as pq
 
 from sensorstream.errors import StoreError
-from sensorstream.sinks.duckdb_tables import READINGS, quote
+from sensorstream.sinks.duckdb_tables import READINGS, literal, quote
 from sensorstream.sinks.segments import pipeline_of, readings_root, segment_files, segments_root
 
-# The registered Arrow dataset the view reads; a name no user table takes.
-SEGMENTS = "__sensorstream_reading_segments"
 ORIGIN_SCHEMA = {"pipeline": pl.String(), "partition": pl.Int32(), "position": pl.Int64()}
-_ARROW_ORIGIN = pl.DataFrame(schema=ORIGIN_SCHEMA).to_arrow().schema
+_ORIGIN_SQL = {"pipeline": "VARCHAR", "partition": "INTEGER", "position": "BIGINT"}
 
 
 def scan_readings(store: Path | str, pipeline: str | None = None) -> pl.LazyFrame:
@@ -64,41 +64,65 @@ def register_readings(
     *,
     legacy_table: bool,
     reading_columns: Iterable[str] = (),
-) -> None:
+    files: Sequence[Path] | None = None,
+) -> tuple[Path, ...]:
     """Create the temporary view ``readings`` over the store's segments in ``con``.
 
     ``legacy_table`` says the file still has its ``readings`` table (written before
     segments, and opened by no sink since): the view then shows its rows too.
-    ``reading_columns`` are the columns the view has when no segment exists yet.
+    ``reading_columns`` are the columns the view has when no segment exists yet. ``files``
+    are the segments to show (:func:`~sensorstream.sinks.segments.segment_files`, listed
+    now when None); returns them.
+
+    The view names the segments it reads, so it stays what it was when made: make it
+    again to see newer ones. DuckDB's own Parquet reader reads them (a connection reading
+    no other file may read the folder: :func:`allow_segments`), skipping files and row
+    groups outside a query's time range by their ``ts`` statistics.
     """
-    files = segment_files(store)
+    listed = tuple(segment_files(store) if files is None else files)
+    folders: dict[Path, list[Path]] = {}
+    for path in listed:
+        folders.setdefault(path.parent, []).append(path)
+    selects = []
+    for folder, paths in folders.items():
+        names = ", ".join(literal(path.resolve()) for path in paths)
+        # The pipeline from the folder's name, not hive-style from the path: a folder
+        # above the store named like key=value would become a column too.
+        pipeline = literal(pipeline_of(folder))
+        selects.append(
+            f"SELECT {pipeline} AS pipeline, * FROM read_parquet([{names}], "
+            "union_by_name = true, hive_partitioning = false)"
+        )
+    if not selects:
+        origin = ", ".join(f"NULL::{kind} AS {name}" for name, kind in _ORIGIN_SQL.items())
+        empty = "".join(f", NULL AS {quote(c)}" for c in reading_columns if c not in _ORIGIN_SQL)
+        selects.append(f"SELECT {origin}{empty} WHERE false")
+    if legacy_table:
+        database = con.execute("SELECT current_database()").fetchall()[0][0]
+        # Qualified by database: plain main.readings would be the view itself, in temp.main.
+        selects.append(f"SELECT * FROM {quote(str(database))}.main.{READINGS}")
+    query = " UNION ALL BY NAME ".join(selects)
     try:
-        schemas = [pq.read_schema(path) for path in files]
-    except (OSError, pa.ArrowException) as error:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {READINGS} AS {query}")
+    except duckdb.Error as error:
         msg = (
             f"cannot read the reading segments in {segments_root(store)}: {error}; "
             "a running pipeline may have just removed one, so try again"
         )
         raise StoreError(msg) from error
-    if schemas:
-        schema = pa.unify_schemas([_ARROW_ORIGIN, *schemas], promote_options="permissive")
-    else:
-        empty = [pa.field(c, pa.null()) for c in reading_columns if c not in ORIGIN_SCHEMA]
-        schema = pa.schema([*_ARROW_ORIGIN, *empty])
-    # The connection may read no file itself (sql() may come from an HTTP request): Arrow
-    # reads the segments, and only these.
-    segments = ds.dataset(
-        [str(path) for path in files],
-        schema=schema,
-        format="parquet",
-        # pipeline=<name> folders, percent-decoded; a filter on pipeline skips the others.
-        partitioning=ds.partitioning(pa.schema([_ARROW_ORIGIN.field("pipeline")]), flavor="hive"),
-        partition_base_dir=str(readings_root(store)),
-    )
-    con.register(SEGMENTS, segments)
-    query = f"SELECT * FROM {SEGMENTS}"
-    if legacy_table:
-        database = con.execute("SELECT current_database()").fetchall()[0][0]
-        # Qualified by database: plain main.readings would be the view itself, in temp.main.
-        query += f" UNION ALL BY NAME SELECT * FROM {quote(str(database))}.main.{READINGS}"
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {READINGS} AS {query}")
+    return listed
+
+
+def allow_segments(con: duckdb.DuckDBPyConnection, store: Path) -> None:
+    """Let a connection that reads no file but its database's read the store's segments.
+
+    Turns external access off for good (no file, extension or network beyond the folder).
+    A connection DuckDB shares (the same file opened again in this process) has it so.
+    """
+    folder = str(readings_root(store).resolve()) + os.sep
+    external = con.execute("SELECT current_setting('enable_external_access')").fetchall()[0][0]
+    if external:
+        con.execute("SET allowed_directories = ?", [[folder]])
+        con.execute("SET enable_external_access = false")
+    # Immutable files: their footers need reading once, not once a query.
+    con.execute("SET parquet_metadata_cache = true")

@@ -203,10 +203,27 @@ def test_sql_reads_anything_but_writes_nothing(store: Store) -> None:
         store.sql("DELETE FROM dead_letters")
     with pytest.raises(StoreError, match="read-only"):
         store.sql("DELETE FROM readings")  # a view over the segments
-    with pytest.raises(StoreError, match="read-only"):
-        store.sql(f"COPY (SELECT 1) TO '{store.path}.segments/readings/x.parquet'")
+    # The connection reads the segment folder, and only it; nothing writes there.
+    segments = f"{store.path}.segments/readings"
+    for writes in (
+        f"COPY (SELECT 1) TO '{segments}/x.parquet'",
+        f"EXPLAIN ANALYZE COPY (SELECT 1) TO '{segments}/x.parquet'",
+        f"SELECT 1; COPY (SELECT 1) TO '{segments}/x.parquet'",
+        f"ATTACH '{segments}/x.duckdb'",
+        f"EXPORT DATABASE '{segments}/x'",
+        "SET enable_external_access = true",
+        "LOAD httpfs",
+    ):
+        with pytest.raises(StoreError, match=r"read-only|one statement at a time"):
+            store.sql(writes)
+    assert not any(Path(segments).glob("x*"))
     with pytest.raises(StoreError, match="file system operations are disabled"):
         store.sql("SELECT * FROM read_csv('/etc/hostname')")
+    beside = store.path.with_name("beside.csv")
+    beside.write_text("a\n1\n")
+    with pytest.raises(StoreError, match="file system operations are disabled"):
+        store.sql(f"SELECT * FROM read_csv('{segments}/../../{beside.name}')")
+    assert store.sql("EXPLAIN SELECT count(*) FROM readings").height > 0
 
 
 def test_unknown_names_are_errors_that_list_the_known_ones(store: Store) -> None:
