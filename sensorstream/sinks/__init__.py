@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch, StepInfo
 from sensorstream.sinks.console import ConsoleSink, ConsoleSinkSettings
-from sensorstream.sinks.duckdb import DuckDBSink, DuckDBSinkSettings
+from sensorstream.sinks.duckdb import DuckDBSink
+from sensorstream.sinks.duckdb_settings import DuckDBSinkSettings
 from sensorstream.sinks.webhook import WebhookSink, WebhookSinkSettings
 
 SINKS: dict[str, type[Sink]] = {

@@ -47,13 +47,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
 
 import duckdb
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sensorstream.durations import Duration
 from sensorstream.engine.outputs import TRANSITION_SCHEMA
 from sensorstream.errors import SinkError
 from sensorstream.readings import DEAD_LETTER_SCHEMA
@@ -404,44 +401,3 @@ def _cannot_open(path: Path, error: BaseException) -> str:
             f"pipeline or `sensorstream query`?); stop it or write to another file ({error})"
         )
     return f"cannot open {path} for writing: {error}"
-
-
-class RetentionSettings(BaseModel):
-    """``retention: {readings: 7d}``: how far behind the newest reading raw ones are kept.
-
-    Counted in event time, per segment: a segment goes once its newest reading is that far
-    behind the newest reading stored. Window results, dead letters and late readings stay.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    readings: Duration | None = None
-
-    @field_validator("readings")
-    @classmethod
-    def _positive(cls, value: timedelta | None) -> timedelta | None:
-        if value is not None and value <= timedelta(0):
-            msg = "a retention must be longer than zero, e.g. 7d; leave it out to keep all"
-            raise ValueError(msg)
-        return value
-
-
-class DuckDBSinkSettings(BaseModel):
-    """``sink: {type: duckdb, path: ..., store_readings: ..., retention: ...}`` in YAML."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["duckdb"] = "duckdb"
-    path: Path = Path("sensorstream.duckdb")
-    store_readings: bool = True
-    flush_rows: int = Field(default=200_000, gt=0)
-    retention: RetentionSettings = RetentionSettings()
-
-    def build(self) -> DuckDBSink:
-        """The sink these settings describe."""
-        return DuckDBSink(
-            self.path,
-            self.store_readings,
-            flush_rows=self.flush_rows,
-            retention=self.retention.readings,
-        )
