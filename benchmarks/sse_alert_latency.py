@@ -175,10 +175,10 @@ def drive(base: str, args: argparse.Namespace, probes: Probes) -> tuple[list[flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=int, default=10_000, help="readings/s")
-    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--lines", type=int, default=100, help="readings per POST")
     parser.add_argument("--devices", type=int, default=1000)
-    parser.add_argument("--probe-every", type=float, default=0.25, help="seconds")
+    parser.add_argument("--probe-every", type=float, default=0.1, help="seconds")
     parser.add_argument(
         "--command",
         default=f"{sys.executable} -m sensorstream",
