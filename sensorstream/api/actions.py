@@ -119,17 +119,6 @@ class SilenceBody(BaseModel):
             raise ConfigError(msg) from None
 
 
-class AcknowledgementAnswer(BaseModel):
-    """An acknowledgement, as recorded."""
-
-    id: int
-    alert_id: str
-    pipeline: str | None
-    by: str
-    note: str
-    at: datetime
-
-
 class SilenceAnswer(BaseModel):
     """A silence, as ``GET /api/v1/silences`` lists it."""
 
@@ -181,7 +170,7 @@ def actions_router(
         "/alerts/{alert_id}/ack",
         summary="Acknowledge an alert: who saw it (its state stays as it is)",
         status_code=201,
-        response_model=AcknowledgementAnswer,
+        response_model=Acknowledgement,  # the recorded one, as the actions file keeps it
         responses={404: {"description": "no alert of this id in this pipeline's store"}},
     )
     def acknowledge(

@@ -184,19 +184,11 @@ class ReadingSegments:
         if not pending and not self._unsynced:
             return _nothing
         self._unsynced = False  # the sync below covers what is collected so far
-        folder = self.folder
-        synced = self._executor.submit(sync_folder, folder)
+        synced = self._executor.submit(sync_folder, self.folder)
 
         def wait() -> None:
             for future in pending:
-                try:
-                    future.result()
-                except (OSError, pl.exceptions.PolarsError) as error:
-                    msg = (
-                        f"writing readings of pipeline {self.pipeline!r} to {folder} failed: "
-                        f"{error}; the pipeline resumes from its last checkpoint when run again"
-                    )
-                    raise SinkError(msg) from error
+                self._written(future)
             synced.result()
 
         return wait
@@ -282,16 +274,19 @@ class ReadingSegments:
             msg = f"cannot create {self.folder} for the readings of {self.pipeline!r}: {error}"
             raise SinkError(msg) from error
 
-    def _collect_oldest(self) -> None:
-        future = self._writing.popleft()
+    def _written(self, future: Future[_Stored]) -> _Stored:
+        """A segment's write once done (any thread); its failure as a SinkError."""
         try:
-            stored = future.result()
+            return future.result()
         except (OSError, pl.exceptions.PolarsError) as error:
             msg = (
                 f"writing readings of pipeline {self.pipeline!r} to {self.folder} failed: "
                 f"{error}; the pipeline resumes from its last checkpoint when run again"
             )
             raise SinkError(msg) from error
+
+    def _collect_oldest(self) -> None:
+        stored = self._written(self._writing.popleft())
         self._stored[stored.segment.path] = stored
         self._unsynced = True
 
