@@ -25,9 +25,8 @@ from fastapi import APIRouter, Depends, FastAPI
 from sensorstream.actions.alert_actions import AlertActions
 from sensorstream.api.actions import Admin, actions_router
 from sensorstream.api.auth import Auth
-from sensorstream.api.live import events_router, metrics_router
+from sensorstream.api.live import Scraped, events_router, metrics_router
 from sensorstream.api.queries import ActionsOpener, StoreOpener, compute_router, query_router
-from sensorstream.runtime.metrics import PipelineMetrics
 from sensorstream.sinks.live import LiveHub
 from sensorstream.store import Store
 
@@ -39,7 +38,7 @@ class Serving:
     pipeline: str
     open_store: StoreOpener
     hub: LiveHub | None = None  # live events (a running pipeline)
-    metrics: PipelineMetrics | None = None  # /metrics (a running pipeline)
+    metrics: Scraped | None = None  # /metrics (a running pipeline's PipelineMetrics)
     routers: Sequence[APIRouter] = field(default_factory=tuple)  # more (ingest)
     actions: ActionsOpener | None = None  # acknowledgements and silences (beside the store)
 

@@ -13,13 +13,12 @@ an id beyond the newest is an earlier run's, and its client gets every event the
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from sensorstream.runtime.metrics import PipelineMetrics
 from sensorstream.sinks.live import LiveHub
 
 PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
@@ -68,7 +67,15 @@ async def _stream(
             yield b": heartbeat\n\n"
 
 
-def metrics_router(metrics: PipelineMetrics, dependencies: Sequence[Any] = ()) -> APIRouter:
+class Scraped(Protocol):
+    """What ``/metrics`` serves: a runner's metrics as Prometheus text (``PipelineMetrics``)."""
+
+    def text(self) -> bytes:
+        """The exposition text, as of now."""
+        ...
+
+
+def metrics_router(metrics: Scraped, dependencies: Sequence[Any] = ()) -> APIRouter:
     """``GET /metrics`` in Prometheus' text format."""
     router = APIRouter(tags=["live"], dependencies=list(dependencies))
 
