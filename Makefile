@@ -28,12 +28,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -c 'from sensorstream.readings.scanner import load_kernels; load_kernels()'
 	@touch $@
 
-services: ## Install and start the services the integration tests use (PostgreSQL)
+services: ## Install and start the services the integration tests use (PostgreSQL, Chromium)
+	bash scripts/chromium.sh install
 	bash scripts/postgres.sh install
 	bash scripts/postgres.sh start
 
-demo: venv ## Run the demo pipeline
-	$(BIN)/sensorstream demo
+demo: venv ## Run the demo: a simulated fleet, live on the dashboard at http://127.0.0.1:8000/
+	$(BIN)/sensorstream demo --open
 
 test: venv lint typecheck ## Lint, type-check, then run the whole test suite
 	$(BIN)/pytest

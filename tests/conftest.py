@@ -6,7 +6,9 @@ the thorough ``ci`` profile and a developer's machine the quicker ``dev`` one.
 ``postgres_dsn`` starts the throwaway PostgreSQL of ``scripts/postgres.sh`` for the session
 (and stops it afterwards, unless it was already running, as after ``make services``);
 ``postgres_db`` gives each test a database of its own. Where PostgreSQL is not installed
-their tests are skipped, except under CI, where they fail.
+their tests are skipped, except under CI, where they fail. ``browser`` is Debian's Chromium
+driven by Playwright (``scripts/chromium.sh`` installs it), skipped or failed the same way;
+``artifacts`` is a folder for a test's screenshots under ``test-artifacts/``.
 """
 
 import os
@@ -14,7 +16,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import psycopg
@@ -101,3 +103,39 @@ def postgres_db(postgres_dsn: str) -> Iterator[str]:
             # FORCE: a source's background connection may still be open.
             drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
             connection.execute(drop.format(sql.Identifier(name)))
+
+
+# --- a real browser: Debian's Chromium driven by Playwright ---------------------------------
+CHROMIUM = Path(os.environ.get("SENSORSTREAM_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def _browser_unavailable(why: str) -> NoReturn:
+    reason = f"no browser for the dashboard tests: {why}; run `bash scripts/chromium.sh install`"
+    if _in_ci():
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Debian's, never one Playwright downloads), for the session."""
+    if not CHROMIUM.exists():
+        _browser_unavailable(f"{CHROMIUM} is missing")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _browser_unavailable("playwright is not installed (pip install -e '.[dev]')")
+    with sync_playwright() as playwright:
+        # As root (CI) Chromium refuses its sandbox; the pages are our own, on loopback.
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def artifacts(request: pytest.FixtureRequest) -> Path:
+    """A folder for this test's screenshots: test-artifacts/<test name>/ (CI keeps it)."""
+    folder = ARTIFACTS / request.node.name.replace("/", "_")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -39,6 +39,10 @@ from sensorstream.store.metrics import MetricsAnswer, compute_metrics
 
 StoreOpener = Callable[[], AbstractContextManager[Store]]
 ActionsOpener = Callable[[], AlertActions]
+KeyFilter = Annotated[
+    str | None,
+    Query(description='key values as JSON, e.g. {"device_id": "s1"}: all must match'),
+]
 Since = Annotated[datetime | None, Query(description="ISO 8601 with a zone, inclusive")]
 Until = Annotated[datetime | None, Query(description="ISO 8601 with a zone, exclusive")]
 Limit = Annotated[int, Query(ge=0, le=1_000_000)]
@@ -165,13 +169,17 @@ def query_router(
     @router.get("/results/{step}", summary="A step's window results, corrections included")
     def results(
         step: str,
+        key: KeyFilter = None,
         since: Since = None,
         until: Until = None,
         limit: Limit = 1000,
         accept: Accept = None,
     ) -> Response:
+        wanted = _key(key) if key is not None else None
         with store() as opened:
-            frame = opened.results(pipeline, step, since=since, until=until, limit=limit)
+            frame = opened.results(
+                pipeline, step, key=wanted, since=since, until=until, limit=limit
+            )
         return rows(frame, accept)
 
     if admin is not None:
@@ -201,10 +209,7 @@ def query_router(
         state: Annotated[AlertState | None, Query(description="the current state")] = None,
         rule: str | None = None,
         severity: Annotated[str | None, Query(description="the current severity")] = None,
-        key: Annotated[
-            str | None,
-            Query(description='key values as JSON, e.g. {"device_id": "s1"}: all must match'),
-        ] = None,
+        key: KeyFilter = None,
         since: Annotated[
             datetime | None,
             Query(description="latest transition at or after (ISO 8601 with a zone)"),

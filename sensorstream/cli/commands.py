@@ -241,8 +241,11 @@ def demo(
     ] = None,
     serve: Annotated[bool, typer.Option(help="Serve the API while running.")] = True,
     port: Annotated[int, typer.Option(help="The API's port.", min=0, max=65535)] = 8000,
+    open_page: Annotated[
+        bool, typer.Option("--open", help="Open the dashboard in a browser.")
+    ] = False,
 ) -> None:
-    """A live simulated fleet through per-device windows, printed as results close."""
+    """A live simulated fleet through per-device windows, with its live dashboard."""
     options = {
         "devices": Option("--devices", devices),
         "window": Option("--window", window),
@@ -263,13 +266,17 @@ def demo(
                 ". Ctrl-C to stop.",
             )
         )
-        _finish(_execute(spec, fresh=True, progress=False))
+        _finish(_execute(spec, fresh=True, progress=False, open_page=open_page))
 
 
-def _execute(spec: PipelineSpec, *, fresh: bool, progress: bool) -> Outcome:
+def _execute(
+    spec: PipelineSpec, *, fresh: bool, progress: bool, open_page: bool = False
+) -> Outcome:
     from sensorstream.cli.execute import execute
 
-    return execute(spec, fresh=fresh, progress=progress, console=console, errors=errors)
+    return execute(
+        spec, fresh=fresh, progress=progress, console=console, errors=errors, open_page=open_page
+    )
 
 
 def _finish(outcome: Outcome) -> None:

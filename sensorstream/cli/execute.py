@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import sys
+import webbrowser
 from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -97,10 +98,12 @@ def execute(
     progress: bool,
     console: Console,
     errors: Console,
+    open_page: bool = False,
 ) -> Outcome:
     """Run ``spec`` to the end of its source, or until Ctrl-C; returns how it went.
 
-    The pipeline's API is served while it runs, as its ``api:`` section says.
+    The pipeline's API is served while it runs, as its ``api:`` section says, with the
+    dashboard at its root (opened in a browser with ``open_page``).
     """
     from sensorstream.runtime.runner import Runner
     from sensorstream.sinks import DuckDBSinkSettings
@@ -110,7 +113,7 @@ def execute(
         if not progress:
             runner = Runner(spec, fresh=fresh, on_batch=lambda _, counters: warn_early(counters))
             interrupts.runner = runner
-            with _serving(runner, errors):
+            with _serving(runner, errors, open_page):
                 summary = runner.run()
         else:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -138,7 +141,7 @@ def execute(
 
                 runner = Runner(spec, fresh=fresh, on_batch=advance)
                 interrupts.runner = runner
-                with _serving(runner, errors):
+                with _serving(runner, errors, open_page):
                     summary = runner.run()
     return Outcome(
         summary=summary,
@@ -152,7 +155,7 @@ def execute(
 
 
 @contextlib.contextmanager
-def _serving(runner: Runner, errors: Console) -> Iterator[None]:
+def _serving(runner: Runner, errors: Console, open_page: bool = False) -> Iterator[None]:
     """Serve the pipeline's API while the body runs.
 
     A busy port is a warning, unless a stream takes its posts there: then it is an error.
@@ -179,9 +182,12 @@ def _serving(runner: Runner, errors: Console) -> Iterator[None]:
         )
         yield
         return
+    errors.print(Text.assemble(("Dashboard: ", "bold green"), safe_text(server.url + "/")))
     errors.print(
         Text.assemble(("API: ", "bold"), safe_text(server.url), " (OpenAPI docs at /docs)")
     )
+    if open_page:  # a browser where there is one; on a server without a display, nothing
+        webbrowser.open(server.url + "/")
     for stream, path in server.ingest.items():
         errors.print(
             Text.assemble(

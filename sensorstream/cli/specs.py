@@ -92,7 +92,14 @@ def demo_spec(
                 "anomaly_fraction": 0.002,
                 "duration": duration,
             },
-            "readings": {"measurements": {"temperature": "float", "humidity": "float"}},
+            "readings": {
+                "measurements": {
+                    "temperature": "float",
+                    "humidity": "float",
+                    "lat": "float",  # each device's fixed position: the dashboard's map
+                    "lon": "float",
+                }
+            },
             "event_time": {
                 "out_of_orderness": "2s",
                 "allowed_lateness": "5s",

@@ -4,9 +4,10 @@
 through the DuckDB sink's own connection, since DuckDB lets no other process in while it
 writes; a file beside the store says where the API is, for ``sensorstream query``:
 :mod:`sensorstream.store.served`), live events (fed by a live sink added to the runner),
-the runner's ``/metrics``, acknowledging and silencing alerts in the actions file beside
-the store (the ``admin`` scope), and ``POST`` for every stream whose source is ``http``
-(appending to that source's ingest log). It runs the app in a background uvicorn thread,
+the runner's ``/metrics``, the live dashboard at ``/`` (:mod:`sensorstream.dashboard`),
+acknowledging and silencing alerts in the actions file beside the store (the ``admin``
+scope), and ``POST`` for every stream whose source is ``http`` (appending to that
+source's ingest log). It runs the app in a background uvicorn thread,
 where the pipeline's ``api:`` section says (loopback by default), with its tokens and
 ``SENSORSTREAM_TOKENS``'; with none configured only clients on this machine may call it.
 """
@@ -27,6 +28,7 @@ from sensorstream.api.auth import Auth
 from sensorstream.api.ingest import ingest_path, ingest_router
 from sensorstream.api.queries import ActionsOpener
 from sensorstream.api.server import BackgroundServer
+from sensorstream.dashboard import dashboard_router
 from sensorstream.errors import ConfigError, SinkError, StoreBusy, StoreError
 from sensorstream.runtime.runner import Runner
 from sensorstream.sinks.duckdb import DuckDBSink
@@ -57,16 +59,18 @@ class PipelineServer:
         runner.sinks.insert(0, LiveSink(self.hub))
         self.ingest = ingest_paths(runner)
         self.readers = _store_readers(runner)
+        read = [Depends(auth.require("read"))]
+        page = dashboard_router(runner.spec.views(), auth, read)
         app = create_app(
             Serving(
                 name,
                 self.readers.open,
                 self.hub,
                 runner.metrics,
-                routers=_ingest_routers(runner, auth),
+                routers=[*_ingest_routers(runner, auth), page],
                 actions=_actions_opener(runner),
             ),
-            read=[Depends(auth.require("read"))],
+            read=read,
             admin=auth.require("admin"),
         )
         self.server = BackgroundServer(app, settings.host, settings.port, name=f"api-{name}")

@@ -67,7 +67,8 @@ class SimulatorSource(Source):
         rate_hz: Reports a second, per device.
         measurements: What each device measures; by default what the reading format
             declares. ``temperature``, ``humidity``, ``pressure`` and ``co2`` behave like
-            the real thing, other names drift around 50.
+            the real thing, ``lat``/``lon`` are each device's fixed position in a city (for
+            maps), other names drift around 50.
         out_of_order: Fraction of readings whose event time lags by up to ``max_disorder``.
         max_disorder: The largest lag of an out-of-order reading.
         late_fraction: Fraction of readings whose event time lags by ``lateness`` to twice it.

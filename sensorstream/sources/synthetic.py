@@ -46,6 +46,12 @@ class Profile:
     decimals: int
     low: float | None = None
     high: float | None = None
+    fixed: bool = False  # a device's position: never drifts, never spikes
+
+
+# Devices spread over a city (Zurich): a fixed position per device, for maps.
+_LATITUDE = Profile(47.3769, 0.03, uniform=True, drift=0.0, noise=0.0, decimals=5, fixed=True)
+_LONGITUDE = Profile(8.5417, 0.045, uniform=True, drift=0.0, noise=0.0, decimals=5, fixed=True)
 
 
 PROFILES: dict[str, Profile] = {
@@ -55,6 +61,10 @@ PROFILES: dict[str, Profile] = {
     ),
     "pressure": Profile(1013.0, 5.0, uniform=False, drift=2.0, noise=0.3, decimals=1),
     "co2": Profile(600.0, 150.0, uniform=True, drift=50.0, noise=10.0, decimals=0, low=0),
+    "lat": _LATITUDE,
+    "latitude": _LATITUDE,
+    "lon": _LONGITUDE,
+    "longitude": _LONGITUDE,
 }
 GENERIC_PROFILE = Profile(50.0, 10.0, uniform=False, drift=2.0, noise=1.0, decimals=2)
 
@@ -255,7 +265,7 @@ class Fleet:
             value = pl.col(f"_base{number}") + pl.col(f"_swing{number}") * drift.sin() + noise
             if profile.low is not None or profile.high is not None:
                 value = value.clip(profile.low, profile.high)
-            if faults.anomaly_fraction > 0:
+            if faults.anomaly_fraction > 0 and not profile.fixed:
                 value = value + pl.when(spiked == number).then(spike * profile.spread).otherwise(0)
             values.append(value.round(profile.decimals).alias(name))
         malformed: pl.Expr = pl.lit(None, pl.Int64)

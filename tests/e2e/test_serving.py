@@ -38,8 +38,9 @@ def test_the_demo_serves_its_store_metrics_and_events_while_it_runs(tmp_path: Pa
     )
     try:
         assert demo.stderr is not None
-        announced = demo.stderr.readline()
-        assert f"API: http://127.0.0.1:{port}" in announced
+        announced = [demo.stderr.readline(), demo.stderr.readline()]
+        assert f"Dashboard: http://127.0.0.1:{port}/" in announced[0]
+        assert f"API: http://127.0.0.1:{port}" in announced[1]
         base = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=base, timeout=10) as client:
             lines = 0.0
