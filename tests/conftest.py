@@ -136,6 +136,6 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def artifacts(request: pytest.FixtureRequest) -> Path:
     """A folder for this test's screenshots: test-artifacts/<test name>/ (CI keeps it)."""
-    folder = ARTIFACTS / request.node.name.replace("/", "_")
+    folder = ARTIFACTS / str(request.node.name).replace("/", "_")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
