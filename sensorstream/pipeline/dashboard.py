@@ -64,7 +64,7 @@ class GaugeView(_Model):
     measure: str
     by: str | None = None  # a key column of the step; default its first
     levels: dict[str, float] | None = None  # default: a threshold rule's on this column
-    direction: Literal["above", "below"] = "above"
+    direction: Literal["above", "below"] | None = None  # default: the rule's, else above
     min: float | None = None
     max: float | None = None
     title: str | None = None
@@ -212,14 +212,12 @@ def _default_gauges(
 
 
 def _with_levels(gauge: GaugeView, rules: list[dict[str, Any]]) -> GaugeView:
-    if gauge.levels is not None:
-        return gauge
-    for rule in rules:
-        if rule["input"] == gauge.step and rule["measure"] == gauge.measure:
-            return gauge.model_copy(
-                update={"levels": rule["levels"], "direction": rule["direction"]}
-            )
-    return gauge
+    if gauge.levels is None:
+        for rule in rules:
+            if rule["input"] == gauge.step and rule["measure"] == gauge.measure:
+                direction = gauge.direction or rule["direction"]
+                return gauge.model_copy(update={"levels": rule["levels"], "direction": direction})
+    return gauge if gauge.direction else gauge.model_copy(update={"direction": "above"})
 
 
 _View = TypeVar("_View", GaugeView, HeatmapView, SeriesView, MapView)
@@ -258,7 +256,16 @@ def _check_column(step: str, column: str, outputs: dict[str, Shape], section: st
 def _map(declared: MapView | Literal[False] | None, outputs: dict[str, Shape]) -> MapView | None:
     if declared is False:
         return None
-    view = declared or MapView()
+    if declared is None:  # the default: the first stream whose readings carry positions
+        for name, shape in outputs.items():
+            columns = shape.columns or {}
+            positioned = any(c in columns for c in LATITUDES) and any(
+                c in columns for c in LONGITUDES
+            )
+            if shape.kind is OutputKind.STREAM and positioned:
+                return _map(MapView(step=name), outputs)
+        return None
+    view = declared
     if view.step not in outputs:
         msg = f"dashboard.map: no step or stream is called {view.step!r}"
         raise ConfigError(msg)
@@ -266,8 +273,6 @@ def _map(declared: MapView | Literal[False] | None, outputs: dict[str, Shape]) -
     lat = view.lat or next((c for c in LATITUDES if c in columns), None)
     lon = view.lon or next((c for c in LONGITUDES if c in columns), None)
     if lat is None or lon is None:
-        if declared is None:
-            return None  # the default map: only where positions are there to draw
         msg = (
             f"dashboard.map: {view.step!r} has no latitude and longitude columns (lat/lon, "
             "latitude/longitude): name them with lat: and lon:"

@@ -10,7 +10,7 @@
 "use strict";
 (() => {
   const TOKEN_KEY = "sensorstream-token";
-  const MAX_WINDOWS = 240; // per key and step: what the heatmap and series keep
+  const MAX_WINDOWS = 120; // per key and step: what the heatmap and series keep
   const MAX_FEED = 200;
   const CHART_EVERY_MS = 1000; // heatmaps and the map: at most one redraw a second
   const SEVERITY_ORDER = ["notice", "info", "warning", "error", "critical"];
@@ -29,13 +29,15 @@
     feed: [],
     corrections: [],
     dirty: new Set(),
+    changed: new Map(), // step -> keys whose latest result changed since the last draw
     chartDrawn: new Map(), // chart id -> when it was last drawn
+    chartWaiting: new Set(), // charts with a redraw already scheduled
     gaugeTiles: new Map(), // "step/measure" -> Map(by value -> tile)
     seriesShown: null, // {view, key, since, traces}
     devices: new Map(), // device -> latest row from /devices (map positions)
     metrics: null,
     previousMetrics: null,
-    stats: { frames: [], delays: [], events: 0, drawn: 0 },
+    stats: { frames: [], delays: [], work: [], events: 0, drawn: 0 },
     awaitingPaint: [],
   };
   const $ = (id) => document.getElementById(id);
@@ -143,7 +145,11 @@
     }
     const latest = S.latest.get(step);
     const shown = latest.get(key);
-    if (!shown || shown.window_start <= row.window_start) latest.set(key, row);
+    if (!shown || shown.window_start <= row.window_start) {
+      latest.set(key, row);
+      if (!S.changed.has(step)) S.changed.set(step, new Set());
+      S.changed.get(step).add(key);
+    }
     S.dirty.add(step);
     S.dirty.add(`series:${step}:${key}`);
   }
@@ -173,6 +179,7 @@
     for (const at of S.awaitingPaint) push(S.stats.delays, now - at);
     S.awaitingPaint = [];
     if (S.pending.length) {
+      const began = performance.now();
       const batch = S.pending;
       S.pending = [];
       for (const event of batch) {
@@ -180,6 +187,7 @@
         else if (event.kind === "alert") applyAlert(event.data, true);
       }
       draw(false);
+      push(S.stats.work, performance.now() - began);
       S.stats.drawn += batch.length;
       for (const event of batch) S.awaitingPaint.push(event.at);
     } else if (S.dirty.size) {
@@ -192,17 +200,18 @@
   function draw(all) {
     const dirty = S.dirty;
     const touched = (step) => all || dirty.has(step);
-    if (S.view === "gauges") drawGauges(touched);
+    if (S.view === "gauges") drawGauges(touched, all);
     if (S.view === "heatmap") drawHeatmaps(touched, all);
     if (S.view === "map" && (all || dirty.has("alerts") || [...dirty].some((d) => !d.includes(":")))) drawMap(all);
     if (S.view === "series") drawSeries(dirty, all);
     if (all || dirty.has("corrections")) drawCorrections();
     if (all || dirty.has("alerts")) drawAlerts();
     S.dirty = new Set();
+    if (S.view === "gauges" || all) S.changed = new Map();
   }
 
   // --- gauges ----------------------------------------------------------------------------
-  function drawGauges(touched) {
+  function drawGauges(touched, all) {
     const root = $("gauges");
     if (!root.childElementCount) {
       for (const gauge of S.views.gauges) {
@@ -233,7 +242,11 @@
       const container = root.querySelector(`[data-gauge="${CSS.escape(id)}"]`);
       const latest = S.latest.get(gauge.step) || new Map();
       const values = new Map();
-      for (const row of latest.values()) {
+      // Only the keys that changed, unless the whole view is drawn anew.
+      const changed = S.changed.get(gauge.step);
+      const rows = all || !changed ? latest.values() : [...changed].map((k) => latest.get(k)).filter(Boolean);
+      let added = false;
+      for (const row of rows) {
         const by = byValue(row, gauge.by);
         const seen = values.get(by);
         if (!seen || seen.window_start <= row.window_start) values.set(by, row);
@@ -241,15 +254,20 @@
       const bounds = Object.values(gauge.levels || {});
       const top = gauge.max ?? (bounds.length ? Math.max(...bounds) * 1.25 : null);
       const bottom = gauge.min ?? 0;
-      for (const [by, row] of [...values.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1))) {
+      for (const [by, row] of values) {
         let tile = tiles.get(by);
         if (!tile) {
+          added = true;
           tile = { root: el("div", "gauge"), key: el("div", "key", by), value: el("div", "value"), bar: el("div") };
           const bar = el("div", "bar");
           bar.append(tile.bar);
           tile.root.append(tile.key, tile.value, bar);
           tile.root.dataset.key = by;
-          tile.key.title = by;
+          const shown = tile;
+          tile.root.addEventListener("mouseenter", () => { // the details, when asked for
+            const r = shown.row;
+            shown.root.title = `${by}: ${fmt(r[gauge.measure])} (${shown.root.dataset.level}), window ${clock(r.window_start)}${r.revision ? `, revision ${r.revision}` : ""}`;
+          });
           tiles.set(by, tile);
           container.append(tile.root);
         }
@@ -259,20 +277,39 @@
         if (tile.value.textContent !== text) tile.value.textContent = text;
         const className = `gauge level-${COLOURS[level] ? level : "warning"}`;
         if (tile.root.className !== className) tile.root.className = className;
-        tile.root.dataset.level = level;
-        tile.root.title = `${by}: ${text} (${level}), window ${clock(row.window_start)}${row.revision ? `, revision ${row.revision}` : ""}`;
+        if (tile.root.dataset.level !== level) tile.root.dataset.level = level;
+        tile.row = row;
         const span = (top ?? Math.max(Math.abs(value || 0) * 1.5, 1)) - bottom;
-        tile.bar.style.width = `${Math.max(0, Math.min(100, ((value - bottom) / (span || 1)) * 100))}%`;
+        // A transform, not a width: the compositor moves it, no layout is redone.
+        tile.bar.style.transform = `scaleX(${Math.max(0, Math.min(1, (value - bottom) / (span || 1)))})`;
+      }
+      if (added) { // keep the tiles in key order
+        container.replaceChildren(...[...tiles.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([, t]) => t.root));
       }
     }
   }
 
   // --- heatmaps --------------------------------------------------------------------------
+  // A chart is redrawn at most once a second, and less often when drawing it takes long:
+  // never more than a tenth of the time goes to one chart.
+  const chartCost = new Map(); // chart id -> ms its last draw took
   function due(id, all) {
     const now = performance.now();
-    if (!all && now - (S.chartDrawn.get(id) || 0) < CHART_EVERY_MS) { setTimeout(() => S.dirty.add(id.split("|")[0]), CHART_EVERY_MS); return false; }
+    const every = Math.max(CHART_EVERY_MS, 10 * (chartCost.get(id) || 0));
+    if (!all && now - (S.chartDrawn.get(id) || 0) < every) {
+      if (!S.chartWaiting.has(id)) {
+        S.chartWaiting.add(id);
+        setTimeout(() => { S.chartWaiting.delete(id); S.dirty.add(id.split("|")[0]); }, every);
+      }
+      return false;
+    }
     S.chartDrawn.set(id, now);
     return true;
+  }
+  function timed(id, drawing) {
+    const began = performance.now();
+    drawing();
+    chartCost.set(id, performance.now() - began);
   }
   function drawHeatmaps(touched, all) {
     const root = $("heatmaps");
@@ -306,7 +343,7 @@
         colorscale: h.diverging ? "RdBu" : "YlOrRd", reversescale: !!h.diverging,
         hovertemplate: "%{y}<br>%{x}<br>" + plain(h.measure) + " %{z:.3g} %{text}<extra></extra>" };
       if (h.diverging) trace.zmid = 0;
-      Plotly.react(`heatmap-${i}`, [trace], { margin: { l: 110, r: 10, t: 10, b: 60 }, yaxis: { automargin: true } }, { responsive: true, displaylogo: false });
+      timed(`${h.step}|heatmap-${i}`, () => Plotly.react(`heatmap-${i}`, [trace], { margin: { l: 110, r: 10, t: 10, b: 60 }, yaxis: { automargin: true } }, { responsive: true, displaylogo: false }));
     });
   }
 
@@ -352,7 +389,7 @@
     const trace = { type: "scatter", mode: "markers", x: xs, y: ys, text: texts, hovertemplate: "%{text}<br>%{y:.5f}, %{x:.5f}<extra></extra>", marker };
     const layout = { margin: { l: 60, r: 10, t: 10, b: 40 }, xaxis: { title: { text: "longitude" } },
       yaxis: { title: { text: "latitude" }, scaleanchor: "x", scaleratio: 1 / Math.cos((meanLat * Math.PI) / 180) }, hovermode: "closest" };
-    Plotly.react("map", [trace], layout, { responsive: true, displaylogo: false });
+    timed("map|map", () => Plotly.react("map", [trace], layout, { responsive: true, displaylogo: false }));
   }
 
   // --- series ------------------------------------------------------------------------------
@@ -721,8 +758,8 @@
   // For tests and the benchmark: frame intervals, and delays from an event's arrival to the
   // first frame after it was drawn (ms).
   window.sensorstream = {
-    stats: () => ({ frames: [...S.stats.frames], delays: [...S.stats.delays], events: S.stats.events, drawn: S.stats.drawn }),
-    reset: () => { S.stats.frames = []; S.stats.delays = []; S.stats.events = 0; S.stats.drawn = 0; },
+    stats: () => ({ frames: [...S.stats.frames], delays: [...S.stats.delays], work: [...S.stats.work], events: S.stats.events, drawn: S.stats.drawn }),
+    reset: () => { S.stats.frames = []; S.stats.delays = []; S.stats.work = []; S.stats.events = 0; S.stats.drawn = 0; },
     show,
   };
   start();
