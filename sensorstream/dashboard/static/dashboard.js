@@ -280,8 +280,7 @@
         if (tile.root.dataset.level !== level) tile.root.dataset.level = level;
         tile.row = row;
         const span = (top ?? Math.max(Math.abs(value || 0) * 1.5, 1)) - bottom;
-        // A transform, not a width: the compositor moves it, no layout is redone.
-        tile.bar.style.transform = `scaleX(${Math.max(0, Math.min(1, (value - bottom) / (span || 1)))})`;
+        tile.bar.style.width = `${Math.max(0, Math.min(100, ((value - bottom) / (span || 1)) * 100))}%`;
       }
       if (added) { // keep the tiles in key order
         container.replaceChildren(...[...tiles.entries()].sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([, t]) => t.root));
