@@ -64,11 +64,15 @@ def postgres_script(command: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _postgres_unavailable(why: str) -> NoReturn:
-    reason = f"PostgreSQL not available: {why}; run `bash scripts/postgres.sh install`"
+def _unavailable(reason: str) -> NoReturn:
+    """Skip a test whose service is missing, saying why; under CI, fail it."""
     if _in_ci():
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+def _postgres_unavailable(why: str) -> NoReturn:
+    _unavailable(f"PostgreSQL not available: {why}; run `bash scripts/postgres.sh install`")
 
 
 @pytest.fixture(scope="session")
@@ -111,10 +115,9 @@ ARTIFACTS = REPO / "test-artifacts"
 
 
 def _browser_unavailable(why: str) -> NoReturn:
-    reason = f"no browser for the dashboard tests: {why}; run `bash scripts/chromium.sh install`"
-    if _in_ci():
-        pytest.fail(reason)
-    pytest.skip(reason)
+    _unavailable(
+        f"no browser for the dashboard tests: {why}; run `bash scripts/chromium.sh install`"
+    )
 
 
 @pytest.fixture(scope="session")
