@@ -186,7 +186,7 @@ def _serving(runner: Runner, errors: Console, open_page: bool = False) -> Iterat
     errors.print(
         Text.assemble(("API: ", "bold"), safe_text(server.url), " (OpenAPI docs at /docs)")
     )
-    if open_page:  # a browser where there is one; on a server without a display, nothing
+    if open_page and _has_display():  # never a text browser taking over the terminal
         webbrowser.open(server.url + "/")
     for stream, path in server.ingest.items():
         errors.print(
@@ -203,6 +203,13 @@ def _serving(runner: Runner, errors: Console, open_page: bool = False) -> Iterat
         yield
     finally:
         server.close()
+
+
+def _has_display() -> bool:
+    """Whether a graphical browser can open here (macOS, Windows, or a Linux desktop)."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def _say(text: str) -> None:
