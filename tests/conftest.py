@@ -6,23 +6,37 @@ the thorough ``ci`` profile and a developer's machine the quicker ``dev`` one.
 ``postgres_dsn`` starts the throwaway PostgreSQL of ``scripts/postgres.sh`` for the session
 (and stops it afterwards, unless it was already running, as after ``make services``);
 ``postgres_db`` gives each test a database of its own. Where PostgreSQL is not installed
-their tests are skipped, except under CI, where they fail. ``browser`` is Debian's Chromium
-driven by Playwright (``scripts/chromium.sh`` installs it), skipped or failed the same way;
-``artifacts`` is a folder for a test's screenshots under ``test-artifacts/``.
+their tests are skipped, except under CI, where they fail.
+
+``browser`` is Debian's headless Chromium driven by Playwright's sync API (``scripts/chromium.sh``
+installs it), launched once per session and skipped or failed the same way; tests that use it
+are marked ``browser``. ``page`` (1280x800) and ``phone_page`` (390x844) are pages in contexts
+of their own, closed after the test; ``new_page(width, height, **context)`` opens others.
+``page_errors`` collects their script and console errors; ``artifacts`` is an empty folder for
+the test's screenshots, ``test-artifacts/<test name>/``.
 """
 
+from __future__ import annotations
+
+import asyncio
 import os
+import re
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 from hypothesis import settings
 from psycopg import sql
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page
 
 REPO = Path(__file__).resolve().parent.parent
 POSTGRES_SCRIPT = REPO / "scripts" / "postgres.sh"
@@ -110,35 +124,165 @@ def postgres_db(postgres_dsn: str) -> Iterator[str]:
 
 
 # --- a real browser: Debian's Chromium driven by Playwright ---------------------------------
+# Playwright is imported only where a browser test needs it: without it (a laptop that skipped
+# the dev extras) the rest of the suite still runs, and the browser tests skip.
 CHROMIUM = Path(os.environ.get("SENSORSTREAM_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = REPO / "test-artifacts"
+DESKTOP = (1280, 800)
+PHONE = (390, 844)
 
 
-def _browser_unavailable(why: str) -> NoReturn:
-    _unavailable(
-        f"no browser for the dashboard tests: {why}; run `bash scripts/chromium.sh install`"
-    )
+def _browser_unavailable(why: str, fix: str = "bash scripts/chromium.sh install") -> NoReturn:
+    _unavailable(f"no browser for the dashboard tests: {why}; run `{fix}`")
+
+
+def _no_loop_running() -> None:
+    """Fail the test if an asyncio loop runs in this thread: Playwright's sync API refuses it."""
+    if asyncio.events._get_running_loop() is not None:
+        pytest.fail(
+            "an asyncio event loop is running in this thread (an async test or fixture?), "
+            "and Playwright's sync API cannot run inside one: use the browser from a plain test"
+        )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that use ``browser`` (``page`` too) ``browser``, for ``-m 'not browser'``."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)
+
+
+@dataclass(frozen=True)
+class _Chromium:
+    browser: Browser
+    # Playwright's own event loop. Between its sync calls Playwright leaves it marked as this
+    # thread's running loop, which would make asyncio.run() fail in every later test; so it is
+    # marked running only while a test holds the browser fixture.
+    loop: asyncio.AbstractEventLoop | None
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Headless Chromium (Debian's, never one Playwright downloads), for the session."""
+def _chromium() -> Iterator[_Chromium]:
+    """Launch headless Chromium once for the session: Debian's, never one Playwright downloads."""
     if not CHROMIUM.exists():
         _browser_unavailable(f"{CHROMIUM} is missing")
     try:
+        from playwright.sync_api import Error as PlaywrightError
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _browser_unavailable("playwright is not installed (pip install -e '.[dev]')")
+        _browser_unavailable("playwright is not installed", fix="pip install -e '.[dev]'")
+    _no_loop_running()
     with sync_playwright() as playwright:
-        # As root (CI) Chromium refuses its sandbox; the pages are our own, on loopback.
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield launched
-        launched.close()
+        try:
+            # No extra arguments: Playwright already passes --headless, --no-sandbox (which
+            # Chromium needs as root, as in CI) and --disable-dev-shm-usage.
+            launched = playwright.chromium.launch(executable_path=str(CHROMIUM))
+        except PlaywrightError as error:
+            why = f"{CHROMIUM} did not start ({str(error).splitlines()[0]})"
+            _browser_unavailable(why, fix="bash scripts/chromium.sh check")
+        loop = asyncio.events._get_running_loop()
+        asyncio.events._set_running_loop(None)
+        try:
+            yield _Chromium(launched, loop)
+        finally:
+            asyncio.events._set_running_loop(loop)
+            launched.close()
+
+
+@pytest.fixture
+def browser(_chromium: _Chromium) -> Iterator[Browser]:
+    """Return the session's headless Chromium (launched once), for this test.
+
+    A test that opens its own contexts closes them; ``page`` and ``new_page`` do that for you.
+    """
+    _no_loop_running()
+    asyncio.events._set_running_loop(_chromium.loop)
+    try:
+        yield _chromium.browser
+    finally:
+        asyncio.events._set_running_loop(None)
+
+
+@dataclass
+class PageErrors:
+    """The script errors and console errors of the pages a test watches, to assert there were none.
+
+    ``page``, ``phone_page`` and ``new_page`` watch their pages; a page from a context of the
+    test's own is watched with ``page_errors.watch(page)``. Then ``assert page_errors.messages
+    == []`` names every error in the failure.
+    """
+
+    messages: list[str] = field(default_factory=list)
+
+    def watch(self, page: Page) -> Page:
+        """Collect ``page``'s uncaught exceptions and ``console.error`` lines; return it."""
+        page.on("pageerror", self._page_error)
+        page.on("console", self._console)
+        return page
+
+    def _page_error(self, error: Error) -> None:
+        self.messages.append(f"page error: {error.name}: {error.message}")
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        # A failed request is a console error too ("Failed to load resource"), located at the
+        # resource: the URL says what failed. An inline script's line has no URL.
+        where = message.location["url"]
+        self.messages.append(f"console error: {message.text}" + (f" ({where})" if where else ""))
+
+
+@pytest.fixture
+def page_errors() -> PageErrors:
+    """Return the collector of this test's browser errors (see ``PageErrors``)."""
+    return PageErrors()
+
+
+class NewPage(Protocol):
+    """Opens a page in a new browser context of the given viewport; see ``new_page``."""
+
+    def __call__(self, width: int = DESKTOP[0], height: int = DESKTOP[1], **context: Any) -> Page:
+        """Return a watched page; ``context`` goes to ``Browser.new_context`` as it is."""
+        ...
+
+
+@pytest.fixture
+def new_page(browser: Browser, page_errors: PageErrors) -> Iterator[NewPage]:
+    """Return an opener of pages, each in a context of its own, all closed after the test.
+
+    For a viewport or context options that ``page`` and ``phone_page`` lack, as in
+    ``new_page(1920, 1080, bypass_csp=True)``.
+    """
+    contexts: list[BrowserContext] = []
+
+    def opened(width: int = DESKTOP[0], height: int = DESKTOP[1], **context: Any) -> Page:
+        contexts.append(browser.new_context(viewport={"width": width, "height": height}, **context))
+        return page_errors.watch(contexts[-1].new_page())
+
+    yield opened
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page: NewPage) -> Page:
+    """Return a page at a laptop's 1280x800, in a context of its own, closed after the test."""
+    return new_page(*DESKTOP)
+
+
+@pytest.fixture
+def phone_page(new_page: NewPage) -> Page:
+    """Return a page at a phone's 390x844 (touch, mobile viewport), closed after the test."""
+    return new_page(*PHONE, is_mobile=True, has_touch=True)
 
 
 @pytest.fixture
 def artifacts(request: pytest.FixtureRequest) -> Path:
-    """A folder for this test's screenshots: test-artifacts/<test name>/ (CI keeps it)."""
-    folder = ARTIFACTS / str(request.node.name).replace("/", "_")
-    folder.mkdir(parents=True, exist_ok=True)
+    """Return an empty folder for this test's screenshots: test-artifacts/<test name>/.
+
+    Emptied first, so every screenshot in it is from this run.
+    """
+    folder = ARTIFACTS / re.sub(r"[^\w.-]+", "_", str(request.node.name))
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     return folder
