@@ -21,24 +21,28 @@ pipeline that says nothing still gets a useful page::
 - **heatmaps** and **series**: that same column of each window step (series with the raw
   measurement it aggregates, when it aggregates readings).
 - **map**: the devices' latest ``lat``/``lon`` (or ``latitude``/``longitude``) readings,
-  coloured by their open alerts, when the readings carry them.
+  coloured by their open alerts, of the first stream whose readings carry them.
 
-:func:`views_of` resolves the section against the pipeline (unknown steps and columns are
-a ConfigError naming them) into :class:`Views`, the JSON the page reads at
-``GET /api/v1/dashboard``. A gauge's ``by`` and a heatmap's are one key column (by
-default the step's first); a step keyed by more columns shows one tile per distinct value
-of that column, the latest result winning.
+:func:`views_of` resolves the section against the pipeline's steps, threshold rules and
+step graph (unknown steps and columns are a ConfigError naming them) into :class:`Views`,
+the JSON the page reads at ``GET /api/v1/dashboard``. A gauge's ``by`` and a heatmap's are
+one key column (by default the step's first); a step keyed by more columns shows one tile
+per distinct value of that column, the latest result winning.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from sensorstream.engine.outputs import OutputKind, Shape, outputs_of
+from sensorstream.engine.rules.conditions import Threshold
 from sensorstream.engine.steps import READINGS
 from sensorstream.errors import ConfigError
+from sensorstream.pipeline.rules import RuleStepSpec, ThresholdSpec
+from sensorstream.pipeline.steps import StepSpec, WindowStepSpec, parse_aggregate
 
 __all__ = [
     "DashboardSpec",
@@ -128,16 +132,15 @@ class Views(_Model):
 def views_of(
     name: str,
     declared: DashboardSpec,
+    steps: Sequence[StepSpec],
     outputs: dict[str, Shape],
-    rules: list[dict[str, Any]],
-    raw_of: dict[str, str],
 ) -> Views:
     """The views of pipeline ``name``, defaults filled in, checked against its steps.
 
-    ``outputs`` are the step graph's shapes by name (streams too); ``rules`` each threshold
-    rule's ``name``, ``input``, ``measure``, ``levels`` and ``direction``; ``raw_of`` maps
-    a window step's column to the readings measurement it aggregates.
+    ``outputs`` are the step graph's shapes by name (streams too).
     """
+    rules = _threshold_rules(steps)
+    raw_of = _aggregated(steps)
     windowed = [s for s, shape in outputs.items() if shape.kind is OutputKind.RESULTS]
     gauges = declared.gauges
     if gauges is None:
@@ -176,6 +179,37 @@ def views_of(
         series=series,
         rules=rules,
     )
+
+
+def _threshold_rules(steps: Sequence[StepSpec]) -> list[dict[str, Any]]:
+    """Each threshold rule's name, input, measure, levels and direction: gauges' colours."""
+    rules: list[dict[str, Any]] = []
+    for step in steps:
+        if isinstance(step, RuleStepSpec) and isinstance(step.rule, ThresholdSpec):
+            condition = step.rule.to_condition()
+            assert isinstance(condition, Threshold)
+            rules.append(
+                {
+                    "name": step.name,
+                    "input": step.input,
+                    "measure": condition.column,
+                    "levels": dict(condition.bounds),
+                    "direction": condition.direction,
+                }
+            )
+    return rules
+
+
+def _aggregated(steps: Sequence[StepSpec]) -> dict[str, str]:
+    """Each readings window's column and the raw measurement it aggregates."""
+    raw_of: dict[str, str] = {}
+    for step in steps:
+        if isinstance(step, WindowStepSpec) and step.input == READINGS:
+            for text in step.aggregates:
+                aggregate = parse_aggregate(text)
+                if aggregate.measurement is not None:
+                    raw_of.setdefault(aggregate.name, aggregate.measurement)
+    return raw_of
 
 
 def _described(name: str, shape: Shape) -> dict[str, Any]:

@@ -25,13 +25,11 @@ from pydantic import (
 
 from sensorstream.durations import Duration
 from sensorstream.engine.plan import Dedup, EnginePlan, EventTime, StreamDecl
-from sensorstream.engine.rules.conditions import Threshold
 from sensorstream.engine.steps import READINGS, StepError
 from sensorstream.errors import ConfigError
 from sensorstream.pipeline.api import ApiSpec
 from sensorstream.pipeline.dashboard import DashboardSpec, Views, views_of
 from sensorstream.pipeline.readings import LimitsSpec, MeasurementSpec, ReadingsSpec
-from sensorstream.pipeline.rules import RuleStepSpec, ThresholdSpec
 from sensorstream.pipeline.steps import (
     DeriveStepSpec,
     StepSpec,
@@ -227,29 +225,8 @@ class PipelineSpec(_Model):
 
     def views(self) -> Views:
         """The live dashboard's views, defaults filled in (see :mod:`.dashboard`)."""
-        rules: list[dict[str, object]] = []
-        raw_of: dict[str, str] = {}
-        for step in self.steps:
-            if isinstance(step, RuleStepSpec) and isinstance(step.rule, ThresholdSpec):
-                condition = step.rule.to_condition()
-                assert isinstance(condition, Threshold)
-                rules.append(
-                    {
-                        "name": step.name,
-                        "input": step.input,
-                        "measure": condition.column,
-                        "levels": dict(condition.bounds),
-                        "direction": condition.direction,
-                    }
-                )
-            if isinstance(step, WindowStepSpec) and step.input == READINGS:
-                for text in step.aggregates:
-                    aggregate = parse_aggregate(text)
-                    if aggregate.measurement is not None:
-                        raw_of.setdefault(aggregate.name, aggregate.measurement)
-        return views_of(
-            self.name, self.dashboard, dict(self.to_plan().graph.outputs), rules, raw_of
-        )
+        outputs = dict(self.to_plan().graph.outputs)
+        return views_of(self.name, self.dashboard, self.steps, outputs)
 
     def fingerprint(self) -> str:
         """A hash of what state depends on; a checkpoint only restores into the same one."""
