@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -89,12 +89,23 @@ class PipelineMetrics:
             buckets=CHECKPOINT_BUCKETS,
             registry=self.registry,
         )
+        self.assignments = Counter(
+            f"{PREFIX}_partition_assignments",
+            "Partitions a consumer group assigned to this worker or revoked from it",
+            ["pipeline", "stream", "change"],
+            registry=self.registry,
+        )
         self.pipeline = pipeline
 
     def observe_batch(self, stream: str, rows: int, latency_s: float) -> None:
         """One source batch handled: its size, and how long since it arrived."""
         self.batch_rows.labels(self.pipeline, stream).observe(rows)
         self.latency.labels(self.pipeline, stream).observe(max(0.0, latency_s))
+
+    def observe_assignment(self, stream: str, assigned: int, revoked: int) -> None:
+        """A consumer group assigned or revoked some of a stream's partitions."""
+        self.assignments.labels(self.pipeline, stream, "assigned").inc(assigned)
+        self.assignments.labels(self.pipeline, stream, "revoked").inc(revoked)
 
     def observe_checkpoint(self, seconds: float) -> None:
         """One checkpoint taken."""
@@ -128,7 +139,7 @@ class _RunnerCollector(Collector):
         }
         for counter, help_text in simple.items():
             family = CounterMetricFamily(f"{PREFIX}_{counter}", help_text, labels=labels)
-            for partition, counts in runner.counters.items():
+            for partition, counts in list(runner.counters.items()):
                 family.add_metric([name, str(partition)], counts.get(counter))
             yield family
         per_stream = CounterMetricFamily(
@@ -151,7 +162,7 @@ class _RunnerCollector(Collector):
             "Records one step refused",
             labels=["pipeline", "partition", "step"],
         )
-        for partition, counts in runner.counters.items():
+        for partition, counts in list(runner.counters.items()):
             part = str(partition)
             for key, value in counts.items():
                 if key.startswith(DEAD_FOR):
@@ -179,7 +190,7 @@ class _RunnerCollector(Collector):
             "Alert transitions of each rule by the state entered (and corrections)",
             labels=labels,
         )
-        for partition, task in self.runner.tasks.items():
+        for partition, task in list(self.runner.tasks.items()):
             part = str(partition)
             # A copy (in C, under the GIL): the runner's thread adds names as it counts.
             counts = self.runner.counters.get(partition, Counters()).copy()
@@ -210,7 +221,7 @@ class _RunnerCollector(Collector):
             "Rows of state each partition held at its last checkpoint (windows, tables, ...)",
             labels=["pipeline", "partition"],
         )
-        for partition, task in runner.tasks.items():
+        for partition, task in list(runner.tasks.items()):
             for stream in task.streams:
                 mark = task.watermark_of(stream)
                 if abs(mark) >= 2**61:  # not started, or closed at the end of input

@@ -22,9 +22,8 @@ add up (:mod:`~sensorstream.runtime.counters`).
 
 from __future__ import annotations
 
-import copy
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -34,16 +33,18 @@ from sensorstream.engine.outputs import OutputKind, outputs_of
 from sensorstream.engine.steps import READINGS
 from sensorstream.engine.task import PartitionTask, TaskOutput
 from sensorstream.engine.time import micros
+from sensorstream.engine.watermarks import MIN_WATERMARK
 from sensorstream.errors import CheckpointError
 from sensorstream.pipeline.spec import PipelineSpec
 from sensorstream.runtime.checkpointer import Checkpointer
 from sensorstream.runtime.checkpoints import Checkpoint, CheckpointStore
 from sensorstream.runtime.counters import Counters, RunSummary
 from sensorstream.runtime.metrics import PipelineMetrics
+from sensorstream.runtime.partitions import HeldPartitions
 from sensorstream.runtime.rejected import rejected_dead_letters
 from sensorstream.runtime.streams import Interleaver, StreamInput, labelled, record_schema
 from sensorstream.runtime.tables import ReferenceTables
-from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch, StepInfo
+from sensorstream.sinks.base import FROM_START, PipelineInfo, Sink, SinkBatch, StepInfo
 from sensorstream.sinks.duckdb import DuckDBSink
 from sensorstream.sources.base import Clock, Identity, InputChange, Source, SourceBatch
 from sensorstream.sources.tables import TableSource
@@ -107,17 +108,35 @@ class Runner:
         self.interval_us = micros(spec.checkpoint.interval)
         counts = {name: len(stream.partitions) for name, stream in self.streams.items()}
         self.plan.check_partitioning(counts)
-        partitions = sorted({p for stream in self.streams.values() for p in stream.partitions})
-        self.tasks = {p: PartitionTask(self.plan) for p in partitions}
-        # Per stream, per partition: the source position to resume after.
-        self.stream_positions: dict[str, dict[int, int]] = {name: {} for name in self.streams}
-        self.counters = {p: Counters() for p in self.tasks}
+        self.held = HeldPartitions(self.plan, self.streams)
+        for name, stream in self.streams.items():
+            if not stream.source.dynamic:  # held from the start; restored by run()
+                for partition in stream.partitions:
+                    self.held.take(name, partition, None)
+            else:
+                stream.source.listen(_Listener(self, name))
         self.interleaver = Interleaver(self.streams, self._stream_watermark)
         self.state_rows: dict[int, int] = {}  # per partition, at the last checkpoint
         self.metrics = PipelineMetrics(self)
         self.checkpointer = Checkpointer(self.checkpoints, self.metrics.observe_checkpoint)
         self._stopping = False
         self._finished = False
+        self._run_identity: Identity = {}
+
+    @property
+    def tasks(self) -> dict[int, PartitionTask]:
+        """The task of each partition held now."""
+        return self.held.tasks
+
+    @property
+    def counters(self) -> dict[int, Counters]:
+        """The counters of each partition held now."""
+        return self.held.counters
+
+    @property
+    def stream_positions(self) -> dict[str, dict[int, int]]:
+        """Per stream, per partition held: the source position to resume after."""
+        return self.held.positions
 
     @property
     def source(self) -> Source:
@@ -127,11 +146,7 @@ class Runner:
     @property
     def positions(self) -> dict[int, int]:
         """Each task's position: the sum of its streams' source positions."""
-        return {
-            p: sum(positions[p] for positions in self.stream_positions.values() if p in positions)
-            for p in self.tasks
-            if any(p in positions for positions in self.stream_positions.values())
-        }
+        return {p: position for p in self.tasks if (position := self.held.position(p)) is not None}
 
     @property
     def name(self) -> str:
@@ -143,8 +158,9 @@ class Runner:
         return _epoch_us(self.clock())
 
     def _stream_watermark(self, stream: str) -> int:
-        partitions = self.streams[stream].partitions
-        return min(self.tasks[p].watermark_of(stream) for p in partitions)
+        held = [p for p in self.held.assigned[stream] if p in self.tasks]
+        # A stream holding nothing yet (waiting for an assignment) is asked first.
+        return min((self.tasks[p].watermark_of(stream) for p in held), default=MIN_WATERMARK)
 
     def info(self) -> PipelineInfo:
         """What the sinks are told about this pipeline."""
@@ -193,9 +209,9 @@ class Runner:
         for stream in self.streams.values():
             stream.source.prepare(stream.format)
         identity = self._identity()
+        self._run_identity = identity
         try:
             resumed = self._restore()
-            self.tables.load(self.tasks.values(), restored=resumed)
             lines_before = self._total().get("lines")
             already_complete = self._finished
             if not self._finished:
@@ -250,28 +266,68 @@ class Runner:
                 return
 
     def _restore(self) -> bool:
+        """Open the sinks and restore the partitions held from the start; True if resumed.
+
+        Each partition comes back from its own checkpoint unit (a partition without one
+        starts from its beginning, and the sinks forget what they hold of it); partitions a
+        consumer group assigns later are restored the same way when they arrive.
+        """
         for sink in self.sinks:
             sink.open(self.info())
-        checkpoint = self.checkpoints.load(self.spec.fingerprint())
-        if checkpoint is None:
+        header = self.checkpoints.load_header(self.spec.fingerprint())
+        if header is not None:
+            self._check_input(header)
+            self._finished = header.finished
+        restored = self._restore_units(sorted(self.tasks))
+        self.tables.load([], restored=False)
+        for partition, task in self.tasks.items():
+            self.tables.seed(task, restored=partition in restored)
+        return header is not None or bool(restored)
+
+    def _restore_units(self, partitions: Sequence[int]) -> set[int]:
+        """Restore these held partitions from their units; the sinks forget later output."""
+        restored: set[int] = set()
+        forget: dict[int, int] = {}
+        fingerprint = self.spec.fingerprint()
+        for partition in partitions:
+            unit = self.checkpoints.load_partition(fingerprint, partition)
+            self.held.restore(partition, unit)
+            position = self.held.position(partition) if unit is not None else None
+            forget[partition] = FROM_START if position is None else position
+            if unit is not None:
+                restored.add(partition)
+        if forget:
             for sink in self.sinks:
-                sink.restore({})  # a fresh start: forget this pipeline's earlier output
-            return False
-        self._check_input(checkpoint)
-        streams = checkpoint.streams or {READINGS: checkpoint.positions}
-        for name, positions in streams.items():
-            if name in self.stream_positions:
-                self.stream_positions[name] = dict(positions)
-        for partition, counters in checkpoint.counters.items():
-            if partition in self.counters:
-                self.counters[partition] = Counters(counters)
-        self._finished = checkpoint.finished
-        for partition, state in checkpoint.partitions.items():
-            if partition in self.tasks:
-                self.tasks[partition].restore(state)
-        for sink in self.sinks:
-            sink.restore(self.positions)
-        return True
+                sink.restore(forget)
+        return restored
+
+    def assign(self, stream: str, partitions: Sequence[int]) -> dict[int, int]:
+        """A consumer group gave ``stream`` these partitions: restore them, say where to resume.
+
+        Called by the stream's source (through its :class:`~sensorstream.sources.base.\
+PartitionListener`) before it reads them.
+        """
+        new = [p for p in partitions if self.held.take(stream, p, None)]
+        if new:
+            restored = self._restore_units(new)
+            for partition in new:
+                self.tables.seed(self.tasks[partition], restored=partition in restored)
+            self.metrics.observe_assignment(stream, len(new), 0)
+        positions = self.stream_positions[stream]
+        return {p: positions[p] for p in partitions if p in positions}
+
+    def revoke(self, stream: str, partitions: Sequence[int]) -> None:
+        """``stream`` loses these partitions: checkpoint them, then let them go.
+
+        Returns once the checkpoint is saved (and the source told, so a consumer group's
+        offsets are committed before the partitions move to another worker).
+        """
+        held = [p for p in partitions if p in self.held.assigned[stream]]
+        if not held:
+            return
+        self._checkpoint(self._run_identity)
+        dropped = sum(self.held.release(stream, p) for p in held)
+        self.metrics.observe_assignment(stream, 0, dropped)
 
     def _check_input(self, checkpoint: Checkpoint) -> None:
         """Refuse to resume into an input other than the one the checkpoint was taken of."""
@@ -305,6 +361,9 @@ class Runner:
             raise CheckpointError(msg)
 
     def _handle(self, stream: str, item: SourceBatch, now: int) -> None:
+        if item.partition not in self.held.assigned[stream]:
+            msg = f"the {stream} source yielded a batch of partition {item.partition}, not held"
+            raise RuntimeError(msg)
         task = self.tasks[item.partition]
         output = task.process(item.readings, now, stream)
         self.counters[item.partition].count_batch(
@@ -348,7 +407,7 @@ class Runner:
 
     def _close_stream(self, stream: str) -> None:
         """A stream's source ended while others go on: it holds no watermark back."""
-        for partition in self.streams[stream].partitions:
+        for partition in sorted(self.held.assigned[stream]):
             self._write(partition, self.tasks[partition].close_stream(stream))
 
     def _finish(self) -> None:
@@ -366,22 +425,16 @@ class Runner:
         while it is saved in the background.
         """
         waits = [sink.flush_started() for sink in self.sinks]
-        states = {p: task.snapshot() for p, task in self.tasks.items()}
-        for state in states.values():  # the operators may change theirs meanwhile
-            state.meta = copy.deepcopy(state.meta)
+        units = {p: self.held.unit(p) for p in self.tasks}
         self.state_rows = {
-            p: sum(frame.height for frame in state.frames.values()) for p, state in states.items()
+            p: sum(frame.height for frame in unit.state.frames.values())
+            for p, unit in units.items()
         }
         checkpoint = Checkpoint(
             fingerprint=self.spec.fingerprint(),
-            positions=self.positions,
-            counters={p: dict(c) for p, c in self.counters.items()},
-            partitions=states,
+            partitions=units,
             finished=self._finished,
             source=identity,
-            streams={name: dict(p) for name, p in self.stream_positions.items()}
-            if len(self.streams) > 1
-            else {},
         )
         positions = {name: dict(p) for name, p in self.stream_positions.items()}
 
@@ -399,3 +452,19 @@ class Runner:
             self._checkpoint(identity)
         except Exception as failure:  # the source's error is the one to report
             error.add_note(f"(checkpointing what was read before it also failed: {failure})")
+
+
+class _Listener:
+    """A dynamic source's :class:`~sensorstream.sources.base.PartitionListener`: one stream's."""
+
+    def __init__(self, runner: Runner, stream: str) -> None:
+        self.runner = runner
+        self.stream = stream
+
+    def assigned(self, partitions: Sequence[int]) -> Mapping[int, int]:
+        """Restore the partitions; answer where to resume each."""
+        return self.runner.assign(self.stream, partitions)
+
+    def revoked(self, partitions: Sequence[int]) -> None:
+        """Checkpoint the partitions, then drop them."""
+        self.runner.revoke(self.stream, partitions)

@@ -8,6 +8,10 @@ readings still finds it); each later change holds from when it was loaded, in pr
 time, unless the table dates its rows itself (``valid_from``). A refresh that fails, or
 whose rows do not fit the declared columns, keeps the last good content and is reported
 (:attr:`ReferenceTables.errors`), never stopping the pipeline.
+
+A partition assigned while running (a consumer group handing over a Kafka partition) gets
+the tables as the ones from the start have them: the updates applied so far are kept
+(from the last full content on) and replayed into its task (:meth:`ReferenceTables.seed`).
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ class ReferenceTables:
         }
         self.errors: dict[str, str] = {}  # the latest failed refresh of each table
         self.loads: dict[str, int] = dict.fromkeys(self.specs, 0)  # updates applied
+        # Per table, the updates since its last full content, in order: (rows, full, the time
+        # they hold from, when they were loaded).
+        self.history: dict[str, list[tuple[pl.DataFrame, bool, int, int]]] = {
+            name: [] for name in specs
+        }
 
     def load(self, tasks: Iterable[PartitionTask], *, restored: bool) -> None:
         """Load every table and hand it to the tasks; SourceError if one cannot be read.
@@ -54,6 +63,19 @@ class ReferenceTables:
             update = source.load()
             at_us = _micros(update.loaded_at) if restored else MIN_WATERMARK
             self._apply(name, self._conform(name, update), update, tasks, at_us)
+
+    def seed(self, task: PartitionTask, *, restored: bool) -> None:
+        """Give a task assigned after the start what the others were given.
+
+        A task restored from its checkpoint holds versions already: what it gets is a change
+        as of when it was loaded, like every table at a restart; a task without state gets
+        the first content from the beginning of time.
+        """
+        for name, updates in self.history.items():
+            for index, (rows, full, at_us, loaded_us) in enumerate(updates):
+                if index == 0:
+                    at_us = loaded_us if restored else MIN_WATERMARK
+                task.apply_table(name, rows, full=full, at_us=at_us)
 
     def poll(self, tasks: Iterable[PartitionTask]) -> None:
         """Apply whatever changed since the last poll (never waits)."""
@@ -83,6 +105,9 @@ class ReferenceTables:
     ) -> None:
         for task in tasks:
             task.apply_table(name, rows, full=update.full, at_us=at_us)
+        if update.full:
+            self.history[name].clear()
+        self.history[name].append((rows, update.full, at_us, _micros(update.loaded_at)))
         self.loads[name] += 1
         self.errors.pop(name, None)
 

@@ -1,9 +1,12 @@
 """The sink protocol: results out, written idempotently so a replay after a crash is harmless.
 
-The runtime calls ``open`` once, ``restore`` after a restart with the checkpointed source
-positions (the sink drops anything it wrote for later positions: those batches are about to
-be replayed), ``write`` for every batch, ``flush`` before each checkpoint (everything
-written so far must be durable once it returns) and ``close`` at the end. Window results
+The runtime calls ``open`` once, ``restore`` whenever it takes on partitions (at start, or
+when a consumer group assigns them) with each one's checkpointed position, or
+:data:`FROM_START` for one without a checkpoint (the sink drops anything it wrote for that
+partition after the position: those batches are about to be replayed; partitions not named
+are left alone, since another worker may be writing them), ``write`` for every batch,
+``flush`` before each checkpoint (everything written so far must be durable once it
+returns) and ``close`` at the end. Window results
 are upserts keyed by the step's key columns and ``window_start``; ``_op == "delete"``
 rows retract a result. Alert transitions are events keyed by ``transition_id``.
 """
@@ -62,6 +65,10 @@ class SinkBatch:
     counters: Mapping[str, int] | None = None
 
 
+# The position of a partition about to be read from its beginning: restore forgets all of it.
+FROM_START = -1
+
+
 def _nothing() -> None:
     """A flush already done."""
 
@@ -74,7 +81,11 @@ class Sink(ABC):
         del pipeline
 
     def restore(self, positions: Mapping[int, int]) -> None:
-        """Forget output of batches after these positions; they are about to be replayed."""
+        """Forget these partitions' output after their positions; it is about to be replayed.
+
+        A position of :data:`FROM_START` forgets all of that partition's output (results
+        included); partitions not in ``positions`` keep everything.
+        """
         del positions
 
     @abstractmethod

@@ -54,7 +54,7 @@ import polars as pl
 from sensorstream.engine.outputs import TRANSITION_SCHEMA
 from sensorstream.errors import SinkError
 from sensorstream.readings import DEAD_LETTER_SCHEMA
-from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch
+from sensorstream.sinks.base import FROM_START, PipelineInfo, Sink, SinkBatch
 from sensorstream.sinks.compaction import CompactionPolicy
 from sensorstream.sinks.duckdb_tables import (
     ALERT_TRANSITIONS,
@@ -203,37 +203,50 @@ class DuckDBSink(Sink):
         self._segments = segments
 
     def restore(self, positions: Mapping[int, int]) -> None:
-        """Delete stored rows after these positions; a partition not listed loses all its rows.
+        """Delete these partitions' rows after their positions; other partitions keep theirs.
 
-        A partition missing from ``positions`` is about to be read from its beginning, so
-        everything stored for it would otherwise be stored twice. Results need nothing:
-        the replay re-emits them, and writing a result again replaces it; only a fresh start
-        (no positions at all) clears them, since its windows are all recomputed. Raw
-        readings are segments: those after the positions are deleted, one that straddles
-        a position is rewritten without its later rows.
+        A partition at :data:`~sensorstream.sinks.base.FROM_START` is about to be read from
+        its beginning, so everything stored for it goes, its results and counters too (its
+        windows are all recomputed). Otherwise results need nothing: the replay re-emits
+        them, and writing a result again replaces it. Raw readings are segments: those
+        after a position are deleted, one that straddles it is rewritten without its later
+        rows. Partitions not named may be another worker's: nothing of theirs is touched.
         """
+        if not positions:
+            return
         self._write_pending()
         self._require_segments().restore(positions)
         kept = pl.DataFrame(
             {"partition": list(positions), "position": list(positions.values())},
             schema={"partition": pl.Int32(), "position": pl.Int64()},
         )
+        from_start = [p for p, position in positions.items() if position == FROM_START]
         with self._transaction("forgetting output after the checkpoint") as con:
             expose(con, kept)
             for table in (DEAD_LETTERS, LATE_READINGS, ALERT_TRANSITIONS):
                 if existing_columns(con, table) is None:
                     continue
                 con.execute(
-                    f"DELETE FROM {quote(table)} AS stored WHERE stored.pipeline = ? AND NOT "
+                    f"DELETE FROM {quote(table)} AS stored WHERE stored.pipeline = ? AND "
                     f"EXISTS (SELECT 1 FROM {VIEW} AS kept WHERE kept.partition = "
-                    "stored.partition AND stored.position <= kept.position)",
+                    "stored.partition AND stored.position > kept.position)",
                     [self._pipeline],
                 )
-            if not positions:  # a fresh start: results too are about to be recomputed
-                con.execute(f"DELETE FROM {COUNTERS} WHERE pipeline = ?", [self._pipeline])
+            if from_start:
+                con.execute(
+                    f"DELETE FROM {COUNTERS} WHERE pipeline = ? AND list_contains(?, partition)",
+                    [self._pipeline, from_start],
+                )
                 for results in self._tables.values():
-                    if existing_columns(con, results.name) is not None:
-                        con.execute(f"DELETE FROM {quote(results.name)}")
+                    # Rows stored before results carried their partition have none: a
+                    # partition read again from its start replaces them key by key instead.
+                    if "partition" in (existing_columns(con, results.name) or {}):
+                        con.execute(
+                            f"DELETE FROM {quote(results.name)} WHERE list_contains(?, partition)",
+                            [from_start],
+                        )
+                    results.latest_start = None
+                    results.columns = None
 
     def write(self, batch: SinkBatch) -> None:
         """Buffer one batch's output; write it once ``flush_rows`` rows are waiting.
@@ -268,7 +281,8 @@ class DuckDBSink(Sink):
                 )
                 raise SinkError(msg)
             if results.height:
-                pending.add(pending.results.setdefault(step, []), results)
+                tagged = results.with_columns(origin[0])  # what a partition's restart forgets
+                pending.add(pending.results.setdefault(step, []), tagged)
         for transitions in batch.alerts.values():
             if transitions.height:
                 columns = [c for c in TRANSITION_SCHEMA if c in transitions.columns]

@@ -194,7 +194,7 @@ class ReadingSegments:
         return wait
 
     def restore(self, positions: Mapping[int, int]) -> None:
-        """Drop readings after these positions; a partition not listed loses all of them.
+        """Drop readings after these positions; partitions not listed keep all of theirs.
 
         A segment that straddles its partition's position is rewritten with the rows up to
         it, under its own sequence: a crash midway leaves the old file beside the new one,
@@ -208,7 +208,9 @@ class ReadingSegments:
             for path, stored in sorted(self._stored.items()):
                 segment = stored.segment
                 kept = positions.get(segment.partition)
-                if kept is None or segment.first > kept:
+                if kept is None:
+                    continue  # not this restore's partition (another worker's, perhaps)
+                if segment.first > kept:
                     self._remove(path)
                 elif segment.last > kept:
                     self._truncate(segment, kept)

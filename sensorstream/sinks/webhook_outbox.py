@@ -199,7 +199,7 @@ class Outbox:
         self._unsynced = False
 
     def restore(self, positions: Mapping[int, int]) -> int:
-        """Drop queued rows of positions after ``positions`` (all of a partition not listed)."""
+        """Drop queued rows of these partitions after their positions (others keep theirs)."""
         with self._transaction("forgetting queued transitions after the checkpoint") as con:
             queued = con.execute(
                 "SELECT seq, partition, position FROM deliveries "
@@ -209,7 +209,7 @@ class Outbox:
             later = [
                 (seq,)
                 for seq, partition, position in queued
-                if partition not in positions or position > positions[partition]
+                if partition in positions and position > positions[partition]
             ]
             con.executemany("DELETE FROM deliveries WHERE seq = ?", later)
         self._unsynced = True

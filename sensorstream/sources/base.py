@@ -16,16 +16,25 @@ A source that keeps files of its own (the HTTP source's ingest log) hears where 
 pipeline keeps its checkpoints (:meth:`Source.use_checkpoint_dir`), and every source hears
 when a checkpoint is saved (:meth:`Source.checkpointed`): the input before those positions
 will not be read again, so a log may delete it.
+
+Most sources read a fixed set of partitions, all of them from the start. A source in a
+consumer group (Kafka) is handed partitions and has them taken away while it runs: it is
+:attr:`Source.dynamic`, lists every partition its input has in :meth:`Source.partitions`
+(so a pipeline can check co-partitioning), and tells the runner of each change through
+the :class:`PartitionListener` it is given (:meth:`Source.listen`) *before* it yields
+anything of a new partition and before it lets a revoked one go: the runner restores an
+assigned partition's state and answers where to resume it, and checkpoints a revoked one
+first, so the next owner continues exactly where this one stopped.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -70,10 +79,26 @@ class SourceBatch:
         return self.payloads + self.blank
 
 
+class PartitionListener(Protocol):
+    """What a source in a consumer group tells the runner about its partitions."""
+
+    def assigned(self, partitions: Sequence[int]) -> Mapping[int, int]:
+        """These partitions are now this source's: the positions to resume each after.
+
+        A partition missing from the answer has no checkpoint: read it from its beginning.
+        """
+
+    def revoked(self, partitions: Sequence[int]) -> None:
+        """These partitions are being taken away: returns once their state is checkpointed."""
+
+
 class Source(ABC):
     """Base of every source; subclass it and implement :meth:`read`."""
 
     name: str = "source"
+    # Partitions are assigned and revoked while running (see the module); the runner then
+    # keeps no partition but those assigned, and restores each when it arrives.
+    dynamic: bool = False
 
     def partitions(self) -> list[int]:
         """The partitions this source reads (one, numbered 0, unless it says otherwise)."""
@@ -87,6 +112,9 @@ class Source(ABC):
 
         ``clock`` gives the processing time used as the readings' arrival time.
         """
+
+    def listen(self, listener: PartitionListener) -> None:  # noqa: B027 - optional hook
+        """Where a :attr:`dynamic` source reports assignments and revocations (before read)."""
 
     def identity(self) -> Identity:
         """What identifies the input, recorded with each checkpoint; nothing by default."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import polars as pl
 
 from sensorstream.readings import ReadingFormat, decode_json_lines
-from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch
+from sensorstream.sinks.base import FROM_START, PipelineInfo, Sink, SinkBatch
 from sensorstream.sources.base import Clock, Source, SourceBatch
 
 
@@ -110,15 +110,22 @@ class ListSink(Sink):
         self.results: dict[str, dict[tuple[object, ...], dict[str, object]]] = {}
         self.alerts: dict[str, dict[str, dict[str, object]]] = {}  # rule -> transition id -> row
         self.flushes = 0
+        # Step -> result key -> the partition that wrote it (a restart from start forgets it).
+        self.owners: dict[str, dict[tuple[object, ...], int]] = {}
 
     def open(self, pipeline: PipelineInfo) -> None:
         """Remember the pipeline's steps (for result keys)."""
         self.info = pipeline
 
     def restore(self, positions: Mapping[int, int]) -> None:
-        """Drop raw rows written after the checkpointed positions."""
+        """Drop these partitions' raw rows written after their checkpointed positions."""
         for store in (self.readings, self.dead_letters, self.late):
-            store[:] = [e for e in store if e[1] <= positions.get(e[0], -1)]
+            store[:] = [e for e in store if e[0] not in positions or e[1] <= positions[e[0]]]
+        from_start = {p for p, position in positions.items() if position == FROM_START}
+        for step, owners in self.owners.items():
+            for key in [k for k, partition in owners.items() if partition in from_start]:
+                self.results[step].pop(key, None)
+                del owners[key]
 
     def write(self, batch: SinkBatch) -> None:
         """Append raw rows; apply result upserts and deletes in order."""
@@ -143,6 +150,7 @@ class ListSink(Sink):
                     table.pop(key, None)
                 else:
                     table[key] = {k: v for k, v in row.items() if k not in ("_op", "revision")}
+                    self.owners.setdefault(step, {})[key] = batch.partition
 
     def flush(self) -> None:
         """Count flushes (nothing to make durable in memory)."""

@@ -41,7 +41,7 @@ from sensorstream.engine.windows import (
 from sensorstream.engine.windows.base import EmitMode
 from sensorstream.pipeline.builder import Pipeline
 from sensorstream.pipeline.spec import PipelineSpec, parse_aggregate
-from sensorstream.runtime.checkpoints import Checkpoint, CheckpointStore
+from sensorstream.runtime.checkpoints import CheckpointStore, PartitionCheckpoint
 from sensorstream.sources import SimulatorSourceSettings
 from sensorstream.testing import (
     ReadingValue,
@@ -201,10 +201,10 @@ def through_a_checkpoint(state: OperatorState) -> OperatorState:
     """The state as a restart reads it back: saved and loaded by the checkpoint store."""
     with tempfile.TemporaryDirectory() as folder:
         store = CheckpointStore(Path(folder))
-        store.save(Checkpoint("contract", {0: 0}, {}, partitions={0: state}))
-        loaded = store.load("contract")
+        store.save_partition("contract", PartitionCheckpoint(0, {"readings": 0}, {}, state))
+        loaded = store.load_partition("contract", 0)
     assert loaded is not None
-    return loaded.partitions[0]
+    return loaded.state
 
 
 # -- the contract -------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def _command(spec: Path) -> list[str]:
 
 
 def _current_checkpoint(folder: Path) -> str | None:
-    pointer = folder / "checkpoints" / "CURRENT"
+    pointer = folder / "checkpoints" / "partitions" / "0" / "CURRENT"
     return pointer.read_text() if pointer.exists() else None
 
 
@@ -154,8 +154,8 @@ def test_kill_9_mid_replay_then_restart_gives_identical_results(tmp_path: Path) 
     assert not list(segments.rglob(".*.tmp")), "a half-written segment was left behind"
     current = _current_checkpoint(crashed.parent)
     assert current is not None
-    manifest = json.loads((crashed.parent / "checkpoints" / current / "manifest.json").read_text())
-    [counters] = manifest["counters"].values()  # one partition
+    unit = crashed.parent / "checkpoints" / "partitions" / "0"
+    counters = json.loads((unit / current / "manifest.json").read_text())["counters"]
     outcomes = ("accepted", "duplicates", "late", "dead_letters", "blank")
     assert counters["lines"] == sum(counters.get(name, 0) for name in outcomes)
     assert counters["lines"] == data.read_bytes().count(b"\n")

@@ -124,14 +124,15 @@ def wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) ->
 
 def checkpointed_position(folder: Path) -> int | None:
     """The HTTP source's position in the current checkpoint, if there is one."""
-    pointer = folder / "CURRENT"
+    unit = folder / "partitions" / "0"
+    pointer = unit / "CURRENT"
     if not pointer.exists():
         return None
     try:
-        manifest = json.loads((folder / pointer.read_text() / "manifest.json").read_text())
+        manifest = json.loads((unit / pointer.read_text() / "manifest.json").read_text())
     except (OSError, ValueError):
         return None  # replaced between the two reads: look again
-    position: int | None = manifest["positions"].get("0")
+    position: int | None = manifest["positions"].get("readings")
     return position
 
 

@@ -63,7 +63,7 @@ def test_a_checkpoint_is_saved_only_once_its_sinks_are_durable(tmp_path: Path) -
     checkpointer.wait()
     loaded = store.load("f1")
     assert loaded is not None
-    assert loaded.positions == {0: 5}
+    assert loaded.positions("readings") == {0: 5}
     assert told == ["saved"]
     checkpointer.close()
 
@@ -105,5 +105,7 @@ def test_the_loop_handles_batches_while_a_checkpoint_is_made_durable(tmp_path: P
     assert sink.written_while_flushing == 2  # both later batches, while the first flush waited
     loaded = runner.checkpoints.load(every_5s.fingerprint())
     assert loaded is not None
-    assert loaded.positions == {0: len(batches) - 1}  # the last one, saved before run returned
+    assert loaded.positions("readings") == {
+        0: len(batches) - 1
+    }  # the last one, saved before run returned
     assert summary.counters["lines"] == sum(len(b) for b in batches if b)

@@ -285,7 +285,7 @@ def test_when_the_source_fails_what_was_read_before_is_checkpointed(tmp_path: Pa
         ).run()
     checkpoint = CheckpointStore(tmp_path / "ckpt").load(spec_.fingerprint())
     assert checkpoint is not None
-    assert checkpoint.positions == {0: 2}
+    assert checkpoint.positions("readings") == {0: 2}
     summary = Runner(
         spec_, source=ListSource(BATCHES), sinks=[ListSink()], clock=ManualClock(START)
     ).run()

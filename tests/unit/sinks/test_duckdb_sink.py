@@ -20,7 +20,7 @@ from sensorstream.sinks import (
     DuckDBSinkSettings,
     WebhookSink,
 )
-from sensorstream.sinks.base import PipelineInfo, SinkBatch, StepInfo
+from sensorstream.sinks.base import FROM_START, PipelineInfo, SinkBatch, StepInfo
 from sensorstream.sinks.duckdb_tables import results_table_name
 from sensorstream.store import Store, scan_readings
 from sensorstream.testing import duckdb_held_elsewhere
@@ -218,13 +218,14 @@ def test_a_null_key_is_a_key_of_its_own(sink: DuckDBSink, tmp_store: Path) -> No
     assert _stored_results(tmp_store) == [(None, 0, 2.0)]
 
 
-def test_restore_forgets_rows_after_the_positions_and_of_unlisted_partitions(
+def test_restore_forgets_rows_after_the_positions_and_all_of_a_partition_from_start(
     tmp_store: Path,
 ) -> None:
+    """Partition 2 restarts from its beginning; partition 3 is not named (another worker's)."""
     sink = _sink(tmp_store)
     sink.open(_info())
     for position in (1, 2, 3):
-        for partition in (0, 1, 2):
+        for partition in (0, 1, 2, 3):
             sink.write(
                 SinkBatch(partition, position, readings=_readings("a"), dead_letters=_dead("x"))
             )
@@ -236,9 +237,10 @@ def test_restore_forgets_rows_after_the_positions_and_of_unlisted_partitions(
 
     sink = _sink(tmp_store)
     sink.open(_info())
-    sink.restore({0: 2, 1: 1})
+    sink.restore({0: 2, 1: 1, 2: FROM_START})
     sink.close()
-    expected = [("fleet", 0, 1), ("fleet", 0, 2), ("fleet", 1, 1)]
+    untouched = [("fleet", 3, 1), ("fleet", 3, 2), ("fleet", 3, 3)]
+    expected = [("fleet", 0, 1), ("fleet", 0, 2), ("fleet", 1, 1), *untouched]
     dead = _table(tmp_store, "SELECT pipeline, partition, position FROM dead_letters ORDER BY ALL")
     assert dead.rows() == expected
     readings = (

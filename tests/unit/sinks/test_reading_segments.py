@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sensorstream.errors import SinkError
 from sensorstream.readings import TS_TYPE, ReadingFormat
 from sensorstream.sinks import DuckDBSink, DuckDBSinkSettings
-from sensorstream.sinks.base import PipelineInfo, SinkBatch, StepInfo
+from sensorstream.sinks.base import FROM_START, PipelineInfo, SinkBatch, StepInfo
 from sensorstream.sinks.segments import pipeline_folder
 from sensorstream.store import Store, scan_readings
 
@@ -158,7 +158,7 @@ def test_a_fresh_start_drops_this_pipelines_segments_only(tmp_store: Path) -> No
         sink.close()
     sink = _sink(tmp_store)
     sink.open(_info())
-    sink.restore({})
+    sink.restore({0: FROM_START})
     sink.close()
     assert _positions(tmp_store, "fleet") == []
     assert _positions(tmp_store, "other") == [(0, 1)]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sensorstream.errors import SinkError
+from sensorstream.sinks.base import FROM_START
 from sensorstream.sinks.webhook_outbox import Outbox, Queued, read_deliveries
 from sensorstream.testing.webhooks import WebhookReceiver
 from tests.unit.sinks.webhook_helpers import episode, running, statuses, webhook
@@ -72,6 +73,7 @@ def test_restore_drops_only_rows_still_queued_after_the_positions(outbox: Outbox
             _queued("c1", 0, position=6),
             _queued("d1", 0, position=7),
             _queued("e1", 0, position=1, partition=1),
+            _queued("f1", 0, position=1, partition=2),
         ],
         now_us=10,
     )
@@ -79,8 +81,14 @@ def test_restore_drops_only_rows_still_queued_after_the_positions(outbox: Outbox
     outbox.delivered(rows["c1-0"], attempts=1, status=200, now_us=11)
     outbox.silenced(rows["d1-0"], silence_id=3)
 
-    assert outbox.restore({0: 4}) == 2  # b1-0 after position 4; e1-0 of a partition not kept
-    assert statuses(outbox.path) == {"a1-0": "queued", "c1-0": "delivered", "d1-0": "silenced"}
+    # b1-0 after position 4; e1-0 of a partition started over; f1-0's partition is not named
+    assert outbox.restore({0: 4, 1: FROM_START}) == 2
+    assert statuses(outbox.path) == {
+        "a1-0": "queued",
+        "c1-0": "delivered",
+        "d1-0": "silenced",
+        "f1-0": "queued",
+    }
 
 
 def test_flush_syncs_what_was_queued(outbox: Outbox) -> None:

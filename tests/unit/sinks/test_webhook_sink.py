@@ -13,6 +13,7 @@ from sensorstream.actions.alert_actions import AlertActions
 from sensorstream.errors import ConfigError
 from sensorstream.pipeline.spec import parse_spec
 from sensorstream.sinks import WebhookSink, WebhookSinkSettings
+from sensorstream.sinks.base import FROM_START
 from sensorstream.testing.webhooks import WebhookReceiver
 from tests.unit.sinks.webhook_helpers import (
     batch,
@@ -216,7 +217,7 @@ def test_restore_drops_what_is_still_queued_for_later_positions(tmp_path: Path) 
         sink.write(batch(1, transition("a1", 1, "firing")))
         sink.write(batch(2, transition("b1", 1, "firing", device="b")))
         sink.write(batch(3, transition("c1", 1, "firing", device="c"), partition=1))
-    with running(webhook(dead, tmp_path, drain=timedelta(0)), {0: 1}) as sink:
+    with running(webhook(dead, tmp_path, drain=timedelta(0)), {0: 1, 1: FROM_START}) as sink:
         assert sink.waiting() == 1
     assert set(statuses(tmp_path / "outbox.sqlite")) == {"a1-1"}
 
