@@ -40,14 +40,26 @@ from sensorstream.pipeline.steps import (
     step_location,
 )
 from sensorstream.pipeline.tables import TableSpec
-from sensorstream.sinks import ConsoleSinkSettings, DuckDBSinkSettings, WebhookSinkSettings
-from sensorstream.sources import FileSourceSettings, HttpSourceSettings, SimulatorSourceSettings
+from sensorstream.sinks import (
+    ConsoleSinkSettings,
+    DuckDBSinkSettings,
+    KafkaSinkSettings,
+    WebhookSinkSettings,
+)
+from sensorstream.sources import (
+    FileSourceSettings,
+    HttpSourceSettings,
+    KafkaSourceSettings,
+    SimulatorSourceSettings,
+)
 
 SourceSettings = Annotated[
-    FileSourceSettings | SimulatorSourceSettings | HttpSourceSettings, Field(discriminator="type")
+    FileSourceSettings | SimulatorSourceSettings | HttpSourceSettings | KafkaSourceSettings,
+    Field(discriminator="type"),
 ]
 SinkSettings = Annotated[
-    DuckDBSinkSettings | ConsoleSinkSettings | WebhookSinkSettings, Field(discriminator="type")
+    DuckDBSinkSettings | ConsoleSinkSettings | WebhookSinkSettings | KafkaSinkSettings,
+    Field(discriminator="type"),
 ]
 # Where a value sits in the YAML: ("steps", 0, "window", "size").
 Location = tuple[str | int, ...]

@@ -5,24 +5,29 @@
 
 from __future__ import annotations
 
-from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch, StepInfo
+from sensorstream.sinks.base import FROM_START, PipelineInfo, Sink, SinkBatch, StepInfo
 from sensorstream.sinks.console import ConsoleSink, ConsoleSinkSettings
 from sensorstream.sinks.duckdb import DuckDBSink
 from sensorstream.sinks.duckdb_settings import DuckDBSinkSettings
+from sensorstream.sinks.kafka import KafkaSink, KafkaSinkSettings
 from sensorstream.sinks.webhook import WebhookSink, WebhookSinkSettings
 
 SINKS: dict[str, type[Sink]] = {
     "duckdb": DuckDBSink,
     "console": ConsoleSink,
     "webhook": WebhookSink,
+    "kafka": KafkaSink,
 }
 
 __all__ = [
+    "FROM_START",
     "SINKS",
     "ConsoleSink",
     "ConsoleSinkSettings",
     "DuckDBSink",
     "DuckDBSinkSettings",
+    "KafkaSink",
+    "KafkaSinkSettings",
     "PipelineInfo",
     "Sink",
     "SinkBatch",

@@ -56,9 +56,11 @@ from sensorstream.sinks import (
     StepInfo,
     WebhookSinkSettings,
 )
+from sensorstream.sinks.base import FROM_START
 from sensorstream.sinks.webhook_outbox import read_deliveries
 from sensorstream.sources import SimulatorSourceSettings
 from sensorstream.store import Store
+from tests.contract.kafka_sample import kafka_settings, stored_in_kafka
 
 PIPELINE = "contract"
 DEAD_URL = "http://127.0.0.1:9/hook"  # the discard port: nothing answers on the loopback
@@ -204,13 +206,14 @@ def checkpoints(writes: Sequence[SinkBatch]) -> list[Checkpoint]:
 
     The runner checkpoints between source batches, never between two writes of one
     partition at one position (a batch and the results the end of input closes after it).
+    A restart names every partition it takes on: one not checkpointed yet at ``FROM_START``.
     """
     found = []
     for written in range(len(writes) + 1):
-        positions: dict[int, int] = {}
+        positions = dict.fromkeys(sorted({batch.partition for batch in writes}), FROM_START)
         for batch in writes[:written]:
             positions[batch.partition] = batch.position
-        if all(batch.position > positions.get(batch.partition, -1) for batch in writes[written:]):
+        if all(batch.position > positions[batch.partition] for batch in writes[written:]):
             found.append(Checkpoint(written, positions))
     return found
 
@@ -341,6 +344,14 @@ SAMPLES: dict[str, tuple[Sample, ...]] = {
             console_settings,
             lambda folder: opened_console(console_settings(folder), folder),
             shown_on_console,
+        ),
+    ),
+    "kafka": (
+        Sample(
+            "a compacted reader",
+            kafka_settings,
+            lambda folder: kafka_settings(folder).build(),
+            stored_in_kafka,
         ),
     ),
     "webhook": (
@@ -487,6 +498,33 @@ def test_replaying_after_a_restore_stores_what_one_uninterrupted_run_stores(
                 f"restored to {checkpoint.positions} after {crashed_after} of {len(writes)} writes"
             )
             assert_same_stored(sample.stored(folder), expected, where)
+
+
+@every_sink(console=CANNOT_UNPRINT)
+def test_a_partition_started_over_leaves_the_other_partitions_untouched(
+    name: str, sample: Sample, tmp_path: Path
+) -> None:
+    """A worker taking partition 0 on from its start must not wipe partition 1's output.
+
+    Everything is written, then partition 0 alone is restored ``FROM_START`` and written
+    again: the store must be as one uninterrupted run left it, so partition 1's rows were
+    kept (or they would be missing) and partition 0's forgotten (or they would be twice).
+    """
+    writes = all_writes()
+    partitions = {batch.partition for batch in writes}
+    assert len(partitions) > 1, "the sample writes must span partitions"
+    expected = write_uninterrupted(sample, tmp_path / "uninterrupted", writes)
+    folder = tmp_path / "restarted"
+    with running(sample, folder, {}) as sink:
+        for batch in writes:
+            sink.write(batch)
+    first = min(partitions)
+    with running(sample, folder, {first: FROM_START}) as sink:
+        for batch in writes:
+            if batch.partition == first:
+                sink.write(batch)
+        sink.flush()
+    assert_same_stored(sample.stored(folder), expected, f"partition {first} started over")
 
 
 @every_sink()

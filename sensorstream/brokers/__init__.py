@@ -1,0 +1,1 @@
+"""Connections to message brokers, shared by the sources, sinks and simulator that use them."""
