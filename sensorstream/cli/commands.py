@@ -82,12 +82,23 @@ def run(
             help="The API's port [default: api.port, 8000]", min=0, max=65535, show_default=False
         ),
     ] = None,
+    until_end: Annotated[
+        bool,
+        typer.Option(
+            "--until-end",
+            help="Kafka streams end at the end offsets found at start (a replay of a topic).",
+        ),
+    ] = False,
 ) -> None:
     """Run a pipeline defined in YAML until its source ends (Ctrl-C stops it cleanly)."""
     from sensorstream.pipeline.spec import load_spec
 
     with friendly_errors():
         spec = load_spec(pipeline)
+        if until_end:
+            from sensorstream.cli.specs import until_end as ending
+
+            spec = ending(spec)
         spec = spec.model_copy(
             update={"api": spec.api.overridden(serve=serve, host=host, port=port)}
         )
@@ -142,15 +153,40 @@ def replay(
 @app.command(epilog=EXIT_CODES_HELP)
 def simulate(
     out: Annotated[
-        Path, typer.Argument(help="Output file: .ndjson, .csv or .parquet.", show_default=False)
-    ],
+        Path | None,
+        typer.Argument(help="Output file: .ndjson, .csv or .parquet.", show_default=False),
+    ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="Publish live instead: kafka://HOST:PORT/TOPIC or mqtt://HOST:PORT/TOPIC "
+            "({device_id} in an MQTT topic becomes each device's id).",
+            show_default=False,
+        ),
+    ] = None,
     devices: Annotated[int, typer.Option(help="Number of devices.")] = 1000,
     readings: Annotated[int, typer.Option(help="Number of readings.")] = 100_000,
+    rate: Annotated[
+        float, typer.Option(help="With --to: readings a second, the whole fleet.", min=0.001)
+    ] = 1000.0,
+    duration: Annotated[
+        str | None,
+        typer.Option(help="With --to: publish this long (e.g. 5m) instead of --readings."),
+    ] = None,
     disorder: Annotated[str, typer.Option(help="Largest event-time disorder.")] = "5s",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
 ) -> None:
-    """Write a simulated dataset of readings, for replay and benchmarks."""
+    """Write a simulated dataset of readings, or publish a live fleet to Kafka or MQTT."""
     with friendly_errors():
+        if to is not None:
+            _publish(
+                to, devices=devices, readings=readings, rate=rate, duration=duration, seed=seed
+            )
+            return
+        if out is None:
+            msg = "give an output file, or --to kafka://... or mqtt://... to publish live"
+            raise ConfigError(msg)
         from sensorstream.sources.simulator import write_dataset
 
         written = write_dataset(
@@ -165,6 +201,34 @@ def simulate(
                 f"wrote {written:,} readings from {devices:,} devices to ", safe_text(out)
             )
         )
+
+
+def _publish(
+    to: str, *, devices: int, readings: int, rate: float, duration: str | None, seed: int
+) -> None:
+    """``simulate --to``: publish the fleet, then say the rate achieved beside the target."""
+    from sensorstream.brokers.publish import publish_fleet, publisher_for
+
+    seconds = _duration("--duration", duration).total_seconds() if duration else None
+    publisher = publisher_for(to)
+    console.print(
+        Text.assemble(
+            f"publishing {devices:,} devices at {rate:,.0f} readings/s to ", safe_text(to)
+        )
+    )
+    done = publish_fleet(
+        publisher,
+        devices=devices,
+        rate=rate,
+        readings=None if seconds is not None else readings,
+        seconds=seconds,
+        seed=seed,
+    )
+    console.print(
+        f"published {done.readings:,} readings in {done.seconds:.1f} s: "
+        f"{done.rate:,.0f} readings/s (target {done.target_rate:,.0f}/s, "
+        f"{done.rate / done.target_rate:.0%})"
+    )
 
 
 @app.command(epilog=EXIT_CODES_HELP)

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sensorstream.cli.inference import infer_measurements
+from sensorstream.errors import ConfigError
 from sensorstream.pipeline.spec import PipelineSpec, load_spec
 from sensorstream.sinks import ConsoleSinkSettings, DuckDBSinkSettings
 from sensorstream.sources import FileSourceSettings
@@ -139,3 +140,31 @@ def demo_spec(
             "checkpoint": {"dir": ".sensorstream/checkpoints/demo", "interval": "2s"},
         }
     )
+
+
+def until_end(spec: PipelineSpec) -> PipelineSpec:
+    """``run --until-end``: every Kafka stream reads to the end offsets it finds at start.
+
+    Kafka has no end of stream; with this a run over a topic ends (closing its windows) like
+    a file replay does. A pipeline without a Kafka stream has nothing to end: an error.
+    """
+    from sensorstream.sources.kafka import KafkaSourceSettings
+
+    def ended(source: object) -> object:
+        if isinstance(source, KafkaSourceSettings):
+            return source.model_copy(update={"until_end": True})
+        return source
+
+    kinds = [s.source for s in spec.stream_specs().values()]
+    if not any(isinstance(source, KafkaSourceSettings) for source in kinds):
+        msg = "--until-end is for Kafka sources; this pipeline reads none"
+        raise ConfigError(msg)
+    update: dict[str, object] = {
+        "streams": {
+            name: stream.model_copy(update={"source": ended(stream.source)})
+            for name, stream in spec.streams.items()
+        }
+    }
+    if spec.source is not None:
+        update["source"] = ended(spec.source)
+    return spec.model_copy(update=update)
