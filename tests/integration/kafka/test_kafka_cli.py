@@ -47,7 +47,7 @@ def everything(bootstrap: str, topic: str) -> list[dict[str, object]]:
         partition = TopicPartition(topic, 0)
         low, high = consumer.get_watermark_offsets(partition, timeout=10)
         consumer.assign([TopicPartition(topic, 0, low)])
-        found = []
+        found: list[dict[str, object]] = []
         while len(found) < high - low:
             message = consumer.poll(10)
             assert message is not None
