@@ -146,7 +146,7 @@ class KafkaSource(Source):
         while True:
             if self._end is not None and self._at_end():
                 return
-            messages = consumer.consume(self.batch_messages, self.poll_timeout_s)
+            messages = self._poll(consumer)
             by_partition: dict[int, list[Message]] = {}
             for message in messages:
                 error = message.error()
@@ -162,6 +162,20 @@ class KafkaSource(Source):
             arrived = clock()
             for partition, batch in sorted(by_partition.items()):
                 yield self._batch(partition, batch, fmt, arrived)
+
+    def _poll(self, consumer: Consumer) -> list[Message]:
+        """What librdkafka holds now, up to a batch; or wait for the next message.
+
+        Never waiting for a batch to fill keeps latency to the pipeline's own pace: under
+        load the batches grow by themselves (the more a loop takes, the more is queued).
+        """
+        messages = consumer.consume(self.batch_messages, 0)
+        if messages:
+            return messages
+        first = consumer.poll(self.poll_timeout_s)
+        if first is None:
+            return []
+        return [first, *consumer.consume(self.batch_messages - 1, 0)]
 
     def _batch(
         self, partition: int, messages: list[Message], fmt: ReadingFormat, arrived: datetime
