@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
@@ -81,8 +82,16 @@ def test_a_published_fleet_runs_to_the_end_of_its_topic_with_results_and_alerts_
     ran = sensorstream("run", str(spec), "--until-end", "--no-progress")
     assert ran.returncode == 0, ran.stderr
     results = everything(kafka.bootstrap, f"{topic}-per_10s")
-    assert sum(int(str(r["count"])) for r in results if r["op"] == "upsert") >= 4000
     assert {r["step"] for r in results} == {"per_10s"}
+    latest = {(r["device_id"], r["window_start"]): r for r in results}  # as a compacted topic
+    with duckdb.connect(str(tmp_path / "out.duckdb"), read_only=True) as con:
+        [(lines,)] = con.sql("SELECT sum(value) FROM counters WHERE counter = 'lines'").fetchall()
+        [(stored, windows)] = con.sql(
+            "SELECT sum(count), count(*) FROM results_published_per_10s"
+        ).fetchall()
+    assert lines == 4000
+    assert len(latest) == windows
+    assert sum(int(str(r["count"])) for r in latest.values()) == stored
     alerts = everything(kafka.bootstrap, f"{topic}-alerts")
     firing = {a["key"] for a in alerts if a["state"] == "firing"}
     assert len(firing) == 20  # every device fired once, and its transition was published
