@@ -8,14 +8,17 @@ timeouts), so nothing librdkafka offers is out of reach. :func:`parse_kafka_url`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from confluent_kafka import Producer
 from pydantic import BaseModel, ConfigDict, Field
 
 from sensorstream.errors import ConfigError
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+_FULL_QUEUE_WAIT_S = 0.05
 
 
 class KafkaConnection(BaseModel):
@@ -49,3 +52,25 @@ def parse_kafka_url(url: str) -> tuple[str, str]:
         msg = f"{url!r} is no Kafka address: write kafka://HOST:PORT/TOPIC"
         raise ConfigError(msg)
     return parts.netloc, topic
+
+
+def produce_waiting(
+    producer: Producer,
+    topic: str,
+    value: bytes,
+    key: bytes | None,
+    *,
+    headers: list[tuple[str, str | bytes | None]] | None = None,
+    on_delivery: Callable[[Any, Any], None] | None = None,
+) -> None:
+    """Produce one message; while the client's local queue is full, serve deliveries and retry.
+
+    That is the producer's back-pressure: a slow broker slows the caller instead of the
+    queue growing without bound or the message being dropped.
+    """
+    while True:
+        try:
+            producer.produce(topic, value, key=key, headers=headers, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(_FULL_QUEUE_WAIT_S)

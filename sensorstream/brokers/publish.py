@@ -24,7 +24,7 @@ import paho.mqtt.client as mqtt
 from confluent_kafka import KafkaException, Producer
 from paho.mqtt.enums import CallbackAPIVersion
 
-from sensorstream.brokers.kafka import parse_kafka_url
+from sensorstream.brokers.kafka import parse_kafka_url, produce_waiting
 from sensorstream.errors import ConfigError, SourceError
 from sensorstream.sources.synthetic import Fleet, mix_seed
 from sensorstream.sources.synthetic_payloads import Layout, json_lines, payloads
@@ -74,14 +74,9 @@ class KafkaPublisher:
     def send(self, lines: list[bytes], devices: list[str]) -> None:
         """Produce each reading, waiting while the client's queue is full."""
         for line, device in zip(lines, devices, strict=True):
-            while True:
-                try:
-                    self.producer.produce(
-                        self.topic, line, key=device.encode(), on_delivery=self._report
-                    )
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
+            produce_waiting(
+                self.producer, self.topic, line, device.encode(), on_delivery=self._report
+            )
         self.producer.poll(0)
         if self.failures:
             msg = f"Kafka at {self.where} refused readings: {self.failures[0]}"

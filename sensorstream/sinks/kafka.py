@@ -42,14 +42,13 @@ import polars as pl
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sensorstream.brokers.kafka import KafkaConnection
+from sensorstream.brokers.kafka import KafkaConnection, produce_waiting
 from sensorstream.durations import Duration
 from sensorstream.engine.outputs import OP, START
 from sensorstream.errors import SinkError
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch
 
 _TOPIC_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]+")
-_FULL_QUEUE_WAIT_S = 0.1
 
 
 def topic_name(template: str, pipeline: str, step: str = "") -> str:
@@ -145,21 +144,18 @@ class KafkaSink(Sink):
     ) -> None:
         producer = self._require()
         for value, key, header in zip(values, keys, headers, strict=True):
-            while True:
-                try:
-                    producer.produce(
-                        topic,
-                        value,
-                        key=key.encode(),
-                        headers=[("idempotency-key", header)],
-                        on_delivery=self._delivered,
-                    )
-                    break
-                except BufferError:  # the local queue is full: let deliveries drain it
-                    producer.poll(_FULL_QUEUE_WAIT_S)
-                except KafkaException as error:
-                    msg = f"publishing to Kafka topic {topic!r} failed: {error}"
-                    raise SinkError(msg) from None
+            try:
+                produce_waiting(
+                    producer,
+                    topic,
+                    value,
+                    key.encode(),
+                    headers=[("idempotency-key", header)],
+                    on_delivery=self._delivered,
+                )
+            except KafkaException as error:
+                msg = f"publishing to Kafka topic {topic!r} failed: {error}"
+                raise SinkError(msg) from None
             with self._lock:
                 self._produced += 1
 

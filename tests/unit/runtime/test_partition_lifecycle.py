@@ -155,3 +155,18 @@ def test_a_partition_never_seen_starts_from_its_beginning_and_the_others_keep_th
     assert_frame_equal(sink.final("w").filter(mine), before)  # partition 0's rows untouched
     expected = uninterrupted(tmp_path).filter(~mine)
     assert_frame_equal(sink.final("w").filter(~mine), expected)
+
+
+def test_an_idle_partition_holds_no_other_partitions_windows_open(tmp_path: Path) -> None:
+    """Partition 1 is assigned but never sends: partition 0's windows close on its own time."""
+    sink = ListSink()
+    run(tmp_path, [("assign", [0, 1]), ("read", 0, 60), ("stop",)], sink)  # no end of input
+    closed = sink.final("w")
+    assert closed.height > 0
+    assert set(closed["device_id"].str.slice(0, 2)) == {"p0"}
+    reference = uninterrupted(tmp_path).filter(pl.col("device_id").str.starts_with("p0"))
+    assert closed.height >= reference.height - 3  # all but each device's last, still open
+    # Every window whose end the watermark passed is out, as in a run that read it all.
+    assert_frame_equal(
+        closed, reference.filter(pl.col("window_start").is_in(closed["window_start"]))
+    )
