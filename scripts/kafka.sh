@@ -41,13 +41,15 @@ HEAP_OPTS="${SENSORSTREAM_KAFKA_HEAP_OPTS:--Xmx512m -Xms256m}"
 START_TIMEOUT_S=120
 STOP_TIMEOUT_S=30
 
-say() { echo "kafka.sh: $*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
-
-is_root() { [ "$(id -u)" -eq 0 ]; }
+SERVICE_SCRIPT=kafka.sh
+SERVICE_NAME=Kafka
+SERVICE_DIR="$DIR"
+SERVICE_PID_FILE="$PID_FILE"
+# Our broker: a kafka.Kafka on our config.
+SERVICE_CMDLINE=" kafka.Kafka $CONF "
+SERVICE_PORT_VAR=SENSORSTREAM_KAFKA_PORT
+# shellcheck source-path=SCRIPTDIR source=lib/service.sh
+source "$ROOT/scripts/lib/service.sh"
 
 java_bin() {
     if [ -n "${JAVA_HOME:-}" ] && [ -x "$JAVA_HOME/bin/java" ]; then
@@ -66,20 +68,6 @@ java_major() {
 }
 
 lib_complete() { [ "$(cat "$LIB/.complete" 2>/dev/null || true)" = "$LIB_STAMP" ]; }
-
-# The pid of our broker, or nothing: the pid file's process, if it is a kafka.Kafka on our config.
-broker_pid() {
-    local pid
-    pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-    [ -n "$pid" ] || return 0
-    if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- " kafka.Kafka $CONF "; then
-        echo "$pid"
-    fi
-}
-
-running() { [ -n "$(broker_pid)" ]; }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # A python that has confluent_kafka, to ask the broker for its metadata; or nothing.
 probe_python() {
@@ -104,6 +92,9 @@ admin = AdminClient({"bootstrap.servers": sys.argv[1], "log_level": 0})
 sys.exit(0 if admin.list_topics(timeout=3).brokers else 1)
 EOF
 }
+
+# Whether the broker listens and, given a python ($1), answers a metadata request.
+kafka_ready() { port_open "$PORT" && { [ -z "$1" ] || broker_answers "$1"; }; }
 
 install_java_and_maven() {
     local packages=()
@@ -257,16 +248,10 @@ format_storage() {
 cmd_start() {
     lib_complete || die "Kafka is not installed in $LIB; run \`bash scripts/kafka.sh install\`"
     [ "$(java_major)" -ge 17 ] 2>/dev/null || die "Kafka needs java 17 or newer; run \`bash scripts/kafka.sh install\`"
-    if running; then
-        say "already running (pid $(broker_pid), folder $DIR)"
-        echo "$BOOTSTRAP"
+    if already_running "$BOOTSTRAP"; then
         return
     fi
-    # Else the readiness check below would take another broker's answer for ours.
-    local port
-    for port in "$PORT" "$CONTROLLER_PORT"; do
-        ! port_open "$port" || die "127.0.0.1:$port is taken by another program; set SENSORSTREAM_KAFKA_PORT to use other ports"
-    done
+    ports_free "$PORT" "$CONTROLLER_PORT"
     mkdir -p "$LOGS"
     write_config
     [ -f "$DATA/meta.properties" ] || format_storage
@@ -278,56 +263,24 @@ cmd_start() {
         -Djava.awt.headless=true -Dlog4j2.configurationFile="$LOG4J_CONF" \
         -cp "$LIB/*" kafka.Kafka "$CONF" </dev/null >>"$LOGS/kafka.out" 2>&1 &
     echo "$!" >"$PID_FILE"
-    local python waited=0
+    local python failed=0
     python="$(probe_python)"
     [ -n "$python" ] || say "no python with confluent_kafka: waiting for the port alone"
-    until port_open "$PORT" && { [ -z "$python" ] || broker_answers "$python"; }; do
-        if ! running; then
-            tail -n 20 "$LOGS/kafka.out" "$LOGS/server.log" >&2 2>/dev/null || true
-            die "Kafka exited while starting (see $LOGS/server.log; if a port is taken, set SENSORSTREAM_KAFKA_PORT)"
-        fi
-        if [ "$waited" -ge $((START_TIMEOUT_S * 5)) ]; then
-            die "Kafka did not answer on $BOOTSTRAP within ${START_TIMEOUT_S}s (see $LOGS/server.log)"
-        fi
-        sleep 0.2
-        waited=$((waited + 1))
-    done
-    say "ready after $((waited / 5)) s"
+    WAITED=0
+    wait_until 0.2 $((START_TIMEOUT_S * 5)) 0 kafka_ready "$python" || failed=$?
+    if [ "$failed" -eq 1 ]; then
+        tail -n 20 "$LOGS/kafka.out" "$LOGS/server.log" >&2 2>/dev/null || true
+        die "Kafka exited while starting (see $LOGS/server.log; if a port is taken, set SENSORSTREAM_KAFKA_PORT)"
+    elif [ "$failed" -eq 2 ]; then
+        die "Kafka did not answer on $BOOTSTRAP within ${START_TIMEOUT_S}s (see $LOGS/server.log)"
+    fi
+    say "ready after $((WAITED / 5)) s"
     echo "$BOOTSTRAP"
 }
 
-cmd_stop() {
-    local pid waited=0
-    pid="$(broker_pid)"
-    if [ -z "$pid" ]; then
-        say "not running ($DIR)"
-        return
-    fi
-    kill -TERM "$pid"
-    # broker_pid, not kill -0: an exited broker nobody has reaped yet is gone all the same.
-    while [ -n "$(broker_pid)" ]; do
-        if [ "$waited" -eq $((STOP_TIMEOUT_S * 10)) ]; then
-            say "still running ${STOP_TIMEOUT_S}s after SIGTERM: SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-        elif [ "$waited" -ge $(((STOP_TIMEOUT_S + 10) * 10)) ]; then
-            die "Kafka (pid $pid) still runs after SIGKILL"
-        fi
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    rm -f "$PID_FILE"
-    say "stopped ($DIR)"
-}
+cmd_stop() { stop_broker "$STOP_TIMEOUT_S" kill; }
 
-cmd_status() {
-    if running; then
-        say "running (pid $(broker_pid), folder $DIR)"
-        echo "$BOOTSTRAP"
-    else
-        say "not running ($DIR)"
-        exit 3
-    fi
-}
+cmd_status() { broker_status "$BOOTSTRAP"; }
 
 case "${1:-}" in
     install) cmd_install ;;

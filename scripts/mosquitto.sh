@@ -42,27 +42,15 @@ URL="mqtt://127.0.0.1:$PORT"
 START_TIMEOUT_S=30
 STOP_TIMEOUT_S=30
 
-say() { echo "mosquitto.sh: $*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
-
-is_root() { [ "$(id -u)" -eq 0 ]; }
-
-# The pid of our broker, or nothing: the pid file's process, if it is a mosquitto using our config.
-broker_pid() {
-    local pid
-    pid="$(cat "$PID_FILE" 2>/dev/null || true)"
-    [ -n "$pid" ] || return 0
-    if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -qF -- " -c $CONF -d "; then
-        echo "$pid"
-    fi
-}
-
-running() { [ -n "$(broker_pid)" ]; }
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+SERVICE_SCRIPT=mosquitto.sh
+SERVICE_NAME=mosquitto
+SERVICE_DIR="$DIR"
+SERVICE_PID_FILE="$PID_FILE"
+# Our broker: a mosquitto using our config.
+SERVICE_CMDLINE=" -c $CONF -d "
+SERVICE_PORT_VAR=SENSORSTREAM_MQTT_PORT
+# shellcheck source-path=SCRIPTDIR source=lib/service.sh
+source "$ROOT/scripts/lib/service.sh"
 
 # The user the broker runs as: `mosquitto` when we are root and it can reach the folder.
 broker_user() {
@@ -168,15 +156,10 @@ EOF
 
 cmd_start() {
     [ -x "$BIN" ] || die "$BIN is missing; run \`bash scripts/mosquitto.sh install\`"
-    if running; then
-        say "already running (pid $(broker_pid), folder $DIR)"
-        echo "$URL"
+    if already_running "$URL"; then
         return
     fi
-    local port
-    for port in "$PORT" "$AUTH_PORT" "$TLS_PORT"; do
-        ! port_open "$port" || die "127.0.0.1:$port is taken by another program; set SENSORSTREAM_MQTT_PORT to use other ports"
-    done
+    ports_free "$PORT" "$AUTH_PORT" "$TLS_PORT"
     (umask 022 && mkdir -p "$DIR/data")
     make_certificates
     local user
@@ -186,54 +169,28 @@ cmd_start() {
     [ "$user" = "$(id -un)" ] || chown -R "$user:" "$DIR"
     rm -f "$PID_FILE"
     say "starting on 127.0.0.1:$PORT (password on $AUTH_PORT, TLS on $TLS_PORT; as $user; log $LOG)"
-    local before=0 waited=0
+    local before=0 port
     [ -f "$LOG" ] && before="$(stat -c %s "$LOG")"
     if ! "$BIN" -c "$CONF" -d 2>"$DIR/start.err"; then
         cat "$DIR/start.err" >&2
         die "mosquitto did not start (its complaint is above; if a port is taken, set SENSORSTREAM_MQTT_PORT)"
     fi
+    # The daemon writes its pid file after forking: give it a second before asking whether it runs.
+    WAITED=0
     for port in "$PORT" "$AUTH_PORT" "$TLS_PORT"; do
-        until port_open "$port"; do
-            if [ "$waited" -ge $((START_TIMEOUT_S * 10)) ] || { [ "$waited" -ge 10 ] && ! running; }; then
-                tail -c +$((before + 1)) "$LOG" 2>/dev/null | tail -n 20 >&2 || true
-                die "mosquitto is not listening on 127.0.0.1:$port (see $LOG; if a port is taken, set SENSORSTREAM_MQTT_PORT)"
-            fi
-            sleep 0.1
-            waited=$((waited + 1))
-        done
+        if ! wait_until 0.1 $((START_TIMEOUT_S * 10)) 10 port_open "$port"; then
+            tail -c +$((before + 1)) "$LOG" 2>/dev/null | tail -n 20 >&2 || true
+            die "mosquitto is not listening on 127.0.0.1:$port (see $LOG; if a port is taken, set SENSORSTREAM_MQTT_PORT)"
+        fi
     done
     # The daemon reports no failure of its own after forking (a listener it could not open).
     running || die "mosquitto exited after starting (see $LOG; if a port is taken, set SENSORSTREAM_MQTT_PORT)"
     echo "$URL"
 }
 
-cmd_stop() {
-    local pid waited=0
-    pid="$(broker_pid)"
-    if [ -z "$pid" ]; then
-        say "not running ($DIR)"
-        return
-    fi
-    kill -TERM "$pid"
-    # broker_pid, not kill -0: an exited broker nobody has reaped yet is gone all the same.
-    while [ -n "$(broker_pid)" ]; do
-        [ "$waited" -lt $((STOP_TIMEOUT_S * 10)) ] || die "mosquitto (pid $pid) still runs ${STOP_TIMEOUT_S}s after SIGTERM"
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    rm -f "$PID_FILE"
-    say "stopped ($DIR)"
-}
+cmd_stop() { stop_broker "$STOP_TIMEOUT_S"; }
 
-cmd_status() {
-    if running; then
-        say "running (pid $(broker_pid), folder $DIR)"
-        echo "$URL"
-    else
-        say "not running ($DIR)"
-        exit 3
-    fi
-}
+cmd_status() { broker_status "$URL"; }
 
 case "${1:-}" in
     install) cmd_install ;;

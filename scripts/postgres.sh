@@ -27,13 +27,10 @@ DSN="postgresql://postgres@127.0.0.1:$PORT/postgres"
 # sun_path holds 108 bytes; keep a margin for the ".s.PGSQL.<port>.lock" file beside the socket.
 MAX_SOCKET_PATH=100
 
-say() { echo "postgres.sh: $*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
-
-is_root() { [ "$(id -u)" -eq 0 ]; }
+# say, die and is_root; the broker helpers there are not for a pg_ctl cluster.
+SERVICE_SCRIPT=postgres.sh
+# shellcheck source-path=SCRIPTDIR source=lib/service.sh
+source "$ROOT/scripts/lib/service.sh"
 
 # The newest Debian server binaries, or nothing; a version given as $1 is preferred.
 find_bin_dir() {
