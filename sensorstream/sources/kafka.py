@@ -98,8 +98,11 @@ class KafkaSource(Source):
     def partitions(self) -> list[int]:
         """Every partition of the topic (the group decides which are read here)."""
         if self._partitions is None:
-            consumer = self._open()
-            self._partitions = sorted(self._metadata(consumer))
+            consumer = self._new_consumer()
+            try:
+                self._partitions = sorted(self._metadata(consumer))
+            finally:
+                consumer.close()
         return self._partitions
 
     def listen(self, listener: PartitionListener) -> None:
@@ -111,17 +114,30 @@ class KafkaSource(Source):
         return {"kafka": self.connection.bootstrap, "topic": self.topic}
 
     def checkpointed(self, positions: Mapping[int, int]) -> None:
-        """Commit the checkpointed offsets of the partitions still held (the group's lag)."""
+        """Commit the checkpointed offsets to the group (what its lag is measured against).
+
+        While reading, only the partitions still held (one revoked meanwhile is another
+        member's now); after the read ended (``until_end``, or a stop) the group has
+        left, and a consumer of its own commits the run's last positions.
+        """
         consumer = self._consumer
-        held = [
-            TopicPartition(self.topic, p, offset)
-            for p, offset in positions.items()
-            if p in self._assigned
-        ]
-        if consumer is None or not held:
+        if consumer is not None:
+            held = {p: o for p, o in positions.items() if p in self._assigned}
+            self._commit(consumer, held)
+            return
+        if positions:
+            standalone = self._new_consumer()
+            try:
+                self._commit(standalone, positions)
+            finally:
+                standalone.close()
+
+    def _commit(self, consumer: Consumer, positions: Mapping[int, int]) -> None:
+        offsets = [TopicPartition(self.topic, p, o) for p, o in positions.items()]
+        if not offsets:
             return
         try:
-            consumer.commit(offsets=held, asynchronous=False)
+            consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as error:  # the checkpoint holds them: a later commit catches up
             logger.warning("kafka: committing offsets of %s failed: %s", self.topic, error)
 
@@ -134,7 +150,15 @@ class KafkaSource(Source):
         ``resume_after`` is unused: positions come from the runner on each assignment.
         """
         del resume_after
-        consumer = self._open()
+        consumer = self._consumer = self._new_consumer()
+        try:
+            yield from self._consume(consumer, fmt, clock)
+        finally:  # also when the runner stops reading: leave the group now
+            self._leave()
+
+    def _consume(
+        self, consumer: Consumer, fmt: ReadingFormat, clock: Clock
+    ) -> Generator[SourceBatch | None, None, None]:
         if self.until_end:
             self._end = self._end_offsets(consumer)
         consumer.subscribe(
@@ -240,24 +264,23 @@ class KafkaSource(Source):
         self._on_revoke(consumer, partitions)
 
     # -- helpers ---------------------------------------------------------------------------
-    def _open(self) -> Consumer:
-        if self._consumer is None:
-            settings = self.connection.client(
-                **{
-                    "group.id": self.group,
-                    "enable.auto.commit": False,
-                    "enable.auto.offset.store": False,
-                    "auto.offset.reset": self.start,
-                    "partition.assignment.strategy": "range",
-                    "client.id": f"sensorstream-{self.group}",
-                }
-            )
-            try:
-                self._consumer = Consumer(settings)
-            except KafkaException as error:
-                msg = f"cannot create a Kafka consumer for {self.connection.bootstrap}: {error}"
-                raise SourceError(msg) from None
-        return self._consumer
+    def _new_consumer(self) -> Consumer:
+        """A consumer of the group, not yet subscribed."""
+        settings = self.connection.client(
+            **{
+                "group.id": self.group,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": self.start,
+                "partition.assignment.strategy": "range",
+                "client.id": f"sensorstream-{self.group}",
+            }
+        )
+        try:
+            return Consumer(settings)
+        except KafkaException as error:
+            msg = f"cannot create a Kafka consumer for {self.connection.bootstrap}: {error}"
+            raise SourceError(msg) from None
 
     def _metadata(self, consumer: Consumer) -> list[int]:
         try:
@@ -309,8 +332,8 @@ class KafkaSource(Source):
             raise SourceError(msg)
         logger.warning("kafka: %s: %s (retrying)", self.topic, error.str())
 
-    def close(self) -> None:
-        """Leave the group: the last checkpoint is saved and committed already."""
+    def _leave(self) -> None:
+        """Close this read's consumer: it leaves the group (the last checkpoint is committed)."""
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             self._closing = True
@@ -318,6 +341,15 @@ class KafkaSource(Source):
                 consumer.close()
             except (KafkaException, RuntimeError) as error:
                 logger.warning("kafka: closing the consumer of %s: %s", self.topic, error)
+            finally:
+                self._closing = False
+                self._assigned.clear()
+                self._next.clear()
+                self._end = None
+
+    def close(self) -> None:
+        """Leave the group, if a read is still open."""
+        self._leave()
 
 
 class KafkaSourceSettings(BaseModel):

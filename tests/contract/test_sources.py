@@ -56,6 +56,7 @@ from sensorstream.sources import (
 from sensorstream.sources.base import Clock
 from sensorstream.sources.ingest_log import IngestLog
 from sensorstream.testing import ManualClock
+from tests.contract.kafka_source_sample import Resume, kafka_topic_of
 
 # What write_dataset's malformed rows cannot show: not JSON at all, a reading without a
 # time, a blank line (no payload) and a last line without its newline.
@@ -161,6 +162,12 @@ def posted_requests(folder: Path) -> SourceSettings:
     )
 
 
+def kafka_topic(folder: Path) -> SourceSettings:
+    plain = ndjson_file(folder)
+    assert isinstance(plain, FileSourceSettings)
+    return kafka_topic_of(plain.path.read_bytes().splitlines(keepends=True), folder)
+
+
 @dataclass(frozen=True)
 class Sample:
     """A small instance of a source type: its settings, with any files written to a folder."""
@@ -179,6 +186,7 @@ SAMPLES: dict[str, tuple[Sample, ...]] = {
     ),
     "simulator": (Sample("finite", simulated_fleet),),
     "http": (Sample("posted", posted_requests),),
+    "kafka": (Sample("topic", kafka_topic),),
 }
 """Samples by the name the source is registered under in ``SOURCES``."""
 
@@ -220,6 +228,8 @@ def read(
 ) -> list[SourceBatch]:
     """The batches a read yields (up to ``batches`` of them), skipping "nothing right now"."""
     read_so_far: list[SourceBatch] = []
+    if source.dynamic:  # positions come with each assignment, from the runner
+        source.listen(Resume(resume_after or {}))
     items = source.read(fmt, resume_after or {}, clock)
     try:
         for item in items:

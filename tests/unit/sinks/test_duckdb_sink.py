@@ -18,6 +18,7 @@ from sensorstream.sinks import (
     ConsoleSink,
     DuckDBSink,
     DuckDBSinkSettings,
+    KafkaSink,
     WebhookSink,
 )
 from sensorstream.sinks.base import FROM_START, PipelineInfo, SinkBatch, StepInfo
@@ -429,7 +430,12 @@ def test_settings_build_the_sink_and_forbid_unknown_fields(tmp_store: Path) -> N
 
 
 def test_the_registry_names_every_sink() -> None:
-    assert {"duckdb": DuckDBSink, "console": ConsoleSink, "webhook": WebhookSink} == SINKS
+    assert {
+        "duckdb": DuckDBSink,
+        "console": ConsoleSink,
+        "webhook": WebhookSink,
+        "kafka": KafkaSink,
+    } == SINKS
 
 
 def test_a_store_from_before_raw_bytes_gets_its_text_payloads_as_utf8(tmp_store: Path) -> None:

@@ -108,7 +108,7 @@ def test_results_of_one_step_are_the_latest_windows_oldest_first(store: Store) -
     frame = store.results("fleet", "per_device", limit=4)
     assert frame.columns == [
         "device_id", "window_start", "window_end", "temperature_mean", "revision", "final",
-        "updated_at",
+        "partition", "updated_at",
     ]  # fmt: skip
     assert frame.select("device_id", "temperature_mean").rows() == [
         (None, 2.0),  # the last of minute 2, in (window_start, key) order with nulls last
