@@ -41,10 +41,16 @@ from sensorstream.pipeline.steps import (
 )
 from sensorstream.pipeline.tables import TableSpec
 from sensorstream.sinks import ConsoleSinkSettings, DuckDBSinkSettings, WebhookSinkSettings
-from sensorstream.sources import FileSourceSettings, HttpSourceSettings, SimulatorSourceSettings
+from sensorstream.sources import (
+    FileSourceSettings,
+    HttpSourceSettings,
+    MqttSourceSettings,
+    SimulatorSourceSettings,
+)
 
 SourceSettings = Annotated[
-    FileSourceSettings | SimulatorSourceSettings | HttpSourceSettings, Field(discriminator="type")
+    FileSourceSettings | SimulatorSourceSettings | HttpSourceSettings | MqttSourceSettings,
+    Field(discriminator="type"),
 ]
 SinkSettings = Annotated[
     DuckDBSinkSettings | ConsoleSinkSettings | WebhookSinkSettings, Field(discriminator="type")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from sensorstream.sources.base import Source, SourceBatch
 from sensorstream.sources.files import FileSource, FileSourceSettings
 from sensorstream.sources.http import HttpSource, HttpSourceSettings
+from sensorstream.sources.mqtt import MqttSource, MqttSourceSettings
 from sensorstream.sources.simulator import (
     SimulatorSource,
     SimulatorSourceSettings,
@@ -18,6 +19,7 @@ SOURCES: dict[str, type[Source]] = {
     "file": FileSource,
     "simulator": SimulatorSource,
     "http": HttpSource,
+    "mqtt": MqttSource,
 }
 
 __all__ = [
@@ -26,6 +28,8 @@ __all__ = [
     "FileSourceSettings",
     "HttpSource",
     "HttpSourceSettings",
+    "MqttSource",
+    "MqttSourceSettings",
     "SimulatorSource",
     "SimulatorSourceSettings",
     "Source",
