@@ -28,10 +28,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -c 'from sensorstream.readings.scanner import load_kernels; load_kernels()'
 	@touch $@
 
-services: ## Install and start the services the integration tests use (PostgreSQL, Chromium)
+services: ## Install and start what the integration tests use: PostgreSQL, Mosquitto, Kafka, Chromium
 	bash scripts/chromium.sh install
 	bash scripts/postgres.sh install
 	bash scripts/postgres.sh start
+	bash scripts/mosquitto.sh install
+	bash scripts/mosquitto.sh start
+	bash scripts/kafka.sh install
+	bash scripts/kafka.sh start
 
 demo: venv ## Run the demo: a simulated fleet, live on the dashboard at http://127.0.0.1:8000/
 	$(BIN)/sensorstream demo --open

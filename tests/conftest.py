@@ -8,6 +8,10 @@ the thorough ``ci`` profile and a developer's machine the quicker ``dev`` one.
 ``postgres_db`` gives each test a database of its own. Where PostgreSQL is not installed
 their tests are skipped, except under CI, where they fail.
 
+``mosquitto`` and ``kafka`` are the real brokers of ``scripts/mosquitto.sh`` and
+``scripts/kafka.sh``, started for the session the same way (``tests/brokers.py`` describes
+them: ``MqttBroker`` and ``KafkaBroker``); tests that use them are marked ``mqtt`` and ``kafka``.
+
 ``browser`` is Debian's headless Chromium driven by Playwright's sync API (``scripts/chromium.sh``
 installs it), launched once per session and skipped or failed the same way; tests that use it
 are marked ``browser``. ``page`` (1280x800) and ``phone_page`` (390x844) are pages in contexts
@@ -34,6 +38,15 @@ import psycopg
 import pytest
 from hypothesis import settings
 from psycopg import sql
+
+from tests.brokers import (
+    KAFKA_SCRIPT,
+    MOSQUITTO_SCRIPT,
+    KafkaBroker,
+    MqttBroker,
+    run_script,
+    script_complaint,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Error, Page
@@ -123,6 +136,75 @@ def postgres_db(postgres_dsn: str) -> Iterator[str]:
             connection.execute(drop.format(sql.Identifier(name)))
 
 
+# --- markers: a service's tests, marked by the fixture they use ----------------------------
+# Directly or through another fixture (``page`` uses ``browser``).
+_MARKERS_BY_FIXTURE = {
+    "browser": pytest.mark.browser,
+    "mosquitto": pytest.mark.mqtt,
+    "kafka": pytest.mark.kafka,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that use ``browser`` (``page`` too), ``mosquitto`` or ``kafka``.
+
+    So ``-m 'not browser'``, ``-m 'not kafka'`` and the like leave out a service's tests.
+    """
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        for fixture, marker in _MARKERS_BY_FIXTURE.items():
+            if fixture in fixtures:
+                item.add_marker(marker)
+
+
+# --- real message brokers: Mosquitto and Kafka ------------------------------------------------
+
+
+def _started_broker(script: Path, service: str) -> tuple[str, bool]:
+    """Start the broker of ``script`` if it is not running; return its address and whether it ran.
+
+    Skips (fails, under CI) the test when the script cannot start it, saying how to install it.
+    """
+
+    def unavailable(why: str) -> NoReturn:
+        # The script's complaint may name its fix already (install, or a port to set).
+        fix = "" if "scripts/" in why else f"; run `bash scripts/{script.name} install`"
+        _unavailable(f"{service} not available: {why}{fix}")
+
+    try:
+        was_running = run_script(script, "status").returncode == 0
+        started = run_script(script, "start")
+    except (OSError, subprocess.TimeoutExpired) as error:
+        unavailable(f"scripts/{script.name} could not run ({error})")
+    if started.returncode != 0:
+        unavailable(script_complaint(started))
+    return started.stdout.strip().splitlines()[-1], was_running
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> Iterator[MqttBroker]:
+    """Return the Mosquitto of scripts/mosquitto.sh, started (if it is not running) for the session.
+
+    Topics are shared by every test: take ones of your own (a uuid in them).
+    """
+    url, was_running = _started_broker(MOSQUITTO_SCRIPT, "Mosquitto")
+    yield MqttBroker.from_url(url)
+    if not was_running:
+        run_script(MOSQUITTO_SCRIPT, "stop")
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[KafkaBroker]:
+    """Return the Kafka of scripts/kafka.sh, started (if it is not running) for the session.
+
+    Take topics of your own from ``kafka.create_topic()``.
+    """
+    bootstrap, was_running = _started_broker(KAFKA_SCRIPT, "Kafka")
+    yield KafkaBroker(bootstrap)
+    if not was_running:
+        run_script(KAFKA_SCRIPT, "stop")
+
+
 # --- a real browser: Debian's Chromium driven by Playwright ---------------------------------
 # Playwright is imported only where a browser test needs it: without it (a laptop that skipped
 # the dev extras) the rest of the suite still runs, and the browser tests skip.
@@ -143,13 +225,6 @@ def _no_loop_running() -> None:
             "an asyncio event loop is running in this thread (an async test or fixture?), "
             "and Playwright's sync API cannot run inside one: use the browser from a plain test"
         )
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests that use ``browser`` (``page`` too) ``browser``, for ``-m 'not browser'``."""
-    for item in items:
-        if "browser" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.browser)
 
 
 @dataclass(frozen=True)
