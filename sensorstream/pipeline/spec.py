@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from sensorstream import sinks, sources
 from sensorstream.durations import Duration
 from sensorstream.engine.plan import Dedup, EnginePlan, EventTime, StreamDecl
 from sensorstream.engine.steps import READINGS, StepError
@@ -40,20 +41,20 @@ from sensorstream.pipeline.steps import (
     step_location,
 )
 from sensorstream.pipeline.tables import TableSpec
-from sensorstream.sinks import ConsoleSinkSettings, DuckDBSinkSettings, WebhookSinkSettings
-from sensorstream.sources import (
-    FileSourceSettings,
-    HttpSourceSettings,
-    MqttSourceSettings,
-    SimulatorSourceSettings,
-)
 
 SourceSettings = Annotated[
-    FileSourceSettings | SimulatorSourceSettings | HttpSourceSettings | MqttSourceSettings,
+    sources.FileSourceSettings
+    | sources.SimulatorSourceSettings
+    | sources.HttpSourceSettings
+    | sources.MqttSourceSettings,
     Field(discriminator="type"),
 ]
 SinkSettings = Annotated[
-    DuckDBSinkSettings | ConsoleSinkSettings | WebhookSinkSettings, Field(discriminator="type")
+    sinks.DuckDBSinkSettings
+    | sinks.ConsoleSinkSettings
+    | sinks.WebhookSinkSettings
+    | sinks.MqttSinkSettings,
+    Field(discriminator="type"),
 ]
 # Where a value sits in the YAML: ("steps", 0, "window", "size").
 Location = tuple[str | int, ...]

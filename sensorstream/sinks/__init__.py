@@ -9,12 +9,14 @@ from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch, StepInfo
 from sensorstream.sinks.console import ConsoleSink, ConsoleSinkSettings
 from sensorstream.sinks.duckdb import DuckDBSink
 from sensorstream.sinks.duckdb_settings import DuckDBSinkSettings
+from sensorstream.sinks.mqtt import MqttSink, MqttSinkSettings
 from sensorstream.sinks.webhook import WebhookSink, WebhookSinkSettings
 
 SINKS: dict[str, type[Sink]] = {
     "duckdb": DuckDBSink,
     "console": ConsoleSink,
     "webhook": WebhookSink,
+    "mqtt": MqttSink,
 }
 
 __all__ = [
@@ -23,6 +25,8 @@ __all__ = [
     "ConsoleSinkSettings",
     "DuckDBSink",
     "DuckDBSinkSettings",
+    "MqttSink",
+    "MqttSinkSettings",
     "PipelineInfo",
     "Sink",
     "SinkBatch",

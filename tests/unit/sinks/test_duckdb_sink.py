@@ -18,6 +18,7 @@ from sensorstream.sinks import (
     ConsoleSink,
     DuckDBSink,
     DuckDBSinkSettings,
+    MqttSink,
     WebhookSink,
 )
 from sensorstream.sinks.base import PipelineInfo, SinkBatch, StepInfo
@@ -427,7 +428,12 @@ def test_settings_build_the_sink_and_forbid_unknown_fields(tmp_store: Path) -> N
 
 
 def test_the_registry_names_every_sink() -> None:
-    assert {"duckdb": DuckDBSink, "console": ConsoleSink, "webhook": WebhookSink} == SINKS
+    assert {
+        "duckdb": DuckDBSink,
+        "console": ConsoleSink,
+        "webhook": WebhookSink,
+        "mqtt": MqttSink,
+    } == SINKS
 
 
 def test_a_store_from_before_raw_bytes_gets_its_text_payloads_as_utf8(tmp_store: Path) -> None:
