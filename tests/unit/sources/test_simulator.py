@@ -17,6 +17,7 @@ from sensorstream.sources import (
     SOURCES,
     FileSource,
     HttpSource,
+    MqttSource,
     SimulatorSource,
     SimulatorSourceSettings,
     SourceBatch,
@@ -256,7 +257,12 @@ def test_invalid_knobs_are_config_errors() -> None:
 
 
 def test_the_registry_names_each_source_type() -> None:
-    assert {"file": FileSource, "simulator": SimulatorSource, "http": HttpSource} == SOURCES
+    assert {
+        "file": FileSource,
+        "simulator": SimulatorSource,
+        "http": HttpSource,
+        "mqtt": MqttSource,
+    } == SOURCES
     assert isinstance(SimulatorSourceSettings().build(), SOURCES["simulator"])
 
 
