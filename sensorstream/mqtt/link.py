@@ -21,6 +21,7 @@ while the client is away and sends them again after a reconnect.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import sys
 import threading
@@ -55,6 +56,7 @@ _REFUSALS = {
     140: "the broker wants another authentication method",
 }
 _LOGIN = (134, 135)
+_HOSTNAME_MISMATCH = 62  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ class Link:
         self._receive_maximum = receive_maximum
         self._max_packet_bytes = max_packet_bytes
         v5 = broker.protocol == "5"
-        self.client = paho.Client(
+        self.client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
@@ -164,6 +166,7 @@ class Link:
         """Disconnect (what was queued to send goes first) and end the network thread."""
         self.client.disconnect()
         self.client.loop_stop()
+        self.client.close()
         self.connected.clear()
 
     # -- paho's callbacks, in the network thread --------------------------------------------
@@ -196,10 +199,13 @@ class Link:
         del client, userdata
         error = sys.exc_info()[1]  # paho calls this from inside its `except OSError`
         if isinstance(error, ssl.SSLCertVerificationError):
+            if error.verify_code == _HOSTNAME_MISMATCH:
+                fix = "connect by a name the certificate holds (or insecure: true skips the check)"
+            else:
+                fix = "give the certificate authority that signed it as ca_file"
             self._refuse(
-                f"TLS with the MQTT broker at {self.where} failed: {error.verify_message}; give "
-                "the certificate authority that signed the broker's certificate as ca_file"
-                + ("" if self.broker.insecure else " (insecure: true skips the host name check)")
+                f"TLS with the MQTT broker at {self.where} failed: its certificate did not "
+                f"verify ({error.verify_message}); {fix}"
             )
             return
         detail = f": {error.strerror or error}" if isinstance(error, OSError) else ""
@@ -235,6 +241,31 @@ class Link:
         logger.error("%s: %s", self.role, message)
         self.failure = message
         self.client.disconnect()  # from inside the loop: it ends, and stops retrying
+
+
+class _Client(paho.Client):
+    """paho's client, closing the socket of a TLS handshake that failed.
+
+    paho 2.1 leaves it open (``_ssl_wrap_socket`` raises from ``do_handshake`` holding it),
+    so every failed attempt against a broker whose certificate does not verify, or that
+    restarts mid-handshake, would leak a file descriptor.
+    """
+
+    def _ssl_wrap_socket(self, tcp_sock: socket.socket) -> ssl.SSLSocket:
+        try:
+            return super()._ssl_wrap_socket(tcp_sock)
+        except BaseException as error:
+            trace = error.__traceback__
+            while trace is not None:
+                wrapped = trace.tb_frame.f_locals.get("ssl_sock")
+                if isinstance(wrapped, ssl.SSLSocket):
+                    wrapped.close()
+                trace = trace.tb_next
+            raise
+
+    def close(self) -> None:
+        """Close what paho keeps open once its thread has ended (the sockets waking it)."""
+        self._reset_sockets()
 
 
 def _whole_seconds(duration: timedelta) -> int:

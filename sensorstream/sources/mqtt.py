@@ -34,6 +34,7 @@ the topics no longer listed are unsubscribed from the persistent session.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Generator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -52,7 +53,7 @@ from sensorstream.readings import ReadingFormat
 from sensorstream.sources.base import Clock, Identity, InputChange, SourceBatch
 from sensorstream.sources.ingest_log import DEFAULT_MAX_UNCONSUMED_BYTES, IngestLog, Record
 from sensorstream.sources.ingest_source import IDLE_WAIT_S, IngestLogSource
-from sensorstream.sources.mqtt_intake import MAX_GROUP_BYTES, Intake, MessageQueue
+from sensorstream.sources.mqtt_intake import Intake, MessageQueue
 from sensorstream.sources.mqtt_messages import Arrived, decode_messages
 
 __all__ = ["MqttSource", "MqttSourceSettings"]
@@ -122,6 +123,7 @@ class MqttSource(IngestLogSource):
         self.max_queued_bytes = max_queued_bytes
         self.max_inflight = max_inflight
         self.intake: Intake | None = None
+        self.subscribed = threading.Event()  # the broker acknowledged the subscriptions
         self._stale_topics: tuple[str, ...] = ()  # subscribed in an earlier run, no longer
 
     # -- the source contract ----------------------------------------------------------------
@@ -247,6 +249,7 @@ class MqttSource(IngestLogSource):
 
     def _subscribe(self, client: paho.Client, session_present: bool) -> None:
         del session_present  # subscribe anyway: a changed list must apply, a kept one is kept
+        self.subscribed.clear()
         if self._stale_topics:
             client.unsubscribe(list(self._stale_topics))
         if self.broker.protocol == "5":
@@ -258,6 +261,7 @@ class MqttSource(IngestLogSource):
         self, client: paho.Client, userdata: Any, mid: int, codes: list[Any], properties: Any
     ) -> None:
         del userdata, mid, properties
+        refused = False
         for topic, code in zip(self.topics, codes, strict=False):
             value = getattr(code, "value", code)
             if value >= 0x80 and self.intake is not None:
@@ -268,6 +272,7 @@ class MqttSource(IngestLogSource):
                 logger.error("mqtt source: %s", message)
                 self.intake.link.failure = message
                 client.disconnect()
+                refused = True
             elif value < self.qos:
                 logger.warning(
                     "mqtt source: the broker granted QoS %d for %r, not %d: messages may be lost",
@@ -275,6 +280,8 @@ class MqttSource(IngestLogSource):
                     topic,
                     self.qos,
                 )
+        if not refused:
+            self.subscribed.set()
 
 
 class MqttSourceSettings(MqttConnection):
@@ -320,13 +327,11 @@ class MqttSourceSettings(MqttConnection):
         if not timedelta(0) <= self.session_expiry <= timedelta(seconds=0xFFFFFFFE):
             msg = "session_expiry must lie between 0s and about 136 years"
             raise ValueError(msg)
-        if self.durable and self.max_unconsumed_bytes < 2 * max(
-            self.max_queued_bytes, MAX_GROUP_BYTES
-        ):
+        if self.durable and self.max_unconsumed_bytes < 2 * self.max_queued_bytes:
             msg = (
                 f"max_unconsumed_bytes ({self.max_unconsumed_bytes}) must be at least twice "
-                f"max_queued_bytes ({self.max_queued_bytes}) and {MAX_GROUP_BYTES}, so the log "
-                "always has room for what the queue holds"
+                f"max_queued_bytes ({self.max_queued_bytes}), so the log always has room for "
+                "what the queue holds"
             )
             raise ValueError(msg)
         if not self.follow and not self.durable:

@@ -44,8 +44,8 @@ logger = logging.getLogger("sensorstream.mqtt")
 # What a message costs in the queue beyond its payload and topic (the objects around them).
 _OVERHEAD_BYTES = 200
 _POLL_S = 0.05  # how often a waiting call looks whether it should stop
-# A group the writer appends at once: big enough to share a sync widely, small enough that
-# the log's room always takes one.
+# At most what the writer appends at once (and never more than half the log's room, so the
+# room always takes a group): big enough to share a sync widely.
 MAX_GROUP_BYTES = 1024 * 1024
 
 
@@ -75,6 +75,7 @@ class MessageQueue:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.held_bytes = 0
+        self.peak_bytes = 0  # the most it held: never much above max_bytes
         self.waits = 0  # how often a put had to wait for room: back-pressure at work
         self._messages: deque[Message] = deque()
         self._changed = threading.Condition()
@@ -94,6 +95,7 @@ class MessageQueue:
                 return False
             self._messages.append(message)
             self.held_bytes += message.size
+            self.peak_bytes = max(self.peak_bytes, self.held_bytes)
             self._changed.notify_all()
             return True
 
@@ -131,6 +133,8 @@ class Intake:
         self.link = link
         self.queue = queue
         self.log = log
+        room = log.max_unconsumed_bytes // 2 if log is not None else MAX_GROUP_BYTES
+        self.group_bytes = min(MAX_GROUP_BYTES, room)
         self.failure: str | None = None  # the writer stopped: what went wrong
         self.written = 0  # messages appended to the log
         self.acknowledged = 0  # QoS 1 messages acknowledged after their append
@@ -162,7 +166,7 @@ class Intake:
     def _write(self) -> None:
         assert self.log is not None
         while not self._stopping.is_set() or len(self.queue):
-            group = self.queue.take(MAX_GROUP_BYTES, _POLL_S)
+            group = self.queue.take(self.group_bytes, _POLL_S)
             if group and not self._append(group):
                 return
             if group:

@@ -75,7 +75,7 @@ def test_it_is_registered_with_settings_beside_it() -> None:
         ({"device_id_from_topic": "devices/+/x"}, "one whole level must be {device_id}"),
         ({"qos": 2}, "Input should be 0 or 1"),
         ({"follow": False, "durable": False}, "only a durable source keeps"),
-        ({"max_unconsumed_bytes": "4MiB"}, "must be at least twice max_queued_bytes"),
+        ({"max_unconsumed_bytes": "20MiB"}, "must be at least twice max_queued_bytes"),
         ({"session_expiry": "50000d"}, "session_expiry must lie between"),
         ({"max_inflight": 70000}, "less than or equal to 65535"),
         ({"url": "mqtt://h", "ca_file": "ca.pem"}, "ca_file and insecure are TLS settings"),
