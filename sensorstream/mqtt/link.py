@@ -101,7 +101,7 @@ class Link:
         self.connected = threading.Event()
         self.generation = 0  # bumped at each disconnect: acknowledgements of older ones are void
         self.lock = threading.Lock()  # held while bumping generation, and by ackers checking it
-        self._on_connected = on_connected
+        self.on_connected = on_connected
         self._last_warning = 0.0
         self._quiet_attempts = 0
         self._receive_maximum = receive_maximum
@@ -192,8 +192,8 @@ class Link:
             logger.warning("%s: connected to the MQTT broker at %s", self.role, self.where)
         self._quiet_attempts, self._last_warning = 0, 0.0
         self.connected.set()
-        if self._on_connected is not None:
-            self._on_connected(client, flags.session_present)
+        if self.on_connected is not None:
+            self.on_connected(client, flags.session_present)
 
     def _connect_failed(self, client: paho.Client, userdata: Any) -> None:
         del client, userdata

@@ -21,12 +21,17 @@ A result is one message: ``{"pipeline": ..., "step": ..., <key columns>, "window
 ..., "window_end": ..., <aggregates>, "revision": 0, "final": false}``, times in ISO 8601.
 A retracted result (``_op`` delete, a merged session's old parts) publishes a deletion:
 with ``retain``, an empty retained message, which clears the key's retained value (a
-merge's replacement follows it); without, ``{..., "_op": "delete"}``. An alert transition
-is the webhook's JSON body (:func:`~sensorstream.sinks.webhook.transition_body`), never
-retained: transitions are events.
+merge's replacement follows it); without, ``{..., "_op": "delete"}``. A batch's results go
+out in window order (the engine's order within a window), so the value a key retains is
+the last one published: its newest window, except that a correction of an older window
+(a late reading within ``allowed_lateness``) stays retained until the key's next window.
+An alert transition is the webhook's JSON body
+(:func:`~sensorstream.sinks.webhook.transition_body`), never retained: transitions are events.
 
 **Delivery**: :meth:`MqttSink.write` publishes and goes on; paho sends from its network
-thread and resends what a dropped connection left unacknowledged. :meth:`~MqttSink.flush`
+thread and resends what a dropped connection left unacknowledged, in the order published
+(:mod:`~sensorstream.sinks.mqtt_delivery`; while the broker is away, messages wait in order
+and go once it is back). :meth:`~MqttSink.flush`
 (before each checkpoint) waits until the broker has acknowledged everything published so
 far (QoS 1: PUBACK; QoS 0: written to the socket) and raises
 :class:`~sensorstream.errors.SinkError` after ``flush_timeout``, so a checkpoint never
@@ -38,8 +43,6 @@ their acknowledgement; a write past it waits.
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
@@ -47,16 +50,16 @@ from typing import Any, Literal
 
 import orjson
 import polars as pl
-from paho.mqtt.client import MQTT_ERR_NO_CONN, MQTT_ERR_SUCCESS, Client
 from pydantic import Field, field_validator, model_validator
 
 from sensorstream.durations import Duration
-from sensorstream.engine.outputs import DELETE, OP
+from sensorstream.engine.outputs import DELETE, OP, START
 from sensorstream.errors import SinkError
 from sensorstream.mqtt.link import Link
 from sensorstream.mqtt.settings import Broker, MqttConnection
 from sensorstream.mqtt.topics import check_template, escape_level, fill_template, key_levels
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch
+from sensorstream.sinks.mqtt_delivery import Publisher
 from sensorstream.sinks.webhook import transition_body
 
 __all__ = ["DEFAULT_TOPIC", "MqttSink", "MqttSinkSettings"]
@@ -88,14 +91,9 @@ class MqttSink(Sink):
         self.client_id = client_id
         self.flush_timeout = flush_timeout
         self.max_pending = max_pending
-        self.published = 0  # messages handed to paho
-        self.lost = 0  # QoS 0 messages published while disconnected: dropped
         self._pipeline = ""
         self._keys: dict[str, tuple[str, ...]] = {}
-        self._link: Link | None = None
-        self._changed = threading.Condition()
-        self._pending: dict[int, int] = {}  # packet id -> number of the message, unacknowledged
-        self._early: set[int] = set()  # packet ids acknowledged before publish() returned
+        self._publisher: Publisher | None = None
 
     # -- the sink contract -----------------------------------------------------------------
     def open(self, pipeline: PipelineInfo) -> None:
@@ -103,10 +101,12 @@ class MqttSink(Sink):
         self._pipeline = pipeline.name
         self._keys = {step.name: step.key for step in pipeline.steps}
         client_id = self.client_id or f"sensorstream-{pipeline.name}-sink-{uuid.uuid4().hex[:8]}"
-        self._link = Link(self.broker, client_id, role="mqtt sink")
-        self._link.client.max_inflight_messages_set(min(self.max_pending, 1000))
-        self._link.client.on_publish = self._acknowledged
-        self._link.start()
+        link = Link(self.broker, client_id, role="mqtt sink")
+        link.client.max_inflight_messages_set(min(self.max_pending, 1000))
+        self._publisher = Publisher(
+            link, qos=self.qos, timeout=self.flush_timeout, max_pending=self.max_pending
+        )
+        link.start()
 
     def restore(self, positions: Mapping[int, int]) -> None:
         """Nothing to forget: a published message cannot be taken back (see the module)."""
@@ -114,19 +114,21 @@ class MqttSink(Sink):
 
     def write(self, batch: SinkBatch) -> None:
         """Publish the batch's results and alert transitions."""
+        publisher = self._require_open()
         for step, frame in batch.results.items():
             for topic, payload, retain in self._results(step, frame):
-                self._publish(topic, payload, retain=retain)
+                publisher.publish(topic, payload, retain=retain)
         for step, frame in batch.alerts.items():
             for row in frame.iter_rows(named=True):
                 values = list(orjson.loads(row["key"]).values()) if row["key"] else []
                 topic = self._topic(self.alerts_topic, step, values)
-                self._publish(topic, transition_body(self._pipeline, row), retain=False)
+                publisher.publish(topic, transition_body(self._pipeline, row), retain=False)
 
     def flush_started(self) -> Callable[[], None]:
         """The wait for everything published so far to be acknowledged (see :meth:`flush`)."""
-        upto = self.published
-        return lambda: self._wait(lambda: self._oldest_pending() > upto, "flush")
+        publisher = self._require_open()
+        upto = publisher.published
+        return lambda: publisher.wait(lambda: publisher.oldest_pending() > upto, "flush")
 
     def flush(self) -> None:
         """Wait until the broker acknowledged every message published so far.
@@ -138,21 +140,21 @@ class MqttSink(Sink):
 
     def close(self) -> None:
         """Wait for the acknowledgements (up to ``flush_timeout``), then disconnect."""
-        if self._link is None:
+        if self._publisher is None:
             return
         try:
             self.flush()
         finally:
-            self._link.stop()
-            self._link = None
+            self._publisher.link.stop()
+            self._publisher = None
 
     # -- what is published ------------------------------------------------------------------
     def _results(self, step: str, frame: pl.DataFrame) -> Iterator[tuple[str, bytes, bool]]:
-        """Each result row's topic, payload and retain flag; a step's deletions first."""
+        """Each result row's topic, payload and retain flag, in window order."""
         if frame.height == 0:
             return
         key = self._keys.get(step, ())
-        ordered = frame.sort(pl.col(OP) != DELETE, maintain_order=True) if OP in frame else frame
+        ordered = frame.sort(START, maintain_order=True) if START in frame else frame
         for row in ordered.iter_rows(named=True):
             topic = self._topic(self.results_topic, step, [row[column] for column in key])
             deleted = row.pop(OP, None) == DELETE
@@ -174,65 +176,11 @@ class MqttSink(Sink):
             },
         )
 
-    # -- delivery ----------------------------------------------------------------------------
-    def _publish(self, topic: str, payload: bytes, *, retain: bool) -> None:
-        link = self._require_open()
-        if link.failure is not None:
-            raise SinkError(link.failure)
-        if len(self._pending) >= self.max_pending:
-            self._wait(lambda: len(self._pending) < self.max_pending, "publish")
-        info = link.client.publish(topic, payload, qos=self.qos, retain=retain)
-        self.published += 1
-        if info.rc == MQTT_ERR_NO_CONN and self.qos == 0:
-            self.lost += 1  # QoS 0 is at most once: paho does not keep it
-            return
-        if info.rc not in (MQTT_ERR_SUCCESS, MQTT_ERR_NO_CONN):  # NO_CONN: sent on reconnect
-            msg = f"the mqtt sink cannot publish to {topic!r} at {link.where}: {info.rc.name}"
-            raise SinkError(msg)
-        with self._changed:
-            if info.mid in self._early:
-                self._early.discard(info.mid)
-                self._changed.notify_all()
-            else:
-                self._pending[info.mid] = self.published
-
-    def _acknowledged(
-        self, client: Client, userdata: Any, mid: int, reason: Any, properties: Any
-    ) -> None:
-        """Note that the broker has a message (paho's on_publish, in the network thread)."""
-        del client, userdata, reason, properties
-        with self._changed:
-            if self._pending.pop(mid, None) is None:
-                self._early.add(mid)
-            self._changed.notify_all()
-
-    def _oldest_pending(self) -> float:
-        return min(self._pending.values(), default=float("inf"))
-
-    def _wait(self, done: Callable[[], bool], what: str) -> None:
-        """Wait until ``done()``, up to ``flush_timeout``; SinkError saying why it did not."""
-        link = self._require_open()
-        deadline = time.monotonic() + self.flush_timeout.total_seconds()
-        with self._changed:
-            while not done():
-                if link.failure is not None:
-                    raise SinkError(link.failure)
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    state = "connected" if link.connected.is_set() else "not connected"
-                    msg = (
-                        f"the mqtt sink's {what} waited {self.flush_timeout.total_seconds():g} s "
-                        f"for {len(self._pending)} messages to be acknowledged by {link.where} "
-                        f"({state}): is the broker up? (flush_timeout sets the wait)"
-                    )
-                    raise SinkError(msg)
-                self._changed.wait(min(left, 0.1))
-
-    def _require_open(self) -> Link:
-        if self._link is None:
+    def _require_open(self) -> Publisher:
+        if self._publisher is None:
             msg = f"the mqtt sink for {self.broker.url} is not open; call open() first"
             raise SinkError(msg)
-        return self._link
+        return self._publisher
 
 
 class MqttSinkSettings(MqttConnection):
