@@ -102,6 +102,26 @@ def test_published_readings_come_out_of_the_pipeline_each_message_accounted_for(
     assert counters["dead_letters"] == 1
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_what_is_published_while_the_pipeline_is_stopped_arrives_when_it_restarts(
+    mosquitto: MqttBroker, tmp_path: Path, protocol: str
+) -> None:
+    prefix = unique("session")
+    settings = source(mosquitto, prefix, protocol=protocol)
+    first = pipeline(tmp_path, settings)
+    with running(first):
+        wait_until(lambda: _connected(first), "connect")
+        publish(mosquitto, readings(prefix, range(10)))
+        wait_until(lambda: sink_of(first).count("readings") == 10, "10 readings")
+
+    publish(mosquitto, readings(prefix, range(10, 40)))  # the broker queues for the session
+    second = pipeline(tmp_path, settings)  # same checkpoints: same client id, same session
+    with running(second) as run:
+        wait_until(lambda: sink_of(second).count("readings") == 30, "the 30 queued meanwhile")
+    assert run.error is None
+    assert temperatures(sink_of(second)) == [float(n) for n in range(10, 40)]
+
+
 def test_without_the_log_readings_come_through_memory(
     mosquitto: MqttBroker, tmp_path: Path
 ) -> None:
