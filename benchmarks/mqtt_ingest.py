@@ -1,4 +1,4 @@
-"""Readings from Mosquitto into the engine, beside the broker's own ceiling; latency at a fixed rate.
+"""Readings from Mosquitto into the engine, beside the broker's own ceiling; latency at a rate.
 
 Throughput: ``sensorstream simulate --to mqtt://...`` publishes ``--readings`` readings
 (1,000 devices, QoS 1, each on ``bench-<id>/<device>/telemetry``) as fast as it can, in a
@@ -63,7 +63,9 @@ def broker() -> tuple[str, int]:
     return host, int(port)
 
 
-def publish(host: str, port: int, prefix: str, readings: int, rate: float) -> subprocess.Popen[bytes]:
+def publish(
+    host: str, port: int, prefix: str, readings: int, rate: float
+) -> subprocess.Popen[bytes]:
     """``sensorstream simulate --to`` in a process of its own."""
     to = f"mqtt://{host}:{port}/{prefix}/{{device_id}}/telemetry"
     command = [

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from sensorstream import sinks, sources
 from sensorstream.durations import Duration
 from sensorstream.engine.plan import Dedup, EnginePlan, EventTime, StreamDecl
 from sensorstream.engine.steps import READINGS, StepError
@@ -40,25 +41,21 @@ from sensorstream.pipeline.steps import (
     step_location,
 )
 from sensorstream.pipeline.tables import TableSpec
-from sensorstream.sinks import (
-    ConsoleSinkSettings,
-    DuckDBSinkSettings,
-    KafkaSinkSettings,
-    WebhookSinkSettings,
-)
-from sensorstream.sources import (
-    FileSourceSettings,
-    HttpSourceSettings,
-    KafkaSourceSettings,
-    SimulatorSourceSettings,
-)
 
 SourceSettings = Annotated[
-    FileSourceSettings | SimulatorSourceSettings | HttpSourceSettings | KafkaSourceSettings,
+    sources.FileSourceSettings
+    | sources.SimulatorSourceSettings
+    | sources.HttpSourceSettings
+    | sources.MqttSourceSettings
+    | sources.KafkaSourceSettings,
     Field(discriminator="type"),
 ]
 SinkSettings = Annotated[
-    DuckDBSinkSettings | ConsoleSinkSettings | WebhookSinkSettings | KafkaSinkSettings,
+    sinks.DuckDBSinkSettings
+    | sinks.ConsoleSinkSettings
+    | sinks.WebhookSinkSettings
+    | sinks.MqttSinkSettings
+    | sinks.KafkaSinkSettings,
     Field(discriminator="type"),
 ]
 # Where a value sits in the YAML: ("steps", 0, "window", "size").

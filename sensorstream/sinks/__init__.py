@@ -10,6 +10,7 @@ from sensorstream.sinks.console import ConsoleSink, ConsoleSinkSettings
 from sensorstream.sinks.duckdb import DuckDBSink
 from sensorstream.sinks.duckdb_settings import DuckDBSinkSettings
 from sensorstream.sinks.kafka import KafkaSink, KafkaSinkSettings
+from sensorstream.sinks.mqtt import MqttSink, MqttSinkSettings
 from sensorstream.sinks.webhook import WebhookSink, WebhookSinkSettings
 
 SINKS: dict[str, type[Sink]] = {
@@ -17,6 +18,7 @@ SINKS: dict[str, type[Sink]] = {
     "console": ConsoleSink,
     "webhook": WebhookSink,
     "kafka": KafkaSink,
+    "mqtt": MqttSink,
 }
 
 __all__ = [
@@ -28,6 +30,8 @@ __all__ = [
     "DuckDBSinkSettings",
     "KafkaSink",
     "KafkaSinkSettings",
+    "MqttSink",
+    "MqttSinkSettings",
     "PipelineInfo",
     "Sink",
     "SinkBatch",

@@ -9,6 +9,7 @@ from sensorstream.sources.base import Source, SourceBatch
 from sensorstream.sources.files import FileSource, FileSourceSettings
 from sensorstream.sources.http import HttpSource, HttpSourceSettings
 from sensorstream.sources.kafka import KafkaSource, KafkaSourceSettings
+from sensorstream.sources.mqtt import MqttSource, MqttSourceSettings
 from sensorstream.sources.simulator import (
     SimulatorSource,
     SimulatorSourceSettings,
@@ -20,6 +21,7 @@ SOURCES: dict[str, type[Source]] = {
     "simulator": SimulatorSource,
     "http": HttpSource,
     "kafka": KafkaSource,
+    "mqtt": MqttSource,
 }
 
 __all__ = [
@@ -30,6 +32,8 @@ __all__ = [
     "HttpSourceSettings",
     "KafkaSource",
     "KafkaSourceSettings",
+    "MqttSource",
+    "MqttSourceSettings",
     "SimulatorSource",
     "SimulatorSourceSettings",
     "Source",

@@ -29,34 +29,26 @@ from __future__ import annotations
 from collections.abc import Generator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import polars as pl
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, model_validator
 
 from sensorstream.errors import ConfigError
 from sensorstream.readings import Decoded, ReadingFormat, decode_json_lines, empty_dead_letters
-from sensorstream.readings.scanner import preload, supports
-from sensorstream.sources.base import Clock, Identity, InputChange, Source, SourceBatch
+from sensorstream.sources.base import Clock, SourceBatch
 from sensorstream.sources.ingest_cache import DecodedCache
-from sensorstream.sources.ingest_log import (
-    DEFAULT_MAX_UNCONSUMED_BYTES,
-    HEADER_BYTES,
-    IngestLog,
-    Record,
-)
+from sensorstream.sources.ingest_log import DEFAULT_MAX_UNCONSUMED_BYTES, HEADER_BYTES, Record
+from sensorstream.sources.ingest_source import IngestLogSource
 
 __all__ = ["HttpSource", "HttpSourceSettings"]
 
 DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 # Requests' bytes per batch: big enough to decode efficiently, small enough for latency.
 DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
-# How long a caught-up read waits for a post before it yields None, so the runner can tick
-# (idle watermarks, checkpoints) and see a stop.
-IDLE_WAIT_S = 0.1
 
 
-class HttpSource(Source):
+class HttpSource(IngestLogSource):
     """Readings posted to ``POST /api/v1/readings``, read from the ingest log; see the module.
 
     Args:
@@ -88,96 +80,28 @@ class HttpSource(Source):
                 "could never be taken"
             )
             raise ConfigError(msg)
-        self.log_dir = Path(log_dir) if log_dir is not None else None
+        super().__init__(
+            log_dir=log_dir,
+            max_unconsumed_bytes=max_unconsumed_bytes,
+            follow=follow,
+            batch_bytes=batch_bytes,
+        )
         self.max_request_bytes = max_request_bytes
-        self.max_unconsumed_bytes = max_unconsumed_bytes
-        self.serve, self.follow = serve, follow
-        self.batch_bytes = batch_bytes
-        self._log: IngestLog | None = None
+        self.serve = serve
         # What the pipeline's ingest endpoint decoded, so that a live read need not again.
         self.decoded = DecodedCache()
-
-    # -- the source contract ----------------------------------------------------------------
-    def use_checkpoint_dir(self, folder: Path, stream: str) -> None:
-        """Keep the log beside the checkpoints unless ``log_dir`` says where."""
-        if self.log_dir is None:
-            suffix = "ingest-log" if stream == "readings" else f"{stream}.ingest-log"
-            self.log_dir = folder.parent / f"{folder.name}.{suffix}"
-
-    def prepare(self, fmt: ReadingFormat) -> None:
-        """Open the log (cutting off a torn tail) and load the NDJSON scanner."""
-        if supports(fmt):
-            preload()
-        self.log()
-
-    def log(self) -> IngestLog:
-        """The ingest log, opened on first use."""
-        if self._log is None:
-            if self.log_dir is None:
-                msg = (
-                    "the http source needs a folder for its ingest log: set source.log_dir (a "
-                    "pipeline run puts it beside the checkpoints by default)"
-                )
-                raise ConfigError(msg)
-            self._log = IngestLog(self.log_dir, max_unconsumed_bytes=self.max_unconsumed_bytes)
-        return self._log
-
-    def identity(self) -> Identity:
-        """The log's id, and how many lines it had received: a checkpoint's log must match."""
-        log = self.log()
-        return {"log_id": log.log_id, "next_sequence": log.next_sequence}
-
-    def compare(self, recorded: Mapping[str, Any]) -> InputChange | None:
-        """Another log (or one that lost lines) is a change; one that grew is expected."""
-        log = self.log()
-        if recorded.get("log_id") != log.log_id:
-            return InputChange(
-                f"the ingest log in {log.folder} is not the one the checkpoint was taken of "
-                "(it was created anew, or log_dir points elsewhere)"
-            )
-        before, now = int(recorded.get("next_sequence", 0)), log.next_sequence
-        if now < before:
-            return InputChange(
-                f"the ingest log in {log.folder} holds {now} lines, fewer than the {before} "
-                "it held at the checkpoint"
-            )
-        if now > before:
-            return InputChange(f"the ingest log in {log.folder} grew", grown=True)
-        return None
-
-    def checkpointed(self, positions: Mapping[int, int]) -> None:
-        """Free the log's room up to the checkpointed position."""
-        if 0 in positions:
-            self.log().compact(positions[0])
 
     def read(
         self, fmt: ReadingFormat, resume_after: Mapping[int, int], clock: Clock
     ) -> Generator[SourceBatch | None, None, None]:
         """Yield the posted requests' lines after sequence number ``resume_after[0]``."""
-        del clock  # a line's arrival time is its request's, kept in the log
-        log = self.log()
-        start = resume_after.get(0)
-        reader = log.reader(start)
-        try:
-            while True:
-                records = reader.read(self.batch_bytes)
-                if records:
-                    batch = _batch(records, fmt, start, self.decoded)
-                    self.decoded.discard_before(batch.position)
-                    yield batch
-                    continue
-                if not self.follow:
-                    return
-                if not log.wait_for(reader.position, IDLE_WAIT_S):
-                    yield None
-        finally:
-            reader.close()
+        return self.read_log(fmt, resume_after, clock)
 
-    def close(self) -> None:
-        """Close the log (the pipeline's server stops taking posts before its source closes)."""
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+    def decode(self, records: list[Record], fmt: ReadingFormat, start: int | None) -> SourceBatch:
+        """Whole requests, each decoded with its own arrival time (or taken from the cache)."""
+        batch = _batch(records, fmt, start, self.decoded)
+        self.decoded.discard_before(batch.position)
+        return batch
 
 
 def _batch(

@@ -34,7 +34,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -51,6 +51,7 @@ from sensorstream.sources.ingest_records import (
     record_header,
     scan_segment,
     segment_name,
+    tagged_body,
 )
 from sensorstream.sources.ingest_room import DEFAULT_RETRY_AFTER, Backpressure, Room
 
@@ -254,13 +255,43 @@ class IngestLog:
             if active.size >= self.segment_bytes:
                 active = self._rotate()
             first = self._written.sequence
-            self._write(active, record_header(first, lines, arrived_at, body), body)
+            self._write(active, [record_header(first, lines, arrived_at, body), body])
             active.size += size
             self._written = Point(active.first, active.size, first + lines)
             self._room.appended(self._written)
             self.appends += 1
         self._wait_synced(first + lines)
         return range(first, first + lines)
+
+    def append_tagged(self, entries: Sequence[tuple[bytes, bytes]], arrived_at: datetime) -> range:
+        """Write each ``(tag, body)`` as a tagged record of one line; return once all are on disk.
+
+        One write and one sync for them all (the MQTT source's messages: a topic and a payload
+        each, an empty payload a blank line). Returns their sequence numbers; raises as
+        :meth:`append` does, for the whole group.
+        """
+        bodies = [tagged_body(tag, body) for tag, body in entries]
+        if not bodies:
+            return range(self.next_sequence, self.next_sequence)
+        size = sum(HEADER_BYTES + len(body) for body in bodies)
+        with self._lock:
+            self._check_usable()
+            self._room.check(self._segments, size)
+            active = self._segments[-1]
+            if active.size >= self.segment_bytes:
+                active = self._rotate()
+            first = self._written.sequence
+            parts: list[bytes] = []
+            for number, body in enumerate(bodies, start=first):
+                parts += [record_header(number, 1, arrived_at, body, tagged=True), body]
+            self._write(active, parts)
+            for number, body in enumerate(bodies, start=first + 1):
+                active.size += HEADER_BYTES + len(body)
+                self._written = Point(active.first, active.size, number)
+                self._room.appended(self._written)
+            self.appends += len(bodies)
+        self._wait_synced(first + len(bodies))
+        return range(first, first + len(bodies))
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -273,12 +304,13 @@ class IngestLog:
             )
             raise IngestLogError(msg)
 
-    def _write(self, segment: Segment, head: bytes, body: bytes) -> None:
-        """Write a whole record, or leave the segment as it was and raise."""
+    def _write(self, segment: Segment, parts: Sequence[bytes]) -> None:
+        """Write whole records (headers and bodies), or leave the segment as it was and raise."""
         assert segment.fd is not None  # the last segment is always open
         try:
-            written = os.writev(segment.fd, [head, body])
-            rest = memoryview(head + body)[written:] if written < len(head) + len(body) else b""
+            written = os.writev(segment.fd, parts)
+            total = sum(len(part) for part in parts)
+            rest = memoryview(b"".join(parts))[written:] if written < total else b""
             while rest:
                 rest = rest[os.write(segment.fd, rest) :]
         except OSError as error:

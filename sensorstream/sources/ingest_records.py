@@ -7,6 +7,11 @@ lines)::
     "SIL1" | body length u32 | first sequence number u64 | lines u32 | arrived at (us) i64
            | CRC32 of the body u32 | CRC32 of the 32 header bytes before it u32
 
+A *tagged* record (magic ``"SIL2"``, same header) says where its body came from: its
+stored body is the tag's length (u16), the tag, then the body; the body's CRC covers all
+three. The MQTT source tags each message with its topic, one record per message, so that a
+dead letter can name its topic and a device id can be read from it on every replay.
+
 The header's own CRC tells a real header from the zeros or garbage a crash can leave at a
 file's end; the body's CRC, a body cut short. :mod:`~sensorstream.sources.ingest_log`
 writes them; :class:`LogReader` reads them back.
@@ -28,6 +33,9 @@ from sensorstream.errors import SourceError
 
 _HEADER = struct.Struct("<4sIQIqII")
 _MAGIC = b"SIL1"
+_TAGGED = b"SIL2"
+_TAG_LENGTH = struct.Struct("<H")
+MAX_TAG_BYTES = 0xFFFF
 HEADER_BYTES = _HEADER.size
 SEGMENT_NAME = re.compile(r"^segment-(\d{20})\.log$")
 # How finely the log remembers where sequence numbers lie in its segments, to count the
@@ -42,12 +50,13 @@ class IngestLogError(SourceError):
 
 @dataclass(frozen=True)
 class Record:
-    """One appended body: its lines' sequence numbers, when it arrived, and the lines."""
+    """One appended body: its lines' sequence numbers, when it arrived, the lines, its tag."""
 
     first: int
     lines: int
     arrived_at: datetime
     body: bytes
+    tag: bytes = b""  # where the body came from (an MQTT topic); empty when untagged
 
     @property
     def end(self) -> int:
@@ -73,21 +82,40 @@ def segment_name(first: int) -> str:
     return f"segment-{first:020d}.log"
 
 
-def record_header(first: int, lines: int, arrived_at: datetime, body: bytes) -> bytes:
-    """The header of a record holding ``body``, its lines numbered from ``first``."""
+def record_header(
+    first: int, lines: int, arrived_at: datetime, body: bytes, *, tagged: bool = False
+) -> bytes:
+    """The header of a record holding ``body`` (as stored), its lines numbered from ``first``."""
     arrived_us = (arrived_at - _EPOCH) // timedelta(microseconds=1)
-    head = _HEADER.pack(_MAGIC, len(body), first, lines, arrived_us, zlib.crc32(body), 0)
+    magic = _TAGGED if tagged else _MAGIC
+    head = _HEADER.pack(magic, len(body), first, lines, arrived_us, zlib.crc32(body), 0)
     return head[:-4] + struct.pack("<I", zlib.crc32(head[:-4]))
 
 
-def parse_header(data: bytes | memoryview, offset: int) -> tuple[int, int, int, int, int] | None:
-    """(body length, first sequence number, lines, arrived at in us, body CRC), or None."""
+def tagged_body(tag: bytes, body: bytes) -> bytes:
+    r"""A tagged record's body as stored: the tag's length, the tag, the body.
+
+    >>> tagged_body(b"devices/d1", b"{}")
+    b'\n\x00devices/d1{}'
+    """
+    if len(tag) > MAX_TAG_BYTES:
+        msg = f"a record's tag is {len(tag)} bytes, over {MAX_TAG_BYTES}"
+        raise IngestLogError(msg)
+    return _TAG_LENGTH.pack(len(tag)) + tag + body
+
+
+def parse_header(
+    data: bytes | memoryview, offset: int
+) -> tuple[int, int, int, int, int, bool] | None:
+    """(body length, first sequence number, lines, arrived at in us, body CRC, tagged), or None."""
     if len(data) - offset < HEADER_BYTES:
         return None
     magic, length, first, lines, arrived_us, crc, header_crc = _HEADER.unpack_from(data, offset)
-    if magic != _MAGIC or zlib.crc32(data[offset : offset + HEADER_BYTES - 4]) != header_crc:
+    if magic not in (_MAGIC, _TAGGED):
         return None
-    return length, first, lines, arrived_us, crc
+    if zlib.crc32(data[offset : offset + HEADER_BYTES - 4]) != header_crc:
+        return None
+    return length, first, lines, arrived_us, crc, magic == _TAGGED
 
 
 @dataclass(frozen=True)
@@ -128,7 +156,7 @@ def scan_segment(data: bytes | memoryview, first: int) -> Scanned:
     offset, sequence = 0, first
     marks = [Point(first, 0, first)]
     while (header := parse_header(view, offset)) is not None:
-        length, begins, lines, _, crc = header
+        length, begins, lines, _, crc, _ = header
         end = offset + HEADER_BYTES + length
         if end > len(view) or begins != sequence:
             break
@@ -173,7 +201,7 @@ class LogReader:
         limit, _ = self.log.readable(self._segment)
         sequence = self._segment.first
         while self._offset + HEADER_BYTES <= limit:
-            length, _, lines, _, _ = self._header()
+            length, _, lines, _, _, _ = self._header()
             if sequence + lines > start:
                 return
             sequence += lines
@@ -198,19 +226,24 @@ class LogReader:
             self.position = record.end
         return records
 
-    def _header(self) -> tuple[int, int, int, int, int]:
+    def _header(self) -> tuple[int, int, int, int, int, bool]:
         header = parse_header(os.pread(self._fd, HEADER_BYTES, self._offset), 0)
         if header is None:
             raise self._corrupt(part="header")
         return header
 
     def _next(self) -> Record:
-        length, first, lines, arrived_us, crc = self._header()
+        length, first, lines, arrived_us, crc, tagged = self._header()
         body = os.pread(self._fd, length, self._offset + HEADER_BYTES)
         if len(body) != length or zlib.crc32(body) != crc:
             raise self._corrupt(part="body")
         self._offset += HEADER_BYTES + length
-        return Record(first, lines, _EPOCH + timedelta(microseconds=arrived_us), body)
+        arrived_at = _EPOCH + timedelta(microseconds=arrived_us)
+        if not tagged:
+            return Record(first, lines, arrived_at, body)
+        (size,) = _TAG_LENGTH.unpack_from(body)
+        end = _TAG_LENGTH.size + size
+        return Record(first, lines, arrived_at, body[end:], body[_TAG_LENGTH.size : end])
 
     def _corrupt(self, *, part: str) -> IngestLogError:
         msg = (

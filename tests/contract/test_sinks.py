@@ -50,6 +50,7 @@ from sensorstream.sinks import (
     ConsoleSinkSettings,
     DuckDBSink,
     DuckDBSinkSettings,
+    MqttSinkSettings,
     PipelineInfo,
     Sink,
     SinkBatch,
@@ -323,6 +324,17 @@ def queued_in_outbox(folder: Path) -> Stored:
     return {"queued": frame.sort(frame.columns)}
 
 
+def mqtt_settings(folder: Path) -> MqttSinkSettings:
+    del folder  # a broker keeps what it is sent; nothing here
+    return MqttSinkSettings(
+        url="mqtt://127.0.0.1:9", retain=True, flush_timeout=timedelta(seconds=1)
+    )
+
+
+def not_here(folder: Path) -> NoReturn:
+    pytest.fail(PUBLISHES)
+
+
 def duckdb_sample(label: str, **options: object) -> Sample:
     return Sample(
         label,
@@ -362,6 +374,10 @@ SAMPLES: dict[str, tuple[Sample, ...]] = {
             queued_in_outbox,
         ),
     ),
+    # Only its settings are checked here (see PUBLISHES): built, never opened.
+    "mqtt": (
+        Sample("settings", mqtt_settings, lambda folder: mqtt_settings(folder).build(), not_here),
+    ),
 }
 """Samples by the name the sink is registered under in ``SINKS``."""
 
@@ -395,6 +411,10 @@ CANNOT_UNPRINT = (
     "shows the replayed batches a second time"
 )
 PRINTS_EACH_WRITE = "the console prints each write as it comes: how writes are cut is what it shows"
+PUBLISHES = (
+    "the mqtt sink keeps nothing here: what it publishes, replays after a restore included, is "
+    "checked against a real Mosquitto in tests/integration/mqtt/test_mqtt_sink.py"
+)
 
 
 # -- driving a sink ------------------------------------------------------------------------
@@ -473,7 +493,7 @@ def clones(writes: Sequence[SinkBatch]) -> list[SinkBatch]:
 # -- the contract -------------------------------------------------------------------------
 
 
-@every_sink(console=CANNOT_UNPRINT)
+@every_sink(console=CANNOT_UNPRINT, mqtt=PUBLISHES)
 def test_replaying_after_a_restore_stores_what_one_uninterrupted_run_stores(
     name: str, sample: Sample, tmp_path: Path
 ) -> None:
@@ -500,7 +520,7 @@ def test_replaying_after_a_restore_stores_what_one_uninterrupted_run_stores(
             assert_same_stored(sample.stored(folder), expected, where)
 
 
-@every_sink(console=CANNOT_UNPRINT)
+@every_sink(console=CANNOT_UNPRINT, mqtt=PUBLISHES)
 def test_a_partition_started_over_leaves_the_other_partitions_untouched(
     name: str, sample: Sample, tmp_path: Path
 ) -> None:
@@ -527,7 +547,7 @@ def test_a_partition_started_over_leaves_the_other_partitions_untouched(
     assert_same_stored(sample.stored(folder), expected, f"partition {first} started over")
 
 
-@every_sink()
+@every_sink(mqtt=PUBLISHES)
 def test_flushing_more_or_less_often_changes_nothing_stored(
     name: str, sample: Sample, tmp_path: Path
 ) -> None:
@@ -543,7 +563,7 @@ def test_flushing_more_or_less_often_changes_nothing_stored(
     assert_same_stored(sample.stored(folder), expected, "flushed after every write")
 
 
-@every_sink(console=PRINTS_EACH_WRITE)
+@every_sink(console=PRINTS_EACH_WRITE, mqtt=PUBLISHES)
 def test_a_batch_written_in_pieces_is_stored_as_if_written_whole(
     name: str, sample: Sample, tmp_path: Path
 ) -> None:
@@ -556,7 +576,7 @@ def test_a_batch_written_in_pieces_is_stored_as_if_written_whole(
     assert_same_stored(stored, expected, "each batch written in two pieces")
 
 
-@every_sink()
+@every_sink(mqtt=PUBLISHES)
 def test_the_batches_written_are_not_mutated(name: str, sample: Sample, tmp_path: Path) -> None:
     writes = clones(all_writes())
     copies = clones(writes)

@@ -3,7 +3,9 @@
 For a small sample of each source type (for files: NDJSON, plain and gzipped, CSV, plain
 and zstd-compressed, and Parquet, with malformed payloads; for the simulator: a finite,
 as-fast-as-possible fleet with every fault; for HTTP: the NDJSON sample posted as requests
-of many sizes into an ingest log of small segments, read without following it):
+of many sizes into an ingest log of small segments, read without following it; for MQTT:
+the same lines as messages on topics naming their devices, as received into its log, read
+back without connecting):
 
 - resuming after any batch's position reads exactly the payloads that follow it, readings,
   dead letters and blank lines alike, in the same order, so that what was read before and
@@ -48,6 +50,7 @@ from sensorstream.sources import (
     FileSource,
     FileSourceSettings,
     HttpSourceSettings,
+    MqttSourceSettings,
     SimulatorSourceSettings,
     Source,
     SourceBatch,
@@ -168,6 +171,38 @@ def kafka_topic(folder: Path) -> SourceSettings:
     return kafka_topic_of(plain.path.read_bytes().splitlines(keepends=True), folder)
 
 
+def received_messages(folder: Path) -> SourceSettings:
+    """The NDJSON sample as MQTT messages, one a line, synced in groups of 1 to 13, replayed.
+
+    What the source's writer would have appended from a broker: each message tagged with its
+    topic (``devices/<n>/telemetry``, which names the device of a payload without one). The
+    replay (``follow: false``) reads that log without connecting.
+    """
+    plain = ndjson_file(folder)
+    assert isinstance(plain, FileSourceSettings)
+    lines = plain.path.read_bytes().splitlines()
+    arrived = datetime(2024, 6, 1, tzinfo=UTC)
+    with IngestLog(folder / "mqtt-log", segment_bytes=4_000) as log:
+        taken = 0
+        while taken < len(lines):
+            size = 1 + (taken * 5) % 13
+            group = [
+                (b"devices/%d/telemetry" % (taken + i), line)
+                for i, line in enumerate(lines[taken : taken + size])
+            ]
+            log.append_tagged(group, arrived)
+            taken += size
+            arrived += timedelta(seconds=1)
+    return MqttSourceSettings(
+        url="mqtt://127.0.0.1:9",  # the discard port: a replay never connects
+        topics=["devices/+/telemetry"],
+        device_id_from_topic="devices/{device_id}/telemetry",
+        log_dir=folder / "mqtt-log",
+        follow=False,
+        batch_bytes=ByteSize(2_000),
+    )
+
+
 @dataclass(frozen=True)
 class Sample:
     """A small instance of a source type: its settings, with any files written to a folder."""
@@ -187,6 +222,7 @@ SAMPLES: dict[str, tuple[Sample, ...]] = {
     "simulator": (Sample("finite", simulated_fleet),),
     "http": (Sample("posted", posted_requests),),
     "kafka": (Sample("topic", kafka_topic),),
+    "mqtt": (Sample("received", received_messages),),
 }
 """Samples by the name the source is registered under in ``SOURCES``."""
 

@@ -19,6 +19,7 @@ from sensorstream.sinks import (
     DuckDBSink,
     DuckDBSinkSettings,
     KafkaSink,
+    MqttSink,
     WebhookSink,
 )
 from sensorstream.sinks.base import FROM_START, PipelineInfo, SinkBatch, StepInfo
@@ -435,6 +436,7 @@ def test_the_registry_names_every_sink() -> None:
         "console": ConsoleSink,
         "webhook": WebhookSink,
         "kafka": KafkaSink,
+        "mqtt": MqttSink,
     } == SINKS
 
 

@@ -18,6 +18,7 @@ from sensorstream.sources import (
     FileSource,
     HttpSource,
     KafkaSource,
+    MqttSource,
     SimulatorSource,
     SimulatorSourceSettings,
     SourceBatch,
@@ -262,6 +263,7 @@ def test_the_registry_names_each_source_type() -> None:
         "simulator": SimulatorSource,
         "http": HttpSource,
         "kafka": KafkaSource,
+        "mqtt": MqttSource,
     } == SOURCES
     assert isinstance(SimulatorSourceSettings().build(), SOURCES["simulator"])
 
