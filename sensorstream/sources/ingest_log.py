@@ -284,7 +284,7 @@ class IngestLog:
             parts: list[bytes] = []
             for number, body in enumerate(bodies, start=first):
                 parts += [record_header(number, 1, arrived_at, body, tagged=True), body]
-            self._write(active, parts)
+            self._write(active, [b"".join(parts)])  # one buffer: writev takes 1024 at most
             for number, body in enumerate(bodies, start=first + 1):
                 active.size += HEADER_BYTES + len(body)
                 self._written = Point(active.first, active.size, number)
