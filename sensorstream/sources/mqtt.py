@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Generator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -53,7 +54,7 @@ from sensorstream.readings import ReadingFormat
 from sensorstream.sources.base import Clock, Identity, InputChange, SourceBatch
 from sensorstream.sources.ingest_log import DEFAULT_MAX_UNCONSUMED_BYTES, IngestLog, Record
 from sensorstream.sources.ingest_source import IDLE_WAIT_S, IngestLogSource
-from sensorstream.sources.mqtt_intake import Intake, MessageQueue
+from sensorstream.sources.mqtt_intake import GROUP_DELAY_S, Intake, MessageQueue
 from sensorstream.sources.mqtt_messages import Arrived, decode_messages
 
 __all__ = ["MqttSource", "MqttSourceSettings"]
@@ -180,10 +181,11 @@ class MqttSource(IngestLogSource):
         try:
             while True:
                 self.check()
-                taken = intake.queue.take(self.batch_bytes, IDLE_WAIT_S)
-                if not taken:
+                if not intake.queue.wait_for_any(IDLE_WAIT_S):
                     yield None
                     continue
+                time.sleep(GROUP_DELAY_S)  # a batch of a few milliseconds, not of one message
+                taken = intake.queue.take(self.batch_bytes, 0)
                 arrived = [
                     Arrived(position + i, m.topic, m.payload, taken[0].arrived_at)
                     for i, m in enumerate(taken)
