@@ -235,7 +235,7 @@ class MqttSource(IngestLogSource):
             session=self.session,
             manual_ack=self.durable,
             receive_maximum=self.max_inflight,
-            max_packet_bytes=self.max_queued_bytes if self.durable else None,
+            max_packet_bytes=self.max_queued_bytes,
             on_connected=self._subscribe,
         )
         link.client.on_subscribe = self._subscribed
