@@ -271,7 +271,6 @@ class MqttSource(IngestLogSource):
                     f"the MQTT broker at {self.intake.link.where} refused the subscription to "
                     f"{topic!r} ({code}): check the broker's access rules for this user"
                 )
-                logger.error("mqtt source: %s", message)
                 self.intake.link.failure = message
                 client.disconnect()
                 refused = True

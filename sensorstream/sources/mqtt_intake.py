@@ -25,7 +25,6 @@ so the writer acknowledges only messages of the current connection
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections import deque
@@ -40,7 +39,6 @@ from sensorstream.sources.ingest_log import Backpressure, IngestLog, IngestLogEr
 
 __all__ = ["Intake", "Message", "MessageQueue"]
 
-logger = logging.getLogger("sensorstream.mqtt")
 
 # What a message costs in the queue beyond its payload and topic (the objects around them).
 _OVERHEAD_BYTES = 200
@@ -199,7 +197,6 @@ class Intake:
                 continue
             except IngestLogError as error:
                 self.failure = f"cannot write the MQTT messages to the ingest log: {error}"
-                logger.error("mqtt source: %s", self.failure)
                 self.queue.stop()
                 return False
             self.written += len(group)
