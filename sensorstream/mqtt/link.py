@@ -238,7 +238,7 @@ class Link:
         self._last_warning, self._quiet_attempts = now, 0
 
     def _refuse(self, message: str) -> None:
-        logger.error("%s: %s", self.role, message)
+        # Not logged: the source or sink raises it as its error, which says it once.
         self.failure = message
         self.client.disconnect()  # from inside the loop: it ends, and stops retrying
 

@@ -247,21 +247,7 @@ class IngestLog:
         if lines == 0:
             msg = "an empty body holds no lines to append"
             raise IngestLogError(msg)
-        size = HEADER_BYTES + len(body)
-        with self._lock:
-            self._check_usable()
-            self._room.check(self._segments, size)
-            active = self._segments[-1]
-            if active.size >= self.segment_bytes:
-                active = self._rotate()
-            first = self._written.sequence
-            self._write(active, [record_header(first, lines, arrived_at, body), body])
-            active.size += size
-            self._written = Point(active.first, active.size, first + lines)
-            self._room.appended(self._written)
-            self.appends += 1
-        self._wait_synced(first + lines)
-        return range(first, first + lines)
+        return self._append([(body, lines, False)], arrived_at)
 
     def append_tagged(self, entries: Sequence[tuple[bytes, bytes]], arrived_at: datetime) -> range:
         """Write each ``(tag, body)`` as a tagged record of one line; return once all are on disk.
@@ -270,28 +256,37 @@ class IngestLog:
         each, an empty payload a blank line). Returns their sequence numbers; raises as
         :meth:`append` does, for the whole group.
         """
-        bodies = [tagged_body(tag, body) for tag, body in entries]
-        if not bodies:
+        if not entries:
             return range(self.next_sequence, self.next_sequence)
-        size = sum(HEADER_BYTES + len(body) for body in bodies)
+        return self._append(
+            [(tagged_body(tag, body), 1, True) for tag, body in entries], arrived_at
+        )
+
+    def _append(self, records: list[tuple[bytes, int, bool]], arrived_at: datetime) -> range:
+        """Write records (stored body, lines, tagged) in one write, then wait for their sync."""
+        size = sum(HEADER_BYTES + len(body) for body, _, _ in records)
         with self._lock:
             self._check_usable()
             self._room.check(self._segments, size)
             active = self._segments[-1]
             if active.size >= self.segment_bytes:
                 active = self._rotate()
-            first = self._written.sequence
+            first = end = self._written.sequence
             parts: list[bytes] = []
-            for number, body in enumerate(bodies, start=first):
-                parts += [record_header(number, 1, arrived_at, body, tagged=True), body]
-            self._write(active, parts)
-            for number, body in enumerate(bodies, start=first + 1):
+            for body, lines, tagged in records:
+                parts += [record_header(end, lines, arrived_at, body, tagged=tagged), body]
+                end += lines
+            # One buffer past a few records: writev takes 1024 pieces at most.
+            self._write(active, parts if len(parts) <= 2 else [b"".join(parts)])
+            end = first
+            for body, lines, _ in records:
                 active.size += HEADER_BYTES + len(body)
-                self._written = Point(active.first, active.size, number)
+                end += lines
+                self._written = Point(active.first, active.size, end)
                 self._room.appended(self._written)
-            self.appends += len(bodies)
-        self._wait_synced(first + len(bodies))
-        return range(first, first + len(bodies))
+            self.appends += len(records)
+        self._wait_synced(end)
+        return range(first, end)
 
     def _check_usable(self) -> None:
         if self._closed:

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Generator, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -53,7 +54,7 @@ from sensorstream.readings import ReadingFormat
 from sensorstream.sources.base import Clock, Identity, InputChange, SourceBatch
 from sensorstream.sources.ingest_log import DEFAULT_MAX_UNCONSUMED_BYTES, IngestLog, Record
 from sensorstream.sources.ingest_source import IDLE_WAIT_S, IngestLogSource
-from sensorstream.sources.mqtt_intake import Intake, MessageQueue
+from sensorstream.sources.mqtt_intake import GROUP_DELAY_S, Intake, MessageQueue
 from sensorstream.sources.mqtt_messages import Arrived, decode_messages
 
 __all__ = ["MqttSource", "MqttSourceSettings"]
@@ -180,10 +181,11 @@ class MqttSource(IngestLogSource):
         try:
             while True:
                 self.check()
-                taken = intake.queue.take(self.batch_bytes, IDLE_WAIT_S)
-                if not taken:
+                if not intake.queue.wait_for_any(IDLE_WAIT_S):
                     yield None
                     continue
+                time.sleep(GROUP_DELAY_S)  # a batch of a few milliseconds, not of one message
+                taken = intake.queue.take(self.batch_bytes, 0)
                 arrived = [
                     Arrived(position + i, m.topic, m.payload, taken[0].arrived_at)
                     for i, m in enumerate(taken)
@@ -233,7 +235,7 @@ class MqttSource(IngestLogSource):
             session=self.session,
             manual_ack=self.durable,
             receive_maximum=self.max_inflight,
-            max_packet_bytes=self.max_queued_bytes if self.durable else None,
+            max_packet_bytes=self.max_queued_bytes,
             on_connected=self._subscribe,
         )
         link.client.on_subscribe = self._subscribed
@@ -269,7 +271,6 @@ class MqttSource(IngestLogSource):
                     f"the MQTT broker at {self.intake.link.where} refused the subscription to "
                     f"{topic!r} ({code}): check the broker's access rules for this user"
                 )
-                logger.error("mqtt source: %s", message)
                 self.intake.link.failure = message
                 client.disconnect()
                 refused = True

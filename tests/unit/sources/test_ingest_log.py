@@ -60,6 +60,29 @@ def test_sequence_numbers_count_every_line_blank_and_unterminated_ones_too(log: 
         log.append(b"", ARRIVED)
 
 
+def test_tagged_messages_are_one_line_each_and_come_back_with_their_tags(
+    tmp_path: Path,
+) -> None:
+    entries = [(b"devices/d%d/telemetry" % n, body(n)) for n in range(3000)]  # many writes' worth
+    entries[7] = (b"devices/d7/telemetry", b"")  # an empty payload is a line too
+    with IngestLog(tmp_path) as log:
+        log.append(body(0, 2), ARRIVED)
+        assert log.append_tagged(entries, ARRIVED) == range(2, 3002)
+        assert log.append_tagged([], ARRIVED) == range(3002, 3002)
+        log.append(body(0), ARRIVED)
+    with IngestLog(tmp_path) as reopened:  # the scan on open understands both kinds
+        records = read_all(reopened)
+        assert reopened.next_sequence == 3003
+
+    assert [(r.first, r.lines, r.tag) for r in records[:3]] == [
+        (0, 2, b""),
+        (2, 1, b"devices/d0/telemetry"),
+        (3, 1, b"devices/d1/telemetry"),
+    ]
+    assert [(r.tag, r.body) for r in records[1:-1]] == entries
+    assert records[-1].tag == b""
+
+
 def test_reopening_continues_the_sequence_and_keeps_the_log_id(tmp_path: Path) -> None:
     with IngestLog(tmp_path) as log:
         log.append(body(0, 2), ARRIVED)
