@@ -15,7 +15,7 @@
 
 ``{key}`` is the row's key values joined by ``/``, each escaped (``%2F`` for ``/``, ``%2B``
 ``+``, ``%23`` ``#``, ``%25`` ``%``, ``%24`` ``$``; a null is ``%null``), so a device id can
-neither add topic levels nor read as a wildcard (:mod:`~sensorstream.mqtt.topics`).
+neither add topic levels nor read as a wildcard (:mod:`~sensorstream.brokers.mqtt.topics`).
 
 A result is one message: ``{"pipeline": ..., "step": ..., <key columns>, "window_start":
 ..., "window_end": ..., <aggregates>, "revision": 0, "final": false}``, times in ISO 8601.
@@ -52,12 +52,12 @@ import orjson
 import polars as pl
 from pydantic import Field, field_validator, model_validator
 
+from sensorstream.brokers.mqtt.link import Link
+from sensorstream.brokers.mqtt.settings import Broker, MqttConnection
+from sensorstream.brokers.mqtt.topics import check_template, escape_level, fill_template, key_levels
 from sensorstream.durations import Duration
 from sensorstream.engine.outputs import DELETE, OP, START
 from sensorstream.errors import SinkError
-from sensorstream.mqtt.link import Link
-from sensorstream.mqtt.settings import Broker, MqttConnection
-from sensorstream.mqtt.topics import check_template, escape_level, fill_template, key_levels
 from sensorstream.sinks.base import PipelineInfo, Sink, SinkBatch
 from sensorstream.sinks.mqtt_delivery import Publisher
 from sensorstream.sinks.webhook import transition_body

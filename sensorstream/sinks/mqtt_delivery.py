@@ -26,8 +26,8 @@ from typing import Any
 
 from paho.mqtt.client import MQTT_ERR_NO_CONN, MQTT_ERR_SUCCESS, Client
 
+from sensorstream.brokers.mqtt.link import Link
 from sensorstream.errors import SinkError
-from sensorstream.mqtt.link import Link
 
 __all__ = ["Publisher"]
 

@@ -21,7 +21,7 @@ acknowledged on receipt: a crash loses what was received since the last checkpoi
 :mod:`~sensorstream.sources.mqtt_messages` turns messages into readings.
 
 The client id defaults to one derived from the pipeline and the stream
-(:func:`~sensorstream.mqtt.settings.default_client_id`), stable across restarts, so the
+(:func:`~sensorstream.brokers.mqtt.settings.default_client_id`), stable across restarts, so the
 persistent session (``clean_start: false``, kept ``session_expiry`` after a disconnect)
 holds what the broker received while the pipeline was away.
 
@@ -45,11 +45,11 @@ import paho.mqtt.client as paho
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ByteSize, Field, field_validator, model_validator
 
+from sensorstream.brokers.mqtt.link import Link, Session
+from sensorstream.brokers.mqtt.settings import Broker, MqttConnection, default_client_id
+from sensorstream.brokers.mqtt.topics import TopicPattern, check_filter
 from sensorstream.durations import Duration
 from sensorstream.errors import SourceError
-from sensorstream.mqtt.link import Link, Session
-from sensorstream.mqtt.settings import Broker, MqttConnection, default_client_id
-from sensorstream.mqtt.topics import TopicPattern, check_filter
 from sensorstream.readings import ReadingFormat
 from sensorstream.sources.base import Clock, Identity, InputChange, SourceBatch
 from sensorstream.sources.ingest_log import DEFAULT_MAX_UNCONSUMED_BYTES, IngestLog, Record
@@ -59,7 +59,7 @@ from sensorstream.sources.mqtt_messages import Arrived, decode_messages
 
 __all__ = ["MqttSource", "MqttSourceSettings"]
 
-logger = logging.getLogger("sensorstream.mqtt")
+logger = logging.getLogger("sensorstream.brokers.mqtt")
 
 DEFAULT_MAX_QUEUED_BYTES = 16 * 1024 * 1024
 DEFAULT_BATCH_BYTES = 8 * 1024 * 1024

@@ -20,7 +20,7 @@ soon as it is queued.
 An acknowledgement belongs to the connection the message came on: after a reconnect the
 broker sends unacknowledged messages again, under packet ids that a new message may reuse,
 so the writer acknowledges only messages of the current connection
-(:attr:`~sensorstream.mqtt.link.Link.generation`).
+(:attr:`~sensorstream.brokers.mqtt.link.Link.generation`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
-from sensorstream.mqtt.link import Link
+from sensorstream.brokers.mqtt.link import Link
 from sensorstream.sources.ingest_log import Backpressure, IngestLog, IngestLogError
 
 __all__ = ["Intake", "Message", "MessageQueue"]

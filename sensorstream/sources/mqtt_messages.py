@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 import orjson
 import polars as pl
 
+from sensorstream.brokers.mqtt.topics import TopicPattern
 from sensorstream.engine.time import micros
 from sensorstream.errors import ConfigError
-from sensorstream.mqtt.topics import TopicPattern
 from sensorstream.readings import (
     Decoded,
     ReadingFormat,

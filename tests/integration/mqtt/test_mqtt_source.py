@@ -142,7 +142,7 @@ def test_after_the_broker_restarts_the_source_reconnects_and_reads_what_follows(
     prefix = unique("restart")
     runner = pipeline(tmp_path, source(mosquitto, prefix))
     sink = sink_of(runner)
-    with caplog.at_level(logging.WARNING, "sensorstream.mqtt"), running(runner) as run:
+    with caplog.at_level(logging.WARNING, "sensorstream.brokers.mqtt"), running(runner) as run:
         wait_until(lambda: _connected(runner), "connect")
         publish(mosquitto, readings(prefix, range(20)))
         wait_until(lambda: sink.count("readings") == 20, "the first 20 readings")
@@ -164,7 +164,7 @@ def test_a_broker_down_at_start_is_retried_with_warnings_then_read(
     sink = sink_of(runner)
     mosquitto.stop()
     try:
-        with caplog.at_level(logging.WARNING, "sensorstream.mqtt"), running(runner) as run:
+        with caplog.at_level(logging.WARNING, "sensorstream.brokers.mqtt"), running(runner) as run:
             wait_until(lambda: "cannot reach the MQTT broker" in caplog.text, "a warning")
             time.sleep(1.5)
             assert run.alive()  # retrying, not crashed

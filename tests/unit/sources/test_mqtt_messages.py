@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sensorstream.brokers.mqtt.topics import TopicPattern
 from sensorstream.errors import ConfigError
-from sensorstream.mqtt.topics import TopicPattern
 from sensorstream.readings import ReadingFormat
 from sensorstream.readings.format import Limits
 from sensorstream.sources.mqtt_messages import Arrived, decode_messages, with_field

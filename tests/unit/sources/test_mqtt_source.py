@@ -180,7 +180,7 @@ def test_a_changed_broker_or_topic_list_resumes_the_log_and_says_so(
     received(tmp_path, [("devices/a/telemetry", reading("a", 2))])
 
     with closing(settings(log_dir=tmp_path, topics=["sites/+/x"]).build()) as after:
-        with caplog.at_level(logging.WARNING, "sensorstream.mqtt"):
+        with caplog.at_level(logging.WARNING, "sensorstream.brokers.mqtt"):
             change = after.compare(recorded)
         assert change is not None
         assert change.grown  # the log grew: resumable

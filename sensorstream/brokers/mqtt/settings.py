@@ -13,7 +13,7 @@
 
 :class:`MqttConnection` is the Pydantic piece :class:`~sensorstream.sources.mqtt.MqttSourceSettings`
 and :class:`~sensorstream.sinks.mqtt.MqttSinkSettings` both extend; :meth:`MqttConnection.broker`
-turns it into the plain :class:`Broker` that :class:`~sensorstream.mqtt.link.Link` connects
+turns it into the plain :class:`Broker` that :class:`~sensorstream.brokers.mqtt.link.Link` connects
 to, reading the password from the environment at that moment.
 """
 
@@ -42,7 +42,7 @@ Protocol = Annotated[Literal["5", "3.1.1"], BeforeValidator(str)]
 
 @dataclass(frozen=True)
 class Broker:
-    """Where and how to connect: what a :class:`~sensorstream.mqtt.link.Link` needs.
+    """Where and how to connect: what a :class:`~sensorstream.brokers.mqtt.link.Link` needs.
 
     ``url`` is kept to name the broker in messages (it holds no credentials).
     """

@@ -37,11 +37,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from sensorstream.mqtt.settings import Broker
+from sensorstream.brokers.mqtt.settings import Broker
 
 __all__ = ["WARN_EVERY_S", "Link", "Session"]
 
-logger = logging.getLogger("sensorstream.mqtt")
+logger = logging.getLogger("sensorstream.brokers.mqtt")
 
 WARN_EVERY_S = 10.0
 # CONNACK reason codes that the same request would meet again: stop, and say what to change.

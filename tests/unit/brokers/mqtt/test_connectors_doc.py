@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from sensorstream.mqtt import MqttConnection
+from sensorstream.brokers.mqtt import MqttConnection
 from sensorstream.pipeline.spec import parse_spec
 from sensorstream.sinks import MqttSinkSettings
 from sensorstream.sources import MqttSourceSettings
 
-DOC = Path(__file__).resolve().parents[3] / "docs" / "connectors.md"
+DOC = Path(__file__).resolve().parents[4] / "docs" / "connectors.md"
 
 
 def test_the_example_pipeline_parses() -> None:

@@ -1,10 +1,10 @@
 """What the MQTT source and sink share: the broker's settings, the connection, and topics.
 
-- :mod:`~sensorstream.mqtt.settings`: :class:`MqttConnection`, the url, login, TLS and
+- :mod:`~sensorstream.brokers.mqtt.settings`: :class:`MqttConnection`, the url, login, TLS and
   reconnect settings both extend, and :class:`Broker`, what they resolve to;
-- :mod:`~sensorstream.mqtt.link`: :class:`Link`, a paho client kept connected, telling
+- :mod:`~sensorstream.brokers.mqtt.link`: :class:`Link`, a paho client kept connected, telling
   passing trouble (logged, retried) from a refusal (a wrong password: it stops);
-- :mod:`~sensorstream.mqtt.topics`: topic filters, a device id read from a topic, and
+- :mod:`~sensorstream.brokers.mqtt.topics`: topic filters, a device id read from a topic, and
   topics built from templates with every value escaped.
 
 The source is :mod:`sensorstream.sources.mqtt`, the sink :mod:`sensorstream.sinks.mqtt`;
@@ -13,9 +13,9 @@ The source is :mod:`sensorstream.sources.mqtt`, the sink :mod:`sensorstream.sink
 
 from __future__ import annotations
 
-from sensorstream.mqtt.link import Link, Session
-from sensorstream.mqtt.settings import Broker, MqttConnection, default_client_id
-from sensorstream.mqtt.topics import TopicPattern, check_filter, check_template, key_levels
+from sensorstream.brokers.mqtt.link import Link, Session
+from sensorstream.brokers.mqtt.settings import Broker, MqttConnection, default_client_id
+from sensorstream.brokers.mqtt.topics import TopicPattern, check_filter, check_template, key_levels
 
 __all__ = [
     "Broker",

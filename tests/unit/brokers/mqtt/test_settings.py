@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from sensorstream.brokers.mqtt.settings import Broker, MqttConnection, default_client_id
 from sensorstream.errors import ConfigError
-from sensorstream.mqtt.settings import Broker, MqttConnection, default_client_id
 
 
 def connection(**options: object) -> MqttConnection:

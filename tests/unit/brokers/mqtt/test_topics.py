@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sensorstream.mqtt.topics import (
+from sensorstream.brokers.mqtt.topics import (
     NULL_LEVEL,
     TopicPattern,
     check_filter,
