@@ -129,9 +129,9 @@ def pipeline_run(bootstrap: str, topic: str, total: int) -> float:
 
 def latency(bootstrap: str, rate: float, seconds: float) -> dict[str, float]:
     """p50/p99 of batch latency at a fixed publish rate, the pipeline live in this process."""
-    from sensorstream.brokers.publish import KafkaPublisher, publish_fleet
     from sensorstream.pipeline.spec import PipelineSpec
     from sensorstream.runtime.runner import Runner
+    from sensorstream.sources.simulator_publish import KafkaPublisher, publish_fleet
 
     topic = new_topic(bootstrap, "latency")
     observed: list[float] = []

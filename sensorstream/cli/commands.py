@@ -207,7 +207,7 @@ def _publish(
     to: str, *, devices: int, readings: int, rate: float, duration: str | None, seed: int
 ) -> None:
     """``simulate --to``: publish the fleet, then say the rate achieved beside the target."""
-    from sensorstream.brokers.publish import publish_fleet, publisher_for
+    from sensorstream.sources.simulator_publish import publish_fleet, publisher_for
 
     seconds = _duration("--duration", duration).total_seconds() if duration else None
     publisher = publisher_for(to)

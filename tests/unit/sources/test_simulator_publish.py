@@ -5,8 +5,8 @@ import json
 import pytest
 
 from sensorstream.brokers.kafka import parse_kafka_url
-from sensorstream.brokers.publish import publish_fleet, publisher_for
 from sensorstream.errors import ConfigError
+from sensorstream.sources.simulator_publish import publish_fleet, publisher_for
 
 
 class Recorder:
