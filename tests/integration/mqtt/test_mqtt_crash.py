@@ -101,14 +101,15 @@ def start(spec: Path, log: Path) -> subprocess.Popen[bytes]:
 
 def checkpointed_position(folder: Path) -> int | None:
     """The source's position in the current checkpoint, if there is one."""
-    pointer = folder / "CURRENT"
+    unit = folder / "partitions" / "0"  # the one partition's checkpoint unit
+    pointer = unit / "CURRENT"
     if not pointer.exists():
         return None
     try:
-        manifest = json.loads((folder / pointer.read_text() / "manifest.json").read_text())
+        manifest = json.loads((unit / pointer.read_text() / "manifest.json").read_text())
     except (OSError, ValueError):
         return None  # replaced between the two reads: look again
-    position: int | None = manifest["positions"].get("0")
+    position: int | None = manifest["positions"].get("readings")
     return position
 
 
@@ -138,7 +139,9 @@ def test_every_reading_the_broker_took_is_stored_exactly_once_across_kill_9(
 
     first = start(spec, log)
     try:
-        wait_until((checkpoints / "CURRENT").exists, "the first checkpoint", 120)
+        wait_until(
+            (checkpoints / "partitions" / "0" / "CURRENT").exists, "the first checkpoint", 120
+        )
         publisher.start()
         time.sleep(pause)
     finally:
