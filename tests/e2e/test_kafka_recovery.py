@@ -59,7 +59,7 @@ def test_kill_9_mid_topic_then_restart_gives_the_results_of_an_uninterrupted_run
     kafka: KafkaBroker, tmp_path: Path
 ) -> None:
     topic = kafka.create_topic("crash", partitions=3)
-    rows = readings(150_000, devices=60)
+    rows = readings(60_000, devices=60)
     produce(kafka.bootstrap, topic, rows)
     reference = kafka_pipeline(tmp_path / "reference", kafka.bootstrap, topic, group="ref")
     subprocess.run(_command(reference), check=True, capture_output=True)
