@@ -33,15 +33,15 @@ class HeldPartitions:
         # Per stream, the partitions its source holds now.
         self.assigned: dict[str, set[int]] = {name: set() for name in self.positions}
 
-    def take(self, stream: str, partition: int, unit: PartitionCheckpoint | None) -> bool:
-        """Hold ``partition`` for ``stream``; True if its task is new (restored from ``unit``).
+    def take(self, stream: str, partition: int) -> bool:
+        """Hold ``partition`` for ``stream``; True if it is new here (a fresh task, to restore).
 
-        A partition another stream already holds keeps its task: the unit was restored then.
+        A partition another stream already holds keeps its task: it was restored then.
         """
         self.assigned[stream].add(partition)
         if partition in self.tasks:
             return False
-        self.restore(partition, unit)
+        self.restore(partition, None)
         return True
 
     def restore(self, partition: int, unit: PartitionCheckpoint | None) -> None:

@@ -112,7 +112,7 @@ class Runner:
         for name, stream in self.streams.items():
             if not stream.source.dynamic:  # held from the start; restored by run()
                 for partition in stream.partitions:
-                    self.held.take(name, partition, None)
+                    self.held.take(name, partition)
             else:
                 stream.source.listen(_Listener(self, name))
         self.interleaver = Interleaver(self.streams, self._stream_watermark)
@@ -279,7 +279,7 @@ class Runner:
             self._check_input(header)
             self._finished = header.finished
         restored = self._restore_units(sorted(self.tasks))
-        self.tables.load([], restored=False)
+        self.tables.load()
         for partition, task in self.tasks.items():
             self.tables.seed(task, restored=partition in restored)
         return header is not None or bool(restored)
@@ -307,7 +307,7 @@ class Runner:
         Called by the stream's source (through its :class:`~sensorstream.sources.base.\
 PartitionListener`) before it reads them.
         """
-        new = [p for p in partitions if self.held.take(stream, p, None)]
+        new = [p for p in partitions if self.held.take(stream, p)]
         if new:
             restored = self._restore_units(new)
             for partition in new:

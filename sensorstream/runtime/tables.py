@@ -52,20 +52,17 @@ class ReferenceTables:
             name: [] for name in specs
         }
 
-    def load(self, tasks: Iterable[PartitionTask], *, restored: bool) -> None:
-        """Load every table and hand it to the tasks; SourceError if one cannot be read.
+    def load(self) -> None:
+        """Load every table (before the first batch); SourceError if one cannot be read.
 
-        Without restored state the content holds from the beginning of time; after a
-        restore it is a change like any other (and none if the table is as it was).
+        Each task gets the content through :meth:`seed` as it is taken on.
         """
-        tasks = list(tasks)
         for name, source in self.sources.items():
             update = source.load()
-            at_us = _micros(update.loaded_at) if restored else MIN_WATERMARK
-            self._apply(name, self._conform(name, update), update, tasks, at_us)
+            self._apply(name, self._conform(name, update), update, [], MIN_WATERMARK)
 
     def seed(self, task: PartitionTask, *, restored: bool) -> None:
-        """Give a task assigned after the start what the others were given.
+        """Give a task what the tables hold: at the start, or when a group assigns it later.
 
         A task restored from its checkpoint holds versions already: what it gets is a change
         as of when it was loaded, like every table at a restart; a task without state gets
