@@ -27,6 +27,7 @@ import pytest
 from sensorstream.sinks.webhook_outbox import read_deliveries
 from sensorstream.sources.simulator import write_dataset
 from sensorstream.store import scan_readings
+from sensorstream.testing.checkpoints import current_unit
 from sensorstream.testing.webhooks import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
@@ -84,7 +85,7 @@ def _command(spec: Path) -> list[str]:
 
 
 def _current_checkpoint(folder: Path) -> str | None:
-    pointer = folder / "checkpoints" / "partitions" / "0" / "CURRENT"
+    pointer = current_unit(folder / "checkpoints")
     return pointer.read_text() if pointer.exists() else None
 
 
@@ -154,7 +155,7 @@ def test_kill_9_mid_replay_then_restart_gives_identical_results(tmp_path: Path) 
     assert not list(segments.rglob(".*.tmp")), "a half-written segment was left behind"
     current = _current_checkpoint(crashed.parent)
     assert current is not None
-    unit = crashed.parent / "checkpoints" / "partitions" / "0"
+    unit = current_unit(crashed.parent / "checkpoints").parent
     counters = json.loads((unit / current / "manifest.json").read_text())["counters"]
     outcomes = ("accepted", "duplicates", "late", "dead_letters", "blank")
     assert counters["lines"] == sum(counters.get(name, 0) for name in outcomes)

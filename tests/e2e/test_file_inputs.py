@@ -15,6 +15,7 @@ import pytest
 
 from sensorstream.sources.simulator import write_dataset
 from sensorstream.store import Store
+from sensorstream.testing.checkpoints import current_unit
 
 pytestmark = pytest.mark.e2e
 
@@ -114,7 +115,7 @@ def test_a_200k_row_csv_with_a_bad_row_at_150000_is_read_to_the_end(tmp_path: Pa
 def killed_midway_then_finished(spec: Path) -> tuple[bool, subprocess.CompletedProcess[str]]:
     """Run a pipeline, kill it with -9 soon after its first checkpoint, then run it again."""
     process = subprocess.Popen(command(spec), stdout=subprocess.DEVNULL)
-    current = spec.parent / "checkpoints" / "partitions" / "0" / "CURRENT"
+    current = current_unit(spec.parent / "checkpoints")
     while process.poll() is None and not current.exists():
         time.sleep(0.01)
     time.sleep(0.2)

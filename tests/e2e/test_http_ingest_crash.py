@@ -27,6 +27,7 @@ import pytest
 
 from sensorstream.sources.ingest_log import IngestLog
 from sensorstream.store import Store
+from sensorstream.testing.checkpoints import checkpointed_position
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -120,20 +121,6 @@ def wait_until_serving(url: str, process: subprocess.Popen[bytes], log: Path) ->
             return
         except httpx.HTTPError:
             time.sleep(0.05)
-
-
-def checkpointed_position(folder: Path) -> int | None:
-    """The HTTP source's position in the current checkpoint, if there is one."""
-    unit = folder / "partitions" / "0"
-    pointer = unit / "CURRENT"
-    if not pointer.exists():
-        return None
-    try:
-        manifest = json.loads((unit / pointer.read_text() / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None  # replaced between the two reads: look again
-    position: int | None = manifest["positions"].get("readings")
-    return position
 
 
 def wait_until_caught_up(folder: Path) -> None:

@@ -26,6 +26,7 @@ import pytest
 
 from sensorstream.sources.ingest_log import IngestLog
 from sensorstream.store import Store
+from sensorstream.testing.checkpoints import checkpointed_position, current_unit
 from tests.brokers import MqttBroker
 from tests.integration.mqtt.helpers import TIMEOUT_S, client, unique, wait_until
 
@@ -99,20 +100,6 @@ def start(spec: Path, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, cwd=spec.parent, env=env, stdout=output, stderr=output)
 
 
-def checkpointed_position(folder: Path) -> int | None:
-    """The source's position in the current checkpoint, if there is one."""
-    unit = folder / "partitions" / "0"  # the one partition's checkpoint unit
-    pointer = unit / "CURRENT"
-    if not pointer.exists():
-        return None
-    try:
-        manifest = json.loads((unit / pointer.read_text() / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return None  # replaced between the two reads: look again
-    position: int | None = manifest["positions"].get("readings")
-    return position
-
-
 def wait_until_caught_up(folder: Path, at_least: int) -> None:
     """Wait until the checkpoint holds ``at_least`` messages and has held still for a second."""
     deadline = time.monotonic() + 60
@@ -139,9 +126,7 @@ def test_every_reading_the_broker_took_is_stored_exactly_once_across_kill_9(
 
     first = start(spec, log)
     try:
-        wait_until(
-            (checkpoints / "partitions" / "0" / "CURRENT").exists, "the first checkpoint", 120
-        )
+        wait_until(current_unit(checkpoints).exists, "the first checkpoint", 120)
         publisher.start()
         time.sleep(pause)
     finally:
