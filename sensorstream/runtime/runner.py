@@ -34,11 +34,11 @@ from sensorstream.engine.steps import READINGS
 from sensorstream.engine.task import PartitionTask, TaskOutput
 from sensorstream.engine.time import micros
 from sensorstream.engine.watermarks import MIN_WATERMARK
-from sensorstream.errors import CheckpointError
 from sensorstream.pipeline.spec import PipelineSpec
 from sensorstream.runtime.checkpointer import Checkpointer
 from sensorstream.runtime.checkpoints import Checkpoint, CheckpointStore
 from sensorstream.runtime.counters import Counters, RunSummary
+from sensorstream.runtime.inputs import check_input, identity_of
 from sensorstream.runtime.metrics import PipelineMetrics
 from sensorstream.runtime.partitions import HeldPartitions
 from sensorstream.runtime.rejected import rejected_dead_letters
@@ -46,7 +46,7 @@ from sensorstream.runtime.streams import Interleaver, StreamInput, labelled, rec
 from sensorstream.runtime.tables import ReferenceTables
 from sensorstream.sinks.base import FROM_START, PipelineInfo, Sink, SinkBatch, StepInfo
 from sensorstream.sinks.duckdb import DuckDBSink
-from sensorstream.sources.base import Clock, Identity, InputChange, Source, SourceBatch
+from sensorstream.sources.base import Clock, Identity, Source, SourceBatch
 from sensorstream.sources.tables import TableSource
 
 
@@ -193,12 +193,6 @@ class Runner:
         """Ask the loop to checkpoint and return after the current batch."""
         self._stopping = True
 
-    def _identity(self) -> Identity:
-        """What every stream reads (one stream's identity alone, as before streams)."""
-        if len(self.streams) == 1:
-            return self.source.identity()
-        return {"streams": {name: s.source.identity() for name, s in self.streams.items()}}
-
     def run(self) -> RunSummary:
         """Run to the end of the sources (or :meth:`stop`); returns the summary.
 
@@ -208,7 +202,7 @@ class Runner:
         started = time.perf_counter()
         for stream in self.streams.values():
             stream.source.prepare(stream.format)
-        identity = self._identity()
+        identity = identity_of(self.streams)
         self._run_identity = identity
         try:
             resumed = self._restore()
@@ -276,7 +270,7 @@ class Runner:
             sink.open(self.info())
         header = self.checkpoints.load_header(self.spec.fingerprint())
         if header is not None:
-            self._check_input(header)
+            check_input(self.streams, header, self.checkpoints.folder)
             self._finished = header.finished
         restored = self._restore_units(sorted(self.tasks))
         self.tables.load()
@@ -328,37 +322,6 @@ PartitionListener`) before it reads them.
         self._checkpoint(self._run_identity)
         dropped = sum(self.held.release(stream, p) for p in held)
         self.metrics.observe_assignment(stream, 0, dropped)
-
-    def _check_input(self, checkpoint: Checkpoint) -> None:
-        """Refuse to resume into an input other than the one the checkpoint was taken of."""
-        if len(self.streams) == 1:
-            changes = [self.source.compare(checkpoint.source)]
-        else:
-            recorded = checkpoint.source.get("streams", {})
-            changes = [
-                stream.source.compare(recorded.get(name, {}))
-                for name, stream in self.streams.items()
-            ]
-        for change in changes:
-            if change is not None:
-                self._refuse(change, checkpoint)
-
-    def _refuse(self, change: InputChange, checkpoint: Checkpoint) -> None:
-        where = self.checkpoints.folder
-        if not change.grown:
-            msg = (
-                f"{change.description}, so the checkpoint in {where} does not fit it: run with "
-                "--fresh to process the input from the beginning (or point checkpoint.dir "
-                "elsewhere)"
-            )
-            raise CheckpointError(msg)
-        if checkpoint.finished:
-            msg = (
-                f"{change.description} after the pipeline completed it: its windows were all "
-                "closed at the end of the input, so the new lines would all be late; run with "
-                "--fresh to process the whole input again"
-            )
-            raise CheckpointError(msg)
 
     def _handle(self, stream: str, item: SourceBatch, now: int) -> None:
         if item.partition not in self.held.assigned[stream]:
