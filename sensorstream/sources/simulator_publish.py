@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -30,6 +31,8 @@ from sensorstream.sources.synthetic import Fleet, mix_seed
 from sensorstream.sources.synthetic_payloads import Layout, json_lines, payloads
 
 TICK_S = 0.05
+BURST = 50_000  # readings scheduled in one tick at most
+IN_FLIGHT = 100  # unacknowledged MQTT messages at most (paho's in-flight window)
 
 
 class Publisher(Protocol):
@@ -107,31 +110,43 @@ class MqttPublisher:
         if parts.scheme == "mqtts":
             self.client.tls_set()
         self.client.max_queued_messages_set(0)
-        self.client.max_inflight_messages_set(1000)
+        self.client.max_inflight_messages_set(IN_FLIGHT)
         try:
             self.client.connect(parts.hostname, parts.port or 1883)
         except OSError as error:
             msg = f"cannot reach the MQTT broker at {url}: {error}"
             raise SourceError(msg) from None
         self.client.loop_start()
-        self.pending: list[mqtt.MQTTMessageInfo] = []
+        self.pending: deque[mqtt.MQTTMessageInfo] = deque()
 
     def send(self, lines: list[bytes], devices: list[str]) -> None:
-        """Publish each reading; keeps the acknowledgements to wait for."""
+        """Publish each reading, never more than ``IN_FLIGHT`` of them unacknowledged.
+
+        paho keeps the messages beyond its in-flight window in a list it walks on every
+        acknowledgement, so handing it a whole burst at once makes each acknowledgement cost
+        the burst's length: waiting for the oldest keeps its queue (and the cost) bounded.
+        A window of 100 published fastest here (8.5k/s; 1,000: 5.6k/s, 5,000: 1.9k/s).
+        """
         templated = "{device_id}" in self.topic
         for line, device in zip(lines, devices, strict=True):
+            while len(self.pending) >= IN_FLIGHT:
+                self._settle(self.pending.popleft())
             topic = self.topic.replace("{device_id}", device) if templated else self.topic
             self.pending.append(self.client.publish(topic, line, qos=self.qos))
-        self.pending = [info for info in self.pending if not info.is_published()]
+        while self.pending and self.pending[0].is_published():
+            self.pending.popleft()
+
+    def _settle(self, info: mqtt.MQTTMessageInfo) -> None:
+        info.wait_for_publish(timeout=60)
+        if not info.is_published():
+            msg = f"the MQTT broker at {self.where} did not acknowledge every reading"
+            raise SourceError(msg)
 
     def close(self) -> None:
         """Wait until every QoS 1 message is acknowledged, then disconnect."""
         try:
-            for info in self.pending:
-                info.wait_for_publish(timeout=60)
-                if not info.is_published():
-                    msg = f"the MQTT broker at {self.where} did not acknowledge every reading"
-                    raise SourceError(msg)
+            while self.pending:
+                self._settle(self.pending.popleft())
         finally:
             self.client.disconnect()
             self.client.loop_stop()
@@ -179,7 +194,9 @@ def publish_fleet(
             break
         if readings is not None and sent >= readings:
             break
-        high = int(now * 1e6)
+        # A publisher that falls behind catches up in bursts of at most BURST readings, so a
+        # long wait (or a rate the broker cannot take) never schedules a backlog at once.
+        high = min(int(now * 1e6), low + max(1, int(BURST * 1e6 / rate)))
         limit = None if readings is None else readings - sent
         schedule = fleet.schedule(low, high, limit)
         low = high
