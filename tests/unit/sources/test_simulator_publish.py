@@ -6,7 +6,7 @@ import pytest
 
 from sensorstream.brokers.kafka import parse_kafka_url
 from sensorstream.errors import ConfigError
-from sensorstream.sources.simulator_publish import publish_fleet, publisher_for
+from sensorstream.sources.simulator_publish import BURST, publish_fleet, publisher_for
 
 
 class Recorder:
@@ -60,3 +60,28 @@ def test_a_kafka_address_is_read_as_bootstrap_and_topic() -> None:
 def test_publishing_needs_a_count_or_a_duration() -> None:
     with pytest.raises(ConfigError, match="number of readings or a duration"):
         publish_fleet(Recorder(), devices=1, rate=1)
+
+
+class Slow(Recorder):
+    """A publisher that takes a (simulated) second for every batch: a broker falling behind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 1_700_000_000.0
+        self.batches: list[int] = []
+
+    def clock(self) -> float:
+        self.now += 0.01  # a tick's time passes between readings of the clock
+        return self.now
+
+    def send(self, lines: list[bytes], devices: list[str]) -> None:
+        super().send(lines, devices)
+        self.batches.append(len(lines))
+        self.now += 1.0
+
+
+def test_a_publisher_falling_behind_catches_up_in_bounded_bursts() -> None:
+    slow = Slow()
+    done = publish_fleet(slow, devices=100, rate=1e6, readings=120_000, clock=slow.clock)
+    assert done.readings == 120_000
+    assert max(slow.batches) <= BURST  # not a second's backlog (1M readings) at once
