@@ -215,7 +215,10 @@ def test_a_started_flush_is_durable_when_its_wait_returns_and_later_writes_go_on
 def test_a_failed_segment_write_is_raised_by_a_started_flushs_wait(
     tmp_store: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    started = threading.Event()  # the write fails only once the flush has started
+
     def full_disk(frame: pl.DataFrame, path: Path) -> None:
+        started.wait(10)
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("sensorstream.sinks.segment_writer.write_segment", full_disk)
@@ -223,6 +226,7 @@ def test_a_failed_segment_write_is_raised_by_a_started_flushs_wait(
     sink.open(_info())
     sink.write(SinkBatch(0, 1, readings=_readings("a")))
     wait = sink.flush_started()
+    started.set()
     with pytest.raises(SinkError, match=r"writing readings of pipeline 'fleet' .* No space left"):
         wait()
     with pytest.raises(SinkError):
