@@ -152,14 +152,19 @@ class CheckpointStore:
         Partitions the checkpoint does not hold keep the units they have.
         """
         self.folder.mkdir(parents=True, exist_ok=True)
-        for unit in checkpoint.partitions.values():
-            self.save_partition(checkpoint.fingerprint, unit)
         header = {
             "format": _FORMAT,
             "fingerprint": checkpoint.fingerprint,
-            "finished": checkpoint.finished,
+            "finished": False,
             "source": checkpoint.source,
         }
+        if not (self.folder / _PIPELINE).exists():
+            # The first save records what is read before any unit: a kill between the
+            # units and the header must not leave units whose input is unknown.
+            _replace(self.folder / _PIPELINE, json.dumps(header))
+        for unit in checkpoint.partitions.values():
+            self.save_partition(checkpoint.fingerprint, unit)
+        header["finished"] = checkpoint.finished
         _replace(self.folder / _PIPELINE, json.dumps(header))
         return self.folder
 

@@ -116,3 +116,23 @@ def test_a_corrupt_manifest_is_a_clear_error(tmp_path: Path) -> None:
     (path / "manifest.json").write_text("{")
     with pytest.raises(CheckpointError, match="unreadable"):
         store.load("f1")
+
+
+def test_a_first_save_cut_short_after_a_unit_still_records_what_was_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = CheckpointStore(tmp_path)
+    real = store.save_partition
+
+    def killed_after_the_first_unit(fingerprint: str, unit: PartitionCheckpoint) -> Path:
+        real(fingerprint, unit)
+        raise KeyboardInterrupt  # stands for kill -9 between the units and the header
+
+    monkeypatch.setattr(store, "save_partition", killed_after_the_first_unit)
+    with pytest.raises(KeyboardInterrupt):
+        store.save(_checkpoint(5, partitions=(0, 1)))
+    loaded = CheckpointStore(tmp_path).load("f1")
+    assert loaded is not None
+    assert loaded.source == {"file": "in.ndjson"}, "a resume compares the input it recorded"
+    assert loaded.finished is False
+    assert loaded.positions("readings") == {0: 5}
