@@ -42,6 +42,7 @@ HINTS = {
     "missing_device_id": "Is readings.device_field the data's device id field?",
     "missing_timestamp": "Is readings.time_field the data's time field?",
     "bad_timestamp": "Is readings.time_field the data's time, and readings.time_unit right?",
+    "nonexistent_local_time": "Is readings.time_zone the zone the devices' clocks keep?",
     "time_too_early": "Is readings.time_unit right (s, ms, us or ns since 1970)?",
     "time_in_future": "Is readings.time_unit right (s, ms, us or ns since 1970)?",
     "invalid_json": "Is the input NDJSON, one JSON object per line?",

@@ -254,7 +254,7 @@ class Pipeline:
         return replace(self, dedup_spec=DedupSpec.model_validate({"enabled": enabled, "by": by}))
 
     def readings(self, **options: Any) -> Pipeline:
-        """Set reading-format options: device_field, time_field, time_unit, tags, ..."""
+        """Set reading-format options: device_field, time_field, time_unit, time_zone, tags, ..."""
         return replace(self, readings_options={**self.readings_options, **options})
 
     def checkpoint(self, folder: Path, interval: timedelta = timedelta(seconds=5)) -> Pipeline:

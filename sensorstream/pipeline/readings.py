@@ -5,6 +5,7 @@
     readings:
       device_field: deviceId               # device_field, time_field may be dotted paths
       time_field: ts
+      time_zone: Europe/Zurich             # the zone of a time without one (default UTC)
       measurements:
         temperature: float                 # a type...
         coordinates: {type: latlon, path: payload.location.loc}   # ...or a type and a path
@@ -33,7 +34,7 @@ from pydantic import (
 from sensorstream.durations import Duration
 from sensorstream.errors import ConfigError
 from sensorstream.readings import Limits, MeasurementType, ReadingFormat, TimeUnit
-from sensorstream.readings.format import PATH_SEPARATOR, path_keys
+from sensorstream.readings.format import PATH_SEPARATOR, check_time_zone, path_keys
 
 
 class _Model(BaseModel):
@@ -76,6 +77,15 @@ def _check_field(value: str) -> str:
     return value
 
 
+def _check_time_zone(value: str) -> str:
+    try:
+        return check_time_zone(value)
+    except ConfigError as error:
+        raise ValueError(str(error)) from None
+
+
+# An IANA time zone name (Europe/Zurich, UTC) that zoneinfo and Polars both know.
+TimeZone = Annotated[str, AfterValidator(_check_time_zone)]
 # Where a value sits in a payload: a top-level key, or keys separated by dots into nested
 # objects (payload.location.region).
 FieldPath = Annotated[str, AfterValidator(_check_field)]
@@ -150,12 +160,24 @@ class ReadingsSpec(_Model):
     payload.location.loc}``); tags are a list of names or a mapping of name to path. The
     device, time and message id fields may be paths too (``payload.deviceId``). Each form
     is kept in its shortest spelling, so two spellings of one format are equal specs.
+
+    ``time_zone`` (an IANA name, default ``UTC``) is the zone of a time given without one:
+    ISO 8601 text such as ``2024-05-12 02:11:37`` (or with ``T``), or a naive Parquet
+    timestamp, is local time there, converted to UTC. A time with its own zone (``Z``,
+    ``+02:00``) keeps it, and epoch numbers are UTC. A local time the zone skips when
+    daylight saving time begins is a ``nonexistent_local_time`` dead letter; one it repeats
+    when daylight saving time ends is the earlier of its two instants.
+
+    >>> spec = ReadingsSpec(measurements={"t": "float"}, time_zone="Europe/Zurich")
+    >>> spec.to_format().time_zone
+    'Europe/Zurich'
     """
 
     measurements: dict[str, Measurement]
     device_field: FieldPath = "device_id"
     time_field: FieldPath = "ts"
     time_unit: TimeUnit = "auto"
+    time_zone: TimeZone = "UTC"
     tags: Tags = []
     message_id_field: FieldPath | None = None
     max_future: Duration = Field(default="1h", validate_default=True)
@@ -208,6 +230,7 @@ class ReadingsSpec(_Model):
             device_field=self.device_field,
             time_field=self.time_field,
             time_unit=self.time_unit,
+            time_zone=self.time_zone,
             tags=tuple(self.tags),
             message_id_field=self.message_id_field,
             max_future=self.max_future,

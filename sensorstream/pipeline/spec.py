@@ -242,6 +242,7 @@ class PipelineSpec(_Model):
         relevant = self.model_dump(
             mode="json", include={"readings", "event_time", "dedup", "steps"}
         )
+        relevant["readings"] = _without_default_zone(relevant["readings"])
         if self.tables:  # what a table holds shapes state; where it comes from does not
             relevant["tables"] = {
                 name: table.model_dump(mode="json", include={"key", "columns", "valid_from"})
@@ -252,6 +253,8 @@ class PipelineSpec(_Model):
                 name: stream.model_dump(mode="json", include={"readings", "event_time", "dedup"})
                 for name, stream in self.streams.items()
             }
+            for stream in relevant["streams"].values():
+                stream["readings"] = _without_default_zone(stream["readings"])
         return hashlib.sha256(repr(sorted(relevant.items())).encode()).hexdigest()[:16]
 
     def to_yaml(self) -> str:
@@ -399,3 +402,14 @@ def _field_path(location: Location) -> str:
     return "".join(
         f"[{part}]" if isinstance(part, int) else f".{part}" for part in location
     ).lstrip(".")
+
+
+def _without_default_zone(readings: object) -> object:
+    """A dumped readings section, less ``time_zone`` where it is the default, UTC.
+
+    Before ``time_zone`` existed every time was read as UTC: leaving the default out of the
+    fingerprint keeps the checkpoints of pipelines written then.
+    """
+    if isinstance(readings, dict) and readings.get("time_zone") == "UTC":
+        return {key: value for key, value in readings.items() if key != "time_zone"}
+    return readings

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import polars as pl
 
@@ -85,6 +86,30 @@ class Limits:
                 raise ConfigError(msg)
 
 
+def check_time_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone that both zoneinfo and Polars know; else a ConfigError.
+
+    >>> check_time_zone("Europe/Zurich")
+    'Europe/Zurich'
+    """
+    known = bool(name)
+    if known:
+        try:
+            ZoneInfo(name)
+            # Polars (chrono-tz) converts the times; it refuses some names zoneinfo reads
+            # from the system, such as localtime.
+            pl.Series([None], dtype=pl.Datetime("us")).dt.replace_time_zone(name)
+        except (ZoneInfoNotFoundError, ValueError, TypeError, pl.exceptions.PolarsError):
+            known = False
+    if not known:
+        msg = (
+            f"unknown time zone {name!r}: write an IANA time zone name such as "
+            "Europe/Zurich, America/New_York or UTC"
+        )
+        raise ConfigError(msg)
+    return name
+
+
 def path_keys(field: str) -> tuple[str, ...]:
     """The keys leading to a field, from the payload's top: ``"a.b"`` is ``("a", "b")``.
 
@@ -102,6 +127,8 @@ class ReadingFormat:
     or a path of keys separated by dots into nested objects (``payload.deviceId``). A
     measurement or tag is read from the field of its own name, unless ``paths`` gives it
     another one; the canonical column keeps the declared name either way.
+    ``time_zone`` (an IANA name) is the zone of a time without one: ISO 8601 text with no
+    offset, or a naive timestamp column; a time with its own zone keeps it.
 
     >>> fmt = ReadingFormat(measurements={"temperature": "float"})
     >>> fmt.canonical_schema()["temperature"]
@@ -119,6 +146,7 @@ class ReadingFormat:
     device_field: str = DEVICE
     time_field: str = TS
     time_unit: TimeUnit = "auto"
+    time_zone: str = "UTC"
     tags: Sequence[str] = ()
     message_id_field: str | None = None
     max_future: timedelta = timedelta(hours=1)
@@ -144,6 +172,11 @@ class ReadingFormat:
         if clashes:
             msg = f"{sorted(clashes)} are reserved column names; rename the measurement or tag"
             raise ConfigError(msg)
+        try:
+            check_time_zone(self.time_zone)
+        except ConfigError as error:
+            msg = f"readings.time_zone: {error}"
+            raise ConfigError(msg) from None
         object.__setattr__(self, "measurements", dict(self.measurements))
         object.__setattr__(self, "tags", tuple(self.tags))
         object.__setattr__(self, "paths", dict(self.paths))

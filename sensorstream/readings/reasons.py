@@ -27,7 +27,11 @@ REASONS: Final[dict[str, str]] = {
     "missing_device_id": "no device id, or an empty one",
     "id_too_long": "a device id, tag or message id is longer than readings.limits.max_id_bytes",
     "missing_timestamp": "no timestamp",
-    "bad_timestamp": "the timestamp is neither an epoch number nor ISO 8601 with a time zone",
+    "bad_timestamp": "the timestamp is neither an epoch number nor ISO 8601 text",
+    "nonexistent_local_time": (
+        "a timestamp without a zone names a local time that readings.time_zone skips "
+        "(the gap when daylight saving time begins)"
+    ),
     "time_in_future": "the timestamp is further ahead of its arrival than readings.max_future",
     "time_too_early": "the timestamp is before readings.min_time (often a wrong epoch unit)",
     # Values.

@@ -141,12 +141,14 @@ def _what(fmt: ReadingFormat, where: str) -> str:
 
 
 def iso_text(column: pl.Expr, dtype: pl.Datetime) -> pl.Expr:
-    """A timestamp-typed time (Parquet) as ISO 8601 text, which decoding reads; naive is UTC."""
-    utc = (
-        column.dt.replace_time_zone("UTC")
-        if dtype.time_zone is None
-        else column.dt.convert_time_zone("UTC")
-    )
+    """A timestamp-typed time (Parquet) as ISO 8601 text, which decoding reads.
+
+    A time with a zone becomes UTC text with its offset; a naive one stays zone-less text,
+    so that decoding reads it in ``readings.time_zone`` as it reads zone-less JSON text.
+    """
+    if dtype.time_zone is None:
+        return column.dt.to_string("%Y-%m-%dT%H:%M:%S%.f")
+    utc = column.dt.convert_time_zone("UTC")
     return utc.dt.to_string("%Y-%m-%dT%H:%M:%S%.f+00:00")
 
 

@@ -23,6 +23,8 @@ from sensorstream.readings.format import (
 
 _EPOCH_UNIT_TO_US = {"s": 1_000_000.0, "ms": 1_000.0, "us": 1.0, "ns": 0.001}
 _ISO_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%d %H:%M:%S%.f%z")
+_LOCAL_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f")
+_LOCAL_TIME = "__local_time"  # a zone-less time text as read, kept to explain a gap
 _EXACT_FLOAT = 2**53  # integers below this are exact as floats
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _FIRST_DAY = datetime(1, 1, 1, tzinfo=UTC)
@@ -35,16 +37,22 @@ def to_canonical(wide: pl.DataFrame, fmt: ReadingFormat) -> pl.DataFrame:
     A field is the column of its name (every field of a flat format, and of a table that
     holds it flattened) or else is reached by struct fields along its path: an object
     missing on the way gives a null. A latlon measurement's text is parsed into a geo
-    value; the text is kept beside it (``__raw_text <name>``) to explain a rejection.
+    value; the text is kept beside it (``__raw_text <name>``) to explain a rejection. A
+    time text without a zone is local time in the format's ``time_zone``; it is kept as
+    read (``__local_time``) to tell a local time the zone skips from text that is no time.
     """
     time_col = field_expr(wide, fmt.time_field)
     if fmt.time_field in wide.columns:
         values = wide[fmt.time_field]
     else:
         values = wide.select(time_col).to_series()
+    kept: list[pl.Expr] = []
     if values.dtype == pl.String():
         as_number = time_col.cast(pl.Float64, strict=False)
-        ts_expr = pl.coalesce(_epoch_to_ts(as_number, fmt.time_unit), parse_iso_time(time_col))
+        ts_expr = pl.coalesce(
+            _epoch_to_ts(as_number, fmt.time_unit), parse_iso_time(time_col, fmt.time_zone)
+        )
+        kept.append(parse_local_time(time_col).alias(_LOCAL_TIME))
     else:
         magnitude = values.abs()
         low, high = magnitude.min(), magnitude.max()
@@ -72,7 +80,7 @@ def to_canonical(wide: pl.DataFrame, fmt: ReadingFormat) -> pl.DataFrame:
         columns.append(field_expr(wide, fmt.message_id_field).alias(MESSAGE_ID))
     # The raw time value is kept only to explain a rejection.
     columns.append(time_col.alias("__raw_time"))
-    return wide.select(columns + raw_texts)
+    return wide.select(columns + kept + raw_texts)
 
 
 def field_expr(wide: pl.DataFrame, field: str) -> pl.Expr:
@@ -107,15 +115,45 @@ def parse_latlon(text: pl.Expr) -> pl.Expr:
     return pl.when(parts.struct.field("lat").is_not_null()).then(parts)
 
 
-def parse_iso_time(text: pl.Expr) -> pl.Expr:
-    """ISO 8601 text with a time zone (``Z`` or ``+02:00``) as a UTC timestamp; else null.
+def parse_iso_time(text: pl.Expr, time_zone: str | None = None) -> pl.Expr:
+    """ISO 8601 text as a UTC timestamp; else null.
+
+    Text with a zone (``Z`` or ``+02:00``) keeps its own. Text without one
+    (``2024-06-01 14:00:00``, with a space or ``T``) is local time in ``time_zone``, or
+    null without one (:func:`local_time_in` says how a daylight saving change is read).
 
     >>> values = pl.Series(["2024-06-01T14:00:00+02:00", "2024-06-01 12:00:00"])
     >>> pl.select(parse_iso_time(pl.lit(values))).to_series().to_list()
     [datetime.datetime(2024, 6, 1, 12, 0, tzinfo=zoneinfo.ZoneInfo(key='UTC')), None]
+    >>> pl.select(parse_iso_time(pl.lit(values), "Europe/Zurich")).to_series().to_list()[1]
+    datetime.datetime(2024, 6, 1, 10, 0, tzinfo=zoneinfo.ZoneInfo(key='UTC'))
     """
     as_text = text.str.replace(r"[zZ]$", "+00:00")
-    return pl.coalesce([as_text.str.strptime(TS_TYPE, f, strict=False) for f in _ISO_FORMATS])
+    zoned = [as_text.str.strptime(TS_TYPE, f, strict=False) for f in _ISO_FORMATS]
+    if time_zone is None:
+        return pl.coalesce(zoned)
+    return pl.coalesce([*zoned, local_time_in(parse_local_time(text), time_zone)])
+
+
+def parse_local_time(text: pl.Expr) -> pl.Expr:
+    """ISO 8601 text without a zone as a naive timestamp; else null (text with a zone too)."""
+    naive = pl.Datetime(TS_TYPE.time_unit)
+    return pl.coalesce([text.str.strptime(naive, f, strict=False) for f in _LOCAL_FORMATS])
+
+
+def local_time_in(naive: pl.Expr, time_zone: str) -> pl.Expr:
+    """Naive timestamps as local time in ``time_zone``, converted to UTC.
+
+    A local time the zone skips (the hour lost when daylight saving time begins) is null: it
+    names no instant, so the reading is a ``nonexistent_local_time`` dead letter. A local
+    time the zone repeats (the hour when it ends) is the earlier of its two instants, the
+    one still on summer time, as Python reads it (``fold=0``): the text cannot say which
+    was meant, so one fixed choice keeps decoding deterministic. Readings taken in the
+    second pass of that hour are then placed an hour early; a device that must avoid it
+    sends its offset (``+01:00``), which is always kept.
+    """
+    local = naive.dt.replace_time_zone(time_zone, ambiguous="earliest", non_existent="null")
+    return local.dt.convert_time_zone("UTC")
 
 
 def _epoch_to_ts(value: pl.Expr, unit: TimeUnit) -> pl.Expr:
@@ -203,11 +241,13 @@ def validate(
             raw_time.is_null(),
             pl.lit(f"missing timestamp (field {fmt.time_field!r})"),
         ),
+        *_local_time_checks(readings, fmt, raw_time),
         (
             "bad_timestamp",
             pl.col(TS).is_null(),
             reason_message(
-                "timestamp {} is neither an epoch number nor ISO 8601 with a time zone",
+                "timestamp {} is neither an epoch number nor ISO 8601 "
+                "(2024-05-12T02:11:37, with or without a zone)",
                 raw_time.cast(pl.String),
             ),
         ),
@@ -314,6 +354,26 @@ def validate(
         .select("row", "reason_code", "reason")
     )
     return flagged.filter(~bad_mask).select(canonical), reasons
+
+
+def _local_time_checks(
+    readings: pl.DataFrame, fmt: ReadingFormat, raw_time: pl.Expr
+) -> list[tuple[str, pl.Expr, pl.Expr]]:
+    """The check that a zone-less time names an instant in ``time_zone`` (none without one)."""
+    if _LOCAL_TIME not in readings.columns:
+        return []
+    return [
+        (
+            "nonexistent_local_time",
+            pl.col(TS).is_null() & pl.col(_LOCAL_TIME).is_not_null(),
+            reason_message(
+                f"timestamp {{}} has no zone and does not exist in {fmt.time_zone} "
+                "(readings.time_zone): the clocks skip it when daylight saving time begins; "
+                "send times with their offset, or in UTC",
+                raw_time.cast(pl.String),
+            ),
+        )
+    ]
 
 
 def _read_from(fmt: ReadingFormat, name: str) -> str:

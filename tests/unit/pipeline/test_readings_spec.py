@@ -111,6 +111,11 @@ def test_device_time_and_message_id_fields_may_be_paths() -> None:
             "line 4, readings.device_field: invalid field 'payload.'",
         ),
         (
+            ("device_field: deviceId", "device_field: deviceId\n  time_zone: Europe/Zurch"),
+            "line 5, readings.time_zone: unknown time zone 'Europe/Zurch': write an IANA time "
+            "zone name such as Europe/Zurich, America/New_York or UTC",
+        ),
+        (
             ("region: payload.location.region", "region: payload.location"),
             "readings: 'region' is read from 'payload.location', and 'payload.location.loc' "
             "lies inside it",
@@ -138,6 +143,31 @@ def test_the_fingerprint_changes_when_a_path_does(change: tuple[str, str]) -> No
     assert parse_spec(DOORS).fingerprint() != parse_spec(DOORS.replace(*change)).fingerprint()
 
 
+ZURICH = DOORS.replace(
+    "device_field: deviceId", "device_field: deviceId\n  time_zone: Europe/Zurich"
+)
+
+
+def test_the_time_zone_reaches_the_format_and_round_trips_through_yaml() -> None:
+    spec = parse_spec(ZURICH)
+    assert spec.stream().readings.to_format().time_zone == "Europe/Zurich"
+    assert parse_spec(spec.to_yaml()) == spec
+    assert "time_zone: Europe/Zurich" in spec.to_yaml()
+    assert parse_spec(DOORS).stream().readings.to_format().time_zone == "UTC"
+    assert "time_zone" not in parse_spec(DOORS).to_yaml()
+
+
+def test_the_fingerprint_changes_with_the_time_zone() -> None:
+    assert parse_spec(ZURICH).fingerprint() != parse_spec(DOORS).fingerprint()
+    utc = DOORS.replace("device_field: deviceId", "device_field: deviceId\n  time_zone: UTC")
+    assert parse_spec(utc).fingerprint() == parse_spec(DOORS).fingerprint()
+
+
+def test_a_pipeline_written_before_time_zone_keeps_its_fingerprint_and_checkpoints() -> None:
+    # The fingerprint DOORS had before readings.time_zone existed: the default leaves it be.
+    assert parse_spec(DOORS).fingerprint() == "922956144fcdb97c"
+
+
 def test_the_python_builder_takes_paths_too() -> None:
     built = Pipeline(
         "doors",
@@ -153,3 +183,50 @@ def test_the_python_builder_takes_paths_too() -> None:
     spec = built.window("per_minute", TumblingWindow(timedelta(minutes=1)), ["count"]).spec()
     assert spec == parse_spec(DOORS)
     assert parse_spec(spec.to_yaml()) == spec
+
+
+def test_the_python_builder_takes_the_time_zone_too() -> None:
+    built = Pipeline(
+        "doors",
+        source=FileSourceSettings(type="file", path=Path("events.ndjson")),
+        measurements={
+            "eventType": "string",
+            "coordinates": MeasurementSpec(type="latlon", path="payload.location.loc"),
+        },
+    ).readings(
+        device_field="deviceId",
+        time_zone="Europe/Zurich",
+        tags={"region": "payload.location.region", "city": "payload.location.city"},
+    )
+    spec = built.window("per_minute", TumblingWindow(timedelta(minutes=1)), ["count"]).spec()
+    assert spec == parse_spec(ZURICH)
+
+
+TWO_STREAMS = """\
+name: two
+streams:
+  devices:
+    source: {type: file, path: devices.ndjson}
+    readings: {measurements: {status: string}}
+  events:
+    source: {type: file, path: events.ndjson}
+    readings: {measurements: {eventType: string}}
+steps:
+  - name: per_minute
+    input: events
+    window: {type: tumbling, size: 1m}
+    aggregates: [count]
+"""
+
+
+def test_each_streams_time_zone_is_part_of_the_fingerprint() -> None:
+    zurich = TWO_STREAMS.replace(
+        "{measurements: {eventType: string}}",
+        "{time_zone: Europe/Zurich, measurements: {eventType: string}}",
+    )
+    utc = TWO_STREAMS.replace(
+        "{measurements: {eventType: string}}", "{time_zone: UTC, measurements: {eventType: string}}"
+    )
+    assert parse_spec(zurich).fingerprint() != parse_spec(TWO_STREAMS).fingerprint()
+    assert parse_spec(utc).fingerprint() == parse_spec(TWO_STREAMS).fingerprint()
+    assert parse_spec(zurich).streams["events"].readings.to_format().time_zone == "Europe/Zurich"

@@ -136,10 +136,21 @@ _SCALARS = (
 # Up to 12 bytes a string sits inside its Arrow view; longer ones go to a data buffer.
 _ASCII = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=20)
 _NUMBERS = st.integers(-(10**6), 10**6) | st.floats(-1e6, 1e6)
+# Time texts with and without a zone, and Zurich's skipped and repeated local hours.
+_TIME_TEXTS = st.sampled_from(
+    [
+        "2023-12-31 23:59:59",
+        "2023-12-31T23:59:59.5",
+        "2023-12-31T23:59:59Z",
+        "2023-12-31 23:59:59+05:00",
+        "2023-03-26 02:30:00",
+        "2023-10-29 02:30:00",
+    ]
+)
 # Values of each key's declared type, so that most objects are ones the scanner should take.
 _TYPED = {
     "device_id": _ASCII,
-    "ts": st.integers(0, 2**53) | st.floats(0, 2e12),
+    "ts": st.integers(0, 2**53) | st.floats(0, 2e12) | _TIME_TEXTS,
     "temperature": _NUMBERS,
     "count": st.integers(-(2**63), 2**63 - 1),
     "ok": st.booleans(),
@@ -188,7 +199,16 @@ TIGHT = ReadingFormat(
 )
 
 
-@given(st.lists(lines(), min_size=1, max_size=12), st.sampled_from([FORMAT, TIGHT]))
+# Zone-less times read in another zone than UTC: the scanner must not read them as UTC.
+ZURICH = ReadingFormat(
+    measurements=dict(FORMAT.measurements),
+    tags=FORMAT.tags,
+    message_id_field=FORMAT.message_id_field,
+    time_zone="Europe/Zurich",
+)
+
+
+@given(st.lists(lines(), min_size=1, max_size=12), st.sampled_from([FORMAT, TIGHT, ZURICH]))
 def test_decoding_is_the_same_with_and_without_the_scanner(
     chunk_lines: list[str], fmt: ReadingFormat
 ) -> None:

@@ -400,3 +400,42 @@ def test_a_byte_order_mark_at_the_start_of_ndjson_is_skipped(
     assert dead_letters_of(batches).height == 0
     assert batches[0].position > 3
     assert readings_of(read(source, {0: batches[0].position}))["device_id"].to_list() == ["dev-2"]
+
+
+ZURICH = ReadingFormat(measurements={"temperature": "float"}, time_zone="Europe/Zurich")
+
+
+def test_csv_times_without_a_zone_are_read_in_the_declared_zone(tmp_path: Path) -> None:
+    path = tmp_path / "weather.csv"
+    path.write_text(
+        "device_id,ts,temperature\n"
+        "st-1,2024-05-12 02:11:37,11.5\n"  # summer: +02:00
+        "st-1,2024-01-15T12:00:00,2.0\n"  # winter: +01:00
+        "st-1,2024-05-12T02:11:37Z,11.5\n"  # its own zone wins
+        "st-1,2024-03-31 02:30:00,3.0\n"  # skipped by the clocks
+    )
+    batches = read_all(FileSource(path), ZURICH)
+    assert readings_of(batches)["ts"].to_list() == [
+        datetime(2024, 5, 12, 0, 11, 37, tzinfo=UTC),
+        datetime(2024, 1, 15, 11, tzinfo=UTC),
+        datetime(2024, 5, 12, 2, 11, 37, tzinfo=UTC),
+    ]
+    dead = dead_letters_of(batches)
+    assert dead.select("reason_code", "origin").rows() == [
+        ("nonexistent_local_time", "row 4 of weather.csv")
+    ]
+
+
+def test_a_parquet_timestamp_without_a_zone_is_read_in_the_declared_zone(tmp_path: Path) -> None:
+    path = tmp_path / "weather.parquet"
+    naive = [datetime(2024, 5, 12, 2, 11, 37), datetime(2024, 1, 15, 12)]  # noqa: DTZ001
+    pl.DataFrame(
+        {"device_id": ["st-1", "st-1"], "ts": naive, "temperature": [11.5, 2.0]}
+    ).write_parquet(path)
+    assert pl.read_parquet_schema(path)["ts"] == pl.Datetime("us")
+    expected = [datetime(2024, 5, 12, 0, 11, 37, tzinfo=UTC), datetime(2024, 1, 15, 11, tzinfo=UTC)]
+    assert readings_of(read_all(FileSource(path), ZURICH))["ts"].to_list() == expected
+    in_utc = ReadingFormat(measurements={"temperature": "float"})
+    assert readings_of(read_all(FileSource(path), in_utc))["ts"].to_list() == [
+        t.replace(tzinfo=UTC) for t in naive
+    ]
