@@ -6,7 +6,8 @@ at the record's own event time (a temporal join). When the table comes from a st
 :class:`TableStep` over announcements), an ``as_of`` record waits until that stream's
 watermark has passed its time by the allowed lateness, so an announcement that arrives a
 little after the record it precedes still applies, and the result does not depend on how
-the input was batched (a table record later than that is refused as late).
+the input was batched (a table record later than that is refused as late, and so is a
+record that is itself later than that: the version valid at its time may be gone).
 
 Records whose key the table lacks follow ``missing``: ``pass`` with nulls,
 ``dead_letter`` (stored and counted with reason ``missing_reference``), or ``hold`` for up
@@ -241,9 +242,19 @@ class TableJoinOperator(Operator):
 
     def process_from(self, index: int, batch: pl.DataFrame, watermark_after: int) -> OperatorOutput:
         """Records (input 0) are enriched; a table change (input 1) may release held ones."""
-        if index == 0:
+        if index != 0:
+            return self._advance(None, watermark_after)
+        if self.step.mode != "as_of":
             return self._advance(batch, watermark_after)
-        return self._advance(None, watermark_after)
+        # A record further behind its watermark than the allowed lateness may ask for a
+        # version already evicted (the table keeps what a timely record can ask for): it
+        # is late for this join, counted as such, rather than enriched with a wrong row.
+        late = batch[TS].cast(pl.Int64) < batch[WATERMARK] - self.lateness_us
+        if not late.any():
+            return self._advance(batch, watermark_after)
+        output = self._advance(batch.filter(~late), watermark_after)
+        output.late = late
+        return output
 
     def on_watermark(self, watermark: int) -> OperatorOutput:
         """Release records the table's progress or a hold's deadline now decides."""

@@ -144,7 +144,7 @@ def test_a_temporal_join_uses_the_version_valid_at_each_records_time() -> None:
         now_us=0,
         stream="devices",
     )
-    task.process(events(("a", 5), ("a", 15), ("a", 25), ("a", -1)), now_us=0, stream="events")
+    task.process(events(("a", -1), ("a", 5), ("a", 15), ("a", 25)), now_us=0, stream="events")
     # The devices stream's watermark (19 s) decides what may go: 25 s waits.
     assert sorted(taken(recorder), key=str) == [("a", "x"), ("a", "y"), ("a", None)]
     task.close_stream("devices")
@@ -179,3 +179,19 @@ def test_a_join_declaring_a_column_the_records_have_is_refused() -> None:
     step = TableJoinStep("enriched", "events", table="doors", columns=("kind",))
     with pytest.raises(StepError, match="kind"):
         _ = plan(step).graph
+
+
+def test_a_record_later_than_the_allowed_lateness_is_late_for_a_temporal_join() -> None:
+    step = TableJoinStep("enriched", "events", table="door_table", mode="as_of")
+    table = TableStep("door_table", "devices", columns=("district",), delete_when="status = 'gone'")
+    task = PartitionTask(plan(step, table))
+    recorder = recorded(task, "enriched")
+    task.process(devices(("a", 0, "x", "ok"), ("a", 30, "y", "ok")), now_us=0, stream="devices")
+    output = task.process(events(("a", 31), ("a", 2)), now_us=0, stream="events")
+    # 2 s is far behind the watermark 31 s left: the version valid then may be evicted.
+    assert output.late_count == 1
+    assert output.late is not None
+    assert output.late["ts"].to_list() == [_ts(2)]
+    task.close_stream("devices")
+    task.finish()
+    assert taken(recorder) == [("a", "y")]
