@@ -1,6 +1,9 @@
 """The ``sensorstream`` command line; ``app`` is the console script's entry point.
 
 - :mod:`~sensorstream.cli.commands`: the commands, each importing what it needs when run;
+- :mod:`~sensorstream.cli.demo`: ``demo``: a scenario of :mod:`sensorstream.scenarios`, or
+  the generic fleet;
+- :mod:`~sensorstream.cli.running`: running a spec from a command (console, exit, options);
 - :mod:`~sensorstream.cli.failures`: exit codes, and one ``error:`` line per bad value;
 - :mod:`~sensorstream.cli.specs`: the pipelines the CLI defines (a replay's, the demo's);
 - :mod:`~sensorstream.cli.inference`: the measurements of a file, from its first lines;

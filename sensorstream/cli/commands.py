@@ -10,20 +10,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.text import Text
 
 from sensorstream.cli.alerts import alerts
-from sensorstream.cli.failures import EXIT_CODES_HELP, ExitCode, Option, errors, friendly_errors
+from sensorstream.cli.demo import demo
+from sensorstream.cli.failures import EXIT_CODES_HELP, Option, errors, friendly_errors
 from sensorstream.cli.paths import DEFAULT_DB
+from sensorstream.cli.running import console, duration_option, execute_spec, finish
 from sensorstream.display import safe_text
 from sensorstream.errors import CheckpointError, ConfigError, StoreBusy
 
 if TYPE_CHECKING:
-    from datetime import timedelta
-
-    from sensorstream.cli.summary import Outcome
-    from sensorstream.pipeline.spec import PipelineSpec
+    pass
 
 app = typer.Typer(
     help="Real-time analytics of IoT sensor data: event-time windows, stored and queryable.",
@@ -31,8 +29,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False, soft_wrap=True)
 app.add_typer(alerts, name="alerts")
+app.command(epilog=EXIT_CODES_HELP)(demo)
 
 
 def _show_version(value: bool) -> None:
@@ -102,7 +100,7 @@ def run(
         spec = spec.model_copy(
             update={"api": spec.api.overridden(serve=serve, host=host, port=port)}
         )
-        _finish(_execute(spec, fresh=fresh, progress=progress))
+        finish(execute_spec(spec, fresh=fresh, progress=progress))
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -143,11 +141,11 @@ def replay(
         spec = replay_spec(file, name=name, pipeline=pipeline, speed=speed, window=window, db=db)
         spec = spec.model_copy(update={"api": spec.api.overridden(serve=False)})
         try:
-            outcome = _execute(spec, fresh=fresh, progress=True)
+            outcome = execute_spec(spec, fresh=fresh, progress=True)
         except CheckpointError as error:
             msg = f"{error}; or replay it as a pipeline of its own with --name"
             raise CheckpointError(msg) from None
-        _finish(outcome)
+        finish(outcome)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -193,7 +191,7 @@ def simulate(
             out,
             devices=devices,
             readings=readings,
-            max_disorder=_duration("--disorder", disorder),
+            max_disorder=duration_option("--disorder", disorder),
             seed=seed,
         )
         console.print(
@@ -209,7 +207,7 @@ def _publish(
     """``simulate --to``: publish the fleet, then say the rate achieved beside the target."""
     from sensorstream.sources.simulator_publish import publish_fleet, publisher_for
 
-    seconds = _duration("--duration", duration).total_seconds() if duration else None
+    seconds = duration_option("--duration", duration).total_seconds() if duration else None
     publisher = publisher_for(to)
     console.print(
         Text.assemble(
@@ -294,82 +292,3 @@ def serve(
         from sensorstream.cli.serve import serve_store
 
         serve_store(db, pipeline, host, port, console=errors)
-
-
-@app.command(epilog=EXIT_CODES_HELP)
-def demo(
-    devices: Annotated[int, typer.Option(help="Simulated devices.")] = 20,
-    window: Annotated[str, typer.Option(help="Tumbling window size.")] = "5s",
-    duration: Annotated[
-        str | None, typer.Option(help="Stop after this long (default: until Ctrl-C).")
-    ] = None,
-    serve: Annotated[bool, typer.Option(help="Serve the API while running.")] = True,
-    port: Annotated[int, typer.Option(help="The API's port.", min=0, max=65535)] = 8000,
-    open_page: Annotated[
-        bool, typer.Option("--open", help="Open the dashboard in a browser.")
-    ] = False,
-) -> None:
-    """A live simulated fleet through per-device windows, with its live dashboard."""
-    options = {
-        "devices": Option("--devices", devices),
-        "window": Option("--window", window),
-        "duration": Option("--duration", duration),
-    }
-    with friendly_errors(options):
-        from sensorstream.cli.specs import DEMO_DB, demo_spec
-
-        spec = demo_spec(devices, window, duration)
-        spec = spec.model_copy(update={"api": spec.api.overridden(serve=serve, port=port)})
-        console.print(
-            Text.assemble(
-                ("sensorstream demo", "bold"),
-                f": {devices} simulated devices, ",
-                safe_text(window),
-                " windows; results also stored in ",
-                safe_text(DEMO_DB),
-                ". Ctrl-C to stop.",
-            )
-        )
-        _finish(_execute(spec, fresh=True, progress=False, open_page=open_page))
-
-
-def _execute(
-    spec: PipelineSpec, *, fresh: bool, progress: bool, open_page: bool = False
-) -> Outcome:
-    from sensorstream.cli.execute import execute
-
-    return execute(
-        spec, fresh=fresh, progress=progress, console=console, errors=errors, open_page=open_page
-    )
-
-
-def _finish(outcome: Outcome) -> None:
-    """Report the outcome, say where its results are, and exit with its code."""
-    from sensorstream.cli.summary import report
-
-    code = report(outcome, console, errors)
-    where = Text.assemble(
-        "pipeline ",
-        safe_text(outcome.pipeline, "bold"),
-        ": checkpoint in ",
-        safe_text(outcome.checkpoint_dir),
-    )
-    if outcome.stores:
-        store = outcome.stores[0]
-        db = "" if store == DEFAULT_DB else f" --db {store}"
-        where.append("; its results: ")
-        where.append(safe_text(f"sensorstream query --pipeline {outcome.pipeline}{db}"))
-    console.print(where)
-    if code != ExitCode.OK:
-        raise typer.Exit(code)
-
-
-def _duration(flag: str, text: str) -> timedelta:
-    """A duration option's value; a bad one fails naming the option."""
-    from sensorstream.durations import parse_duration
-
-    try:
-        return parse_duration(text)
-    except ConfigError as error:
-        msg = f"{flag} {text}: {error}"
-        raise ConfigError(msg) from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -45,6 +45,7 @@ from sensorstream.pipeline.tables import TableSpec
 SourceSettings = Annotated[
     sources.FileSourceSettings
     | sources.SimulatorSourceSettings
+    | sources.FeedSourceSettings
     | sources.HttpSourceSettings
     | sources.MqttSourceSettings
     | sources.KafkaSourceSettings,
@@ -260,21 +261,40 @@ class PipelineSpec(_Model):
     def to_yaml(self) -> str:
         """The spec as YAML that :func:`load_spec` reads back to an equal spec."""
         data = self.model_dump(mode="json", exclude_defaults=True)
-        # The discriminators must survive even where they equal a default.
-        if self.source is not None:
-            data["source"] = {"type": self.source.type, **data.get("source", {})}
-        for name, stream in self.streams.items():
-            dumped = data["streams"][name]
-            dumped["source"] = {"type": stream.source.type, **dumped.get("source", {})}
-        for name, table in self.tables.items():
-            dumped = data["tables"][name]
-            dumped["source"] = {"type": table.source.type, **dumped.get("source", {})}
-        if self.sinks:
-            data["sinks"] = [
-                {"type": sink.type, **dumped}
-                for sink, dumped in zip(self.sinks, data["sinks"], strict=True)
-            ]
+        _keep_tags(self, data)  # the discriminators must survive where they equal a default
         return yaml.safe_dump(data, sort_keys=False)
+
+
+_TAGS = ("type", "kind")  # the fields that say which model of a union a mapping is
+
+
+def _keep_tags(model: BaseModel, data: dict[str, Any]) -> None:
+    """Put back in ``data`` (``model`` dumped without defaults) every tag that was dropped.
+
+    A source's ``type``, a sink's, a feed's ``kind``: each is its model's default, so a dump
+    without defaults drops it, and the union could no longer tell which model to read.
+    """
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if name in _TAGS and isinstance(value, str):
+            data[name] = value
+            continue
+        dumped = data.get(name)
+        if isinstance(value, BaseModel) and isinstance(dumped, dict):
+            _keep_tags(value, dumped)
+        elif isinstance(value, list | tuple) and isinstance(dumped, list):
+            for item, part in zip(value, dumped, strict=False):
+                if isinstance(item, BaseModel) and isinstance(part, dict):
+                    _keep_tags(item, part)
+        elif isinstance(value, dict) and isinstance(dumped, dict):
+            for key, item in value.items():
+                part = dumped.get(key)
+                if isinstance(item, BaseModel) and isinstance(part, dict):
+                    _keep_tags(item, part)
+    tags = {name: data.pop(name) for name in _TAGS if name in data}
+    rest = dict(data)
+    data.clear()
+    data.update(tags | rest)
 
 
 class YamlLoader(yaml.SafeLoader):

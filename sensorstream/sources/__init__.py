@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from sensorstream.sources.base import Source, SourceBatch
+from sensorstream.sources.feed import FeedSource, FeedSourceSettings
 from sensorstream.sources.files import FileSource, FileSourceSettings
 from sensorstream.sources.http import HttpSource, HttpSourceSettings
 from sensorstream.sources.kafka import KafkaSource, KafkaSourceSettings
@@ -19,6 +20,7 @@ from sensorstream.sources.simulator import (
 SOURCES: dict[str, type[Source]] = {
     "file": FileSource,
     "simulator": SimulatorSource,
+    "feed": FeedSource,
     "http": HttpSource,
     "kafka": KafkaSource,
     "mqtt": MqttSource,
@@ -26,6 +28,8 @@ SOURCES: dict[str, type[Source]] = {
 
 __all__ = [
     "SOURCES",
+    "FeedSource",
+    "FeedSourceSettings",
     "FileSource",
     "FileSourceSettings",
     "HttpSource",

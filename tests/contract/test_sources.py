@@ -5,7 +5,8 @@ and zstd-compressed, and Parquet, with malformed payloads; for the simulator: a 
 as-fast-as-possible fleet with every fault; for HTTP: the NDJSON sample posted as requests
 of many sizes into an ingest log of small segments, read without following it; for MQTT:
 the same lines as messages on topics naming their devices, as received into its log, read
-back without connecting):
+back without connecting; for a scenario feed: the weather stations for ten minutes, some
+payloads cut short):
 
 - resuming after any batch's position reads exactly the payloads that follow it, readings,
   dead letters and blank lines alike, in the same order, so that what was read before and
@@ -47,6 +48,7 @@ from sensorstream.pipeline.spec import PipelineSpec, ReadingsSpec, SourceSetting
 from sensorstream.readings import DEAD_LETTER_SCHEMA, Limits, ReadingFormat
 from sensorstream.sources import (
     SOURCES,
+    FeedSourceSettings,
     FileSource,
     FileSourceSettings,
     HttpSourceSettings,
@@ -57,6 +59,7 @@ from sensorstream.sources import (
     write_dataset,
 )
 from sensorstream.sources.base import Clock
+from sensorstream.sources.feeds import WeatherFeedSettings
 from sensorstream.sources.ingest_log import IngestLog
 from sensorstream.testing import ManualClock
 from tests.contract.kafka_source_sample import Resume, kafka_topic_of
@@ -203,12 +206,34 @@ def received_messages(folder: Path) -> SourceSettings:
     )
 
 
+def weather_feed(folder: Path) -> SourceSettings:
+    """The weather scenario's stations for ten minutes in 7 s batches, 5 % cut short."""
+    del folder  # nothing to write: the reports come from the seed
+    return FeedSourceSettings(
+        feed=WeatherFeedSettings(),
+        seed=5,
+        start=datetime(2024, 5, 12, 2, 11, 37, tzinfo=UTC),
+        duration=timedelta(minutes=10),
+        interval=timedelta(seconds=7),
+        malformed_fraction=0.05,
+    )
+
+
+WEATHER_FORMAT = ReadingFormat(
+    measurements={"temperature": "float", "humidity": "float"},
+    device_field="client",
+    time_field="ts",
+)
+
+
 @dataclass(frozen=True)
 class Sample:
     """A small instance of a source type: its settings, with any files written to a folder."""
 
     label: str
     settings: Callable[[Path], SourceSettings]
+    # How its payloads are read, when not the contract's own (a feed's field names).
+    fmt: ReadingFormat | None = None
 
 
 SAMPLES: dict[str, tuple[Sample, ...]] = {
@@ -223,6 +248,7 @@ SAMPLES: dict[str, tuple[Sample, ...]] = {
     "http": (Sample("posted", posted_requests),),
     "kafka": (Sample("topic", kafka_topic),),
     "mqtt": (Sample("received", received_messages),),
+    "feed": (Sample("weather", weather_feed, WEATHER_FORMAT),),
 }
 """Samples by the name the source is registered under in ``SOURCES``."""
 
@@ -324,6 +350,7 @@ def assert_same_payloads(
 def test_resuming_after_any_batch_reads_exactly_the_rest(
     name: str, sample: Sample, tmp_path: Path, clock: Clock, reading_format: ReadingFormat
 ) -> None:
+    reading_format = sample.fmt or reading_format
     with closing(built(name, sample, tmp_path)) as source:
         everything = read_everything(source, reading_format, clock)
         for count in range(1, len(everything) + 1):
@@ -340,6 +367,7 @@ def test_resuming_after_any_batch_reads_exactly_the_rest(
 def test_positions_never_go_backwards(
     name: str, sample: Sample, tmp_path: Path, clock: Clock, reading_format: ReadingFormat
 ) -> None:
+    reading_format = sample.fmt or reading_format
     with closing(built(name, sample, tmp_path)) as source:
         everything = read_everything(source, reading_format, clock)
         checkpointed = positions_after(everything[: len(everything) // 2])
@@ -363,6 +391,7 @@ def test_positions_never_go_backwards(
 def test_every_payload_is_a_reading_or_a_dead_letter(
     name: str, sample: Sample, tmp_path: Path, clock: Clock, reading_format: ReadingFormat
 ) -> None:
+    reading_format = sample.fmt or reading_format
     with closing(built(name, sample, tmp_path)) as source:
         for batch in read_everything(source, reading_format, clock):
             assert batch.payloads == batch.readings.height + batch.dead_letters.height, (
@@ -379,6 +408,7 @@ def test_the_settings_round_trip_through_json_and_the_pipeline_yaml(
     spec_round_trip: Callable[[PipelineSpec], PipelineSpec],
 ) -> None:
     settings = sample.settings(tmp_path)
+    reading_format = sample.fmt or reading_format
     spec = PipelineSpec(
         name="contract",
         source=settings,

@@ -1,0 +1,116 @@
+"""The reference jobs as ready scenarios: one folder each, its pipeline an example to copy.
+
+Each scenario is a pipeline YAML (``scenarios/NAME/pipeline.yaml``) whose streams read
+the scenario's feeds (:mod:`sensorstream.sources.feeds`): simulated devices sending the
+reference design's payloads, field names and rates. ``sensorstream demo NAME`` runs one,
+``sensorstream run`` runs its YAML as it stands. :data:`SCENARIOS` lists them with the
+document each reproduces (in the project's ``seeds``), and what ``--inject`` disturbs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sensorstream.errors import ConfigError
+from sensorstream.pipeline.spec import PipelineSpec, parse_spec
+
+__all__ = ["SCENARIOS", "Injection", "Scenario", "scenario"]
+
+
+@dataclass(frozen=True)
+class Injection:
+    """The condition a scenario's alerts watch for, set in one feed's settings.
+
+    ``--inject VALUE`` sets ``field`` of the feed reading ``stream`` to ``VALUE`` (the
+    feed's settings model reads it: a district's name, a room's).
+    """
+
+    stream: str
+    field: str
+    help: str
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One reference job: its name, what it reproduces, and its pipeline."""
+
+    name: str
+    title: str
+    document: str  # the reference design it reproduces, in seeds/
+    job: str  # what it does, in a line
+    injection: Injection | None = None
+
+    def path(self) -> Path:
+        """The scenario's pipeline YAML, inside the installed package."""
+        return Path(str(resources.files(__name__).joinpath(self.name, "pipeline.yaml")))
+
+    def text(self) -> str:
+        """The pipeline YAML as shipped."""
+        return self.path().read_text(encoding="utf-8")
+
+    def spec(
+        self,
+        *,
+        live: bool | None = None,
+        duration: timedelta | None = None,
+        inject: str | None = None,
+        changes: Mapping[str, Any] | None = None,
+    ) -> PipelineSpec:
+        """The scenario's pipeline, its feeds paced or not, bounded, and disturbed as asked.
+
+        ``changes`` replaces top-level sections of the YAML (``sinks``, ``checkpoint``).
+        """
+        if inject is None and live is None and duration is None and not changes:
+            return parse_spec(self.text(), str(self.path()))
+        data = yaml.safe_load(self.text())
+        for stream, source in _feed_sources(data).items():
+            if live is not None:
+                source["live"] = live
+            if duration is not None:
+                source["duration"] = f"{duration.total_seconds()}s"
+            if inject is not None and self.injection and stream == self.injection.stream:
+                source["feed"][self.injection.field] = inject
+        if inject is not None and self.injection is None:
+            msg = f"scenario {self.name!r} has nothing to inject"
+            raise ConfigError(msg)
+        data.update(changes or {})
+        origin = f"{self.path()} (as changed for this run)"
+        return parse_spec(yaml.safe_dump(data, sort_keys=False), origin)
+
+
+def _feed_sources(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each stream's source mapping in a pipeline's YAML data, if it is a feed."""
+    found: dict[str, dict[str, Any]] = {}
+    if isinstance(data.get("source"), dict):
+        found["readings"] = data["source"]
+    for name, stream in (data.get("streams") or {}).items():
+        found[name] = stream["source"]
+    return {name: source for name, source in found.items() if source.get("type") == "feed"}
+
+
+SCENARIOS: dict[str, Scenario] = {
+    scenario.name: scenario
+    for scenario in (
+        Scenario(
+            "weather",
+            "Weather stations",
+            "pyflink-weather.md",
+            "device1/2/3 every 2/5/10 s; 1-minute tumbling averages per device, as gauges",
+        ),
+    )
+}
+
+
+def scenario(name: str) -> Scenario:
+    """A scenario by name; ConfigError listing the ones there are."""
+    if name not in SCENARIOS:
+        msg = f"no scenario {name!r}; there are: {', '.join(SCENARIOS)}"
+        raise ConfigError(msg)
+    return SCENARIOS[name]

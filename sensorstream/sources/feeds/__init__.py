@@ -1,0 +1,22 @@
+"""Scenario feeds: each reference design's simulated devices, one module per feed.
+
+``FEEDS`` maps the ``kind`` a pipeline YAML names under ``source: {type: feed, feed: ...}``
+to the feed's settings (each settings model builds its feed).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from sensorstream.sources.feeds.base import Feed
+from sensorstream.sources.feeds.weather import WeatherFeed, WeatherFeedSettings
+
+FeedSettings = Annotated[WeatherFeedSettings, Field(discriminator="kind")]
+
+FEEDS: dict[str, type[Feed]] = {
+    "weather": WeatherFeed,
+}
+
+__all__ = ["FEEDS", "Feed", "FeedSettings", "WeatherFeed", "WeatherFeedSettings"]
