@@ -95,7 +95,10 @@ def cases(draw: st.DrawFn) -> tuple[str, list[tuple[str, datetime | None]]]:
             # With an explicit offset (another zone's): the declared zone plays no part.
             other = ZoneInfo(draw(st.sampled_from(ZONES)))
             aware = local.replace(tzinfo=UTC).astimezone(other)
-            rows.append((aware.isoformat(sep=draw(st.sampled_from(["T", " "]))), aware))
+            # Its instant in UTC: an aware time in a repeated hour (fold=1) never equals one
+            # of another zone (PEP 495), so the expected instant is not compared in its zone.
+            text = aware.isoformat(sep=draw(st.sampled_from(["T", " "])))
+            rows.append((text, aware.astimezone(UTC)))
         else:
             text = local.isoformat(sep=draw(st.sampled_from(["T", " "])))
             rows.append((text, expected_of(local, zone)))
