@@ -15,6 +15,7 @@ from sensorstream.errors import ConfigError
 from sensorstream.readings import ReadingFormat
 from sensorstream.sources import (
     SOURCES,
+    FeedSource,
     FileSource,
     HttpSource,
     KafkaSource,
@@ -264,6 +265,7 @@ def test_the_registry_names_each_source_type() -> None:
         "http": HttpSource,
         "kafka": KafkaSource,
         "mqtt": MqttSource,
+        "feed": FeedSource,
     } == SOURCES
     assert isinstance(SimulatorSourceSettings().build(), SOURCES["simulator"])
 
