@@ -154,8 +154,9 @@ def delay_some(
     each report is sent exactly once, at the same moment. Rows are in send order
     (:data:`DUE`, then device and report number).
 
-    >>> sent = delay_some([1_000_000], [0], 0, 10_000_000, fraction=0.5,
-    ...                   max_delay_us=3_000_000, seed=1, salt=5)
+    >>> sent = delay_some(
+    ...     [1_000_000], [0], 0, 10_000_000, fraction=0.5, max_delay_us=3_000_000, seed=1, salt=5
+    ... )
     >>> bool((sent["_due_us"] >= sent["_event_us"]).all())
     True
     """
