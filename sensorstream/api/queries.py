@@ -35,7 +35,7 @@ from sensorstream.errors import ConfigError, StoreBusy, StoreError
 from sensorstream.store import Store
 from sensorstream.store.alert_history import HISTORY_SECTIONS, alert_history
 from sensorstream.store.alerts import with_actions
-from sensorstream.store.metrics import MetricsAnswer, compute_metrics
+from sensorstream.store.metrics import BodyError, MetricsAnswer, compute_metrics, parse_body
 
 StoreOpener = Callable[[], AbstractContextManager[Store]]
 ActionsOpener = Callable[[], AlertActions]
@@ -306,9 +306,9 @@ def compute_router(
     )
     async def metrics(request: Request) -> JSONResponse:
         try:
-            body = await request.json()
-        except ValueError:
-            return JSONResponse({"result": {}, "errors": ["the body is not JSON"]}, 400)
+            body = parse_body(await request.body())
+        except BodyError as error:
+            return JSONResponse({"result": {}, "errors": [str(error)]}, 400)
         try:
             # In a worker thread, as FastAPI runs the other (plain) endpoints: the query
             # would hold up every other request and the live stream on the event loop.

@@ -104,6 +104,13 @@ SCENARIOS: dict[str, Scenario] = {
             "pyflink-weather.md",
             "device1/2/3 every 2/5/10 s; 1-minute tumbling averages per device, as gauges",
         ),
+        Scenario(
+            "sensors",
+            "IoT sensors",
+            "iot-kafka-spark.md",
+            "temperature/humidity/pressure, a topic each at 1 Hz; live count/mean/min/max "
+            "per minute, repeats dropped, late readings handled; POST /compute/metrics",
+        ),
     )
 }
 

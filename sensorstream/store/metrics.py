@@ -13,8 +13,8 @@ its readings between the two instants, both included::
 
     {
         "result": {
-            "temperature": {"count": 61, "min": 2.0},
-            "humidity": {"average": 48.56, "max": 98.0},
+            "temperature": {"count": 61, "min": 2},
+            "humidity": {"average": 48.557377049180324, "max": 98},
         },
         "errors": [],
     }
@@ -25,6 +25,12 @@ in the request body", "Unexpected metric wrongMetric to compute for the sensor
 temperature"). Nothing valid to compute, a body that is not a JSON object, a time that is
 not ``YYYY-MM-DD HH:MM:SS`` or a range that ends before it starts is a 400 with the reason
 and an empty ``result``. Times without a zone are read in the pipeline's zone (UTC).
+``count`` is an integer, ``min`` and ``max`` have the measurement's type (integers for an
+``int`` one, as the document's sensors send) and ``average`` is a float; over a range
+without readings, ``count`` is 0 and the others are null.
+
+The body is JSON, read by :func:`parse_body`, which also takes a comma before a closing
+``}`` or ``]``: the reference design's own example request has one.
 
 One SQL query computes every metric asked for: DuckDB does the work, and the column names
 in it come only from the stored readings' own columns, never from the request.
@@ -32,6 +38,8 @@ in it come only from the stored readings' own columns, never from the request.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
@@ -41,6 +49,15 @@ import polars as pl
 from sensorstream.readings import TS
 from sensorstream.sinks.duckdb_tables import quote
 from sensorstream.store.query import Store
+
+__all__ = [
+    "METRICS",
+    "BodyError",
+    "MetricsAnswer",
+    "compute_metrics",
+    "parse_body",
+    "sensors",
+]
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 RANGE_KEYS = ("from", "to")
@@ -65,6 +82,42 @@ class MetricsAnswer:
     def body(self) -> dict[str, Any]:
         """The JSON body: ``result`` and ``errors``, as the reference design answers."""
         return {"result": self.result, "errors": self.errors}
+
+
+# A string (kept as it is), or a comma with only white space before a closing bracket.
+_TRAILING_COMMA = re.compile(r'("(?:[^"\\]|\\.)*")|,(\s*[}\]])')
+
+
+class BodyError(ValueError):
+    """A request body that is not JSON, with where it fails (for the 400's ``errors``)."""
+
+
+def parse_body(data: bytes) -> object:
+    """The request body as JSON; a trailing comma before ``}`` or ``]`` is forgiven.
+
+    >>> parse_body(b'{"temperature": ["count", "min",], "to": "x", }')
+    {'temperature': ['count', 'min'], 'to': 'x'}
+    >>> parse_body(b'{"a": ",}"}')
+    {'a': ',}'}
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        msg = f"the body is not UTF-8 text: {error.reason} at byte {error.start}"
+        raise BodyError(msg) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        forgiven = _TRAILING_COMMA.sub(
+            lambda m: m.group(1) if m.group(1) is not None else m.group(2), text
+        )
+        if forgiven != text:
+            try:
+                return json.loads(forgiven)
+            except json.JSONDecodeError:
+                pass
+        msg = f"the body is not JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        raise BodyError(msg) from None
 
 
 def sensors(store: Store, pipeline: str) -> list[str]:

@@ -59,7 +59,7 @@ from sensorstream.sources import (
     write_dataset,
 )
 from sensorstream.sources.base import Clock
-from sensorstream.sources.feeds import WeatherFeedSettings
+from sensorstream.sources.feeds import SensorFeedSettings, WeatherFeedSettings
 from sensorstream.sources.ingest_log import IngestLog
 from sensorstream.testing import ManualClock
 from tests.contract.kafka_source_sample import Resume, kafka_topic_of
@@ -219,6 +219,25 @@ def weather_feed(folder: Path) -> SourceSettings:
     )
 
 
+def sensor_feed(folder: Path) -> SourceSettings:
+    """The sensors scenario's temperature sensor for ten minutes: some twice, late, cut short."""
+    del folder
+    return FeedSourceSettings(
+        feed=SensorFeedSettings(
+            duplicate_fraction=0.05, delayed_fraction=0.1, max_delay=timedelta(seconds=40)
+        ),
+        seed=3,
+        start=datetime(2020, 1, 13, 15, 10, tzinfo=UTC),
+        duration=timedelta(minutes=10),
+        interval=timedelta(seconds=7),
+        malformed_fraction=0.05,
+    )
+
+
+SENSOR_FORMAT = ReadingFormat(
+    measurements={"value": "int"}, device_field="producer_id", time_field="timestamp"
+)
+
 WEATHER_FORMAT = ReadingFormat(
     measurements={"temperature": "float", "humidity": "float"},
     device_field="client",
@@ -248,7 +267,10 @@ SAMPLES: dict[str, tuple[Sample, ...]] = {
     "http": (Sample("posted", posted_requests),),
     "kafka": (Sample("topic", kafka_topic),),
     "mqtt": (Sample("received", received_messages),),
-    "feed": (Sample("weather", weather_feed, WEATHER_FORMAT),),
+    "feed": (
+        Sample("weather", weather_feed, WEATHER_FORMAT),
+        Sample("sensor", sensor_feed, SENSOR_FORMAT),
+    ),
 }
 """Samples by the name the source is registered under in ``SOURCES``."""
 

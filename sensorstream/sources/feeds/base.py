@@ -10,7 +10,8 @@ after a crash. That is what lets a test compute its reference from the same repo
 pipeline sees, and a benchmark replay exactly the demo's data.
 
 Devices report on a fixed period at their own phase (:func:`schedule`); a feed may add the
-imperfections its document lists as missing (duplicates: :func:`repeat_some`).
+imperfections its document lists as missing (duplicates: :func:`repeat_some`; reports sent
+later than they were taken, so they arrive late and out of order: :func:`delay_some`).
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ import polars as pl
 __all__ = [
     "DEVICE_INDEX",
     "DUE",
+    "EVENT",
     "KEY",
     "REPORT",
     "Feed",
+    "delay_some",
     "draws",
     "epoch_us",
     "iso_millis",
@@ -40,6 +43,7 @@ __all__ = [
 # Columns of a feed's frame that are not payload fields.
 KEY, DUE = "_key", "_due_us"
 DEVICE_INDEX, REPORT = "_device", "_report"
+EVENT = "_event_us"  # when a report was taken, where it is sent later (delay_some)
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
@@ -127,6 +131,44 @@ def repeat_some(frame: pl.DataFrame, fraction: float, seed: int, salt: int) -> p
     chance = draws(seed, frame[DEVICE_INDEX].to_numpy(), frame[REPORT].to_numpy(), salt)
     again = frame.filter(pl.Series(chance < fraction))
     return pl.concat([frame, again]).sort(DUE, DEVICE_INDEX, maintain_order=True)
+
+
+def delay_some(
+    periods_us: Sequence[int] | Ints,
+    phases_us: Sequence[int] | Ints,
+    low_us: int,
+    high_us: int,
+    *,
+    fraction: float,
+    max_delay_us: int,
+    seed: int,
+    salt: int,
+) -> pl.DataFrame:
+    """Each device's reports *sent* in ``[low_us, high_us)``, some of them held back.
+
+    As :func:`schedule`, plus :data:`EVENT`, when each report was taken. With probability
+    ``fraction`` a report is sent later than that, by up to ``max_delay_us`` (whole
+    milliseconds, its own draw), so it arrives out of order, or later than a pipeline's
+    watermark allows. The reports taken in ``[low_us - max_delay_us, high_us)`` are drawn
+    and those whose send time falls in ``[low_us, high_us)`` kept: however time is cut,
+    each report is sent exactly once, at the same moment. Rows are in send order
+    (:data:`DUE`, then device and report number).
+
+    >>> sent = delay_some(
+    ...     [1_000_000], [0], 0, 10_000_000, fraction=0.5, max_delay_us=3_000_000, seed=1, salt=5
+    ... )
+    >>> bool((sent["_due_us"] >= sent["_event_us"]).all())
+    True
+    """
+    taken = schedule(periods_us, phases_us, low_us - max(max_delay_us, 0), high_us)
+    devices, reports = taken[DEVICE_INDEX].to_numpy(), taken[REPORT].to_numpy()
+    held = draws(seed, devices, reports, salt) < fraction
+    delay_ms = np.ceil(draws(seed, devices, reports, salt + 1) * (max(max_delay_us, 0) // 1000))
+    delay_us = np.where(held, delay_ms.astype(np.int64) * 1000, 0)
+    sent = taken.with_columns(pl.col(DUE).alias(EVENT), (pl.col(DUE) + delay_us).alias(DUE))
+    return sent.filter(pl.col(DUE).is_between(low_us, high_us, closed="left")).sort(
+        DUE, DEVICE_INDEX, REPORT
+    )
 
 
 def iso_millis(moments_us: pl.Expr) -> pl.Expr:
