@@ -37,8 +37,8 @@ services: ## Install and start what the integration tests use: PostgreSQL, Mosqu
 	bash scripts/kafka.sh install
 	bash scripts/kafka.sh start
 
-demo: venv ## Run the demo: a simulated fleet, live on the dashboard at http://127.0.0.1:8000/
-	$(BIN)/sensorstream demo --open
+demo: venv ## Run every scenario live at once; their index at http://127.0.0.1:8000/
+	$(BIN)/sensorstream demo all --history 2m --open
 
 test: venv lint typecheck ## Lint, type-check, then run the whole test suite
 	$(BIN)/pytest

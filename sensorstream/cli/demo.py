@@ -1,12 +1,16 @@
 """``sensorstream demo``: the reference jobs as scenarios, or a generic simulated fleet.
 
 ``demo NAME`` runs one scenario of :mod:`sensorstream.scenarios` live (its feeds paced by
-the clock, its dashboard served); ``demo --list`` lists them; ``demo fleet`` is the
-generic fleet (per-device windows, two rules), sized by ``--devices`` and ``--window``.
+the clock, its dashboard served); ``demo all`` runs every one at once, with an index of
+their dashboards (:mod:`sensorstream.cli.demo_all`); ``demo --list`` lists them; ``demo
+fleet`` (or ``demo`` alone) is the generic fleet (per-device windows, two rules), sized by
+``--devices`` and ``--window``. ``--history`` starts the scenarios' devices that long ago,
+so the dashboard opens with windows already closed.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -16,17 +20,20 @@ from rich.text import Text
 from sensorstream.cli.failures import Option, friendly_errors
 from sensorstream.cli.running import console, duration_option, execute_spec, finish
 from sensorstream.display import safe_text
+from sensorstream.errors import ConfigError
 
-__all__ = ["FLEET", "demo"]
+__all__ = ["ALL", "FLEET", "demo"]
 
 FLEET = "fleet"
+ALL = "all"
 
 
 def demo(
     name: Annotated[
         str | None,
         typer.Argument(
-            help="The scenario (see --list), or fleet: a generic simulated fleet.",
+            help="The scenario (see --list), all of them at once, or fleet: a generic "
+            "simulated fleet.",
             show_default=False,
         ),
     ] = None,
@@ -46,8 +53,23 @@ def demo(
     duration: Annotated[
         str | None, typer.Option(help="Stop after this long (default: until Ctrl-C).")
     ] = None,
+    history: Annotated[
+        str | None,
+        typer.Option(
+            help="Start the scenario's devices this long ago: what they sent since comes "
+            "at once, so the dashboard opens with history (e.g. 2m).",
+            show_default=False,
+        ),
+    ] = None,
     serve: Annotated[bool, typer.Option(help="Serve the API while running.")] = True,
-    port: Annotated[int, typer.Option(help="The API's port.", min=0, max=65535)] = 8000,
+    port: Annotated[
+        int,
+        typer.Option(
+            help="The API's port (all: the index's; the scenarios' follow it; 0: free ones).",
+            min=0,
+            max=65535,
+        ),
+    ] = 8000,
     open_page: Annotated[
         bool, typer.Option("--open", help="Open the dashboard in a browser.")
     ] = False,
@@ -60,6 +82,7 @@ def demo(
         "window": Option("--window", window),
         "duration": Option("--duration", duration),
         "inject": Option("--inject", inject),
+        "history": Option("--history", history),
     }
     with friendly_errors(options):
         if list_scenarios:
@@ -68,11 +91,23 @@ def demo(
         if name is None or name == FLEET:
             _fleet(devices, window, duration, serve=serve, port=port, open_page=open_page)
             return
+        bounded = duration_option("--duration", duration) if duration else None
+        back = duration_option("--history", history) if history else None
+        if name == ALL:
+            if inject is not None:
+                msg = "--inject disturbs one scenario: run demo NAME --inject VALUE"
+                raise ConfigError(msg)
+            from sensorstream.cli.demo_all import demo_all
+
+            demo_all(port=port, duration=bounded, history=back, serve=serve, open_page=open_page)
+            return
         from sensorstream.scenarios import scenario
 
         chosen = scenario(name)
-        bounded = duration_option("--duration", duration) if duration else None
-        spec = chosen.spec(duration=bounded, inject=inject)
+        start = None if back is None else datetime.now(UTC) - back
+        if back is not None and bounded is not None:
+            bounded += back  # the feeds' duration counts from their start
+        spec = chosen.spec(duration=bounded, inject=inject, start=start)
         spec = spec.model_copy(update={"api": spec.api.overridden(serve=serve, port=port)})
         console.print(
             Text.assemble(
@@ -93,6 +128,7 @@ def _list() -> None:
         table.add_row(
             item.name, item.document, item.job, item.injection.help if item.injection else ""
         )
+    table.add_row(ALL, "", "every scenario above at once, with an index of their dashboards", "")
     table.add_row(FLEET, "", "a generic fleet: per-device windows and two rules", "")
     console.print(table)
 

@@ -19,7 +19,7 @@ import sys
 import webbrowser
 from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 from rich.text import Text
@@ -62,11 +62,18 @@ class EarlyWarning:
                 self.errors.print(warning)
 
 
+class Stoppable(Protocol):
+    """What a first Ctrl-C stops: a runner, or several (``demo all``)."""
+
+    def stop(self) -> None:
+        """Ask it to checkpoint and return after the current batch."""
+
+
 class Interrupts:
     """While active: the first SIGINT stops the runner cleanly, the second exits 130 at once."""
 
     def __init__(self) -> None:
-        self.runner: Runner | None = None
+        self.runner: Stoppable | None = None
         self.count = 0
         self._previous: Handler = signal.SIG_DFL
 
@@ -186,7 +193,7 @@ def _serving(runner: Runner, errors: Console, open_page: bool = False) -> Iterat
     errors.print(
         Text.assemble(("API: ", "bold"), safe_text(server.url), " (OpenAPI docs at /docs)")
     )
-    if open_page and _has_display():  # never a text browser taking over the terminal
+    if open_page and has_display():  # never a text browser taking over the terminal
         webbrowser.open(server.url + "/")
     for stream, path in server.ingest.items():
         errors.print(
@@ -205,7 +212,7 @@ def _serving(runner: Runner, errors: Console, open_page: bool = False) -> Iterat
         server.close()
 
 
-def _has_display() -> bool:
+def has_display() -> bool:
     """Whether a graphical browser can open here (macOS, Windows, or a Linux desktop)."""
     if sys.platform in ("darwin", "win32"):
         return True

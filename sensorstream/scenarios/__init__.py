@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -62,12 +62,15 @@ class Scenario:
         duration: timedelta | None = None,
         inject: str | None = None,
         changes: Mapping[str, Any] | None = None,
+        start: datetime | None = None,
     ) -> PipelineSpec:
         """The scenario's pipeline, its feeds paced or not, bounded, and disturbed as asked.
 
-        ``changes`` replaces top-level sections of the YAML (``sinks``, ``checkpoint``).
+        ``changes`` replaces top-level sections of the YAML (``sinks``, ``checkpoint``);
+        ``start`` is the feeds' first report (a live feed started in the past sends what
+        it would have sent since then at once, then keeps pace: a dashboard with history).
         """
-        if inject is None and live is None and duration is None and not changes:
+        if inject is None and live is None and duration is None and not changes and start is None:
             return parse_spec(self.text(), str(self.path()))
         data = yaml.safe_load(self.text())
         for stream, source in _feed_sources(data).items():
@@ -75,6 +78,8 @@ class Scenario:
                 source["live"] = live
             if duration is not None:
                 source["duration"] = f"{duration.total_seconds()}s"
+            if start is not None:
+                source["start"] = start.isoformat()
             if inject is not None and self.injection and stream == self.injection.stream:
                 source["feed"][self.injection.field] = inject
         if inject is not None and self.injection is None:
