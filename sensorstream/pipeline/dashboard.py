@@ -140,7 +140,10 @@ def views_of(
     ``outputs`` are the step graph's shapes by name (streams too).
     """
     rules = _threshold_rules(steps)
-    raw_of = _aggregated(steps)
+    named = {step.name for step in steps}
+    sources = [s for s, shape in outputs.items() if shape.kind is OutputKind.STREAM]
+    sources = [s for s in sources if s not in named]  # the input streams, not derived ones
+    raw_of = _aggregated(steps, sources)
     windowed = [s for s, shape in outputs.items() if shape.kind is OutputKind.RESULTS]
     gauges = declared.gauges
     if gauges is None:
@@ -167,7 +170,7 @@ def views_of(
         for measure in view.measures:
             _check_column(view.step, measure, outputs, "series")
         for measure in view.raw:
-            _check_column(READINGS, measure, outputs, "series.raw")
+            _check_raw(measure, sources, outputs)
     return Views(
         pipeline=name,
         title=declared.title or name,
@@ -200,11 +203,11 @@ def _threshold_rules(steps: Sequence[StepSpec]) -> list[dict[str, Any]]:
     return rules
 
 
-def _aggregated(steps: Sequence[StepSpec]) -> dict[str, str]:
-    """Each readings window's column and the raw measurement it aggregates."""
+def _aggregated(steps: Sequence[StepSpec], sources: Sequence[str]) -> dict[str, str]:
+    """Each input stream's window column and the raw measurement it aggregates."""
     raw_of: dict[str, str] = {}
     for step in steps:
-        if isinstance(step, WindowStepSpec) and step.input == READINGS:
+        if isinstance(step, WindowStepSpec) and step.input in sources:
             for text in step.aggregates:
                 aggregate = parse_aggregate(text)
                 if aggregate.measurement is not None:
@@ -274,6 +277,21 @@ def _keyed(view: _View, outputs: dict[str, Shape], section: str) -> _View:
         )
         raise ConfigError(msg)
     return view
+
+
+def _check_raw(measure: str, sources: Sequence[str], outputs: dict[str, Shape]) -> None:
+    """A raw measurement must be one of an input stream's (raw readings are stored per stream)."""
+    for stream in sources:
+        columns = outputs[stream].columns
+        if columns is None or measure in columns:
+            return
+    if not sources:
+        _check_column(READINGS, measure, outputs, "series.raw")
+    known = ", ".join(sorted({c for s in sources for c in outputs[s].columns or {}}))
+    which = repr(sources[0]) if len(sources) == 1 else f"no input stream ({', '.join(sources)})"
+    verb = "has no column" if len(sources) == 1 else "has a column"
+    msg = f"dashboard.series.raw: {which} {verb} {measure!r}; there are: {known}"
+    raise ConfigError(msg)
 
 
 def _check_column(step: str, column: str, outputs: dict[str, Shape], section: str) -> None:

@@ -323,3 +323,38 @@ def test_a_gauge_keeps_the_direction_it_declares() -> None:
     (gauge,) = parse_spec(text).views().gauges
 
     assert gauge.direction == "below"
+
+
+SEVERAL_STREAMS = """\
+name: sensors
+streams:
+  temperature:
+    source: {type: simulator, devices: 2}
+    readings: {measurements: {temperature: float}}
+  humidity:
+    source: {type: simulator, devices: 2}
+    readings: {measurements: {humidity: float}}
+steps:
+  - name: temperature_1m
+    input: temperature
+    window: {type: tumbling, size: 1m}
+    aggregates: [mean(temperature)]
+  - name: humidity_1m
+    input: humidity
+    window: {type: tumbling, size: 1m}
+    aggregates: [mean(humidity)]
+"""
+
+
+def test_raw_readings_beside_a_series_come_from_whichever_input_stream_has_them() -> None:
+    views = parse_spec(SEVERAL_STREAMS).views()
+    assert [(v.step, v.raw) for v in views.series] == [
+        ("temperature_1m", ["temperature"]),
+        ("humidity_1m", ["humidity"]),
+    ]
+    declared = with_dashboard(
+        "series:\n  - {step: humidity_1m, measures: [humidity_mean], raw: [pressure]}\n",
+        SEVERAL_STREAMS,
+    )
+    with pytest.raises(ConfigError, match=r"no input stream \(temperature, humidity\)"):
+        parse_spec(declared).views()
