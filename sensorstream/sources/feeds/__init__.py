@@ -11,12 +11,22 @@ from typing import Annotated
 from pydantic import Field
 
 from sensorstream.sources.feeds.base import Feed
+from sensorstream.sources.feeds.rooms import RoomsFeed, RoomsFeedSettings
 from sensorstream.sources.feeds.weather import WeatherFeed, WeatherFeedSettings
 
-FeedSettings = Annotated[WeatherFeedSettings, Field(discriminator="kind")]
+FeedSettings = Annotated[WeatherFeedSettings | RoomsFeedSettings, Field(discriminator="kind")]
 
 FEEDS: dict[str, type[Feed]] = {
     "weather": WeatherFeed,
+    "rooms": RoomsFeed,
 }
 
-__all__ = ["FEEDS", "Feed", "FeedSettings", "WeatherFeed", "WeatherFeedSettings"]
+__all__ = [
+    "FEEDS",
+    "Feed",
+    "FeedSettings",
+    "RoomsFeed",
+    "RoomsFeedSettings",
+    "WeatherFeed",
+    "WeatherFeedSettings",
+]
