@@ -42,7 +42,7 @@ from sensorstream.sources.feeds.base import (
     schedule,
 )
 
-__all__ = ["RoomsFeed", "RoomsFeedSettings", "SIDES"]
+__all__ = ["SIDES", "RoomsFeed", "RoomsFeedSettings"]
 
 SIDES = ("IN", "OUT")  # device 2r is room r's IN sensor, 2r + 1 its OUT sensor
 _SECOND_US = 1_000_000
@@ -117,7 +117,8 @@ class RoomsFeed(Feed):
         turn = np.mod(moments, cycle) / cycle + (devices // 2) / rooms
         noise = np.floor(draws(seed, devices, numbers, salt=2) * (2 * _NOISE + 1)) - _NOISE
         value = np.round(middle + swing * np.sin(2 * math.pi * turn)) + noise
-        return np.clip(value, low, high)
+        clipped: Floats = np.clip(value, low, high)
+        return clipped
 
 
 def _micros(value: timedelta) -> int:

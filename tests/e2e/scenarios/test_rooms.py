@@ -45,8 +45,10 @@ def run(tmp_path: Path, inject: str | None) -> duckdb.DuckDBPyConnection:
 def reference_windows(overheat: str | None) -> pl.DataFrame:
     """Each room's and side's 5 s means, computed from the feed's reports."""
     start = epoch_us(DEFAULT_START)
-    reports = RoomsFeedSettings(overheat=overheat).build().reports(
-        start, start + SECONDS * SECOND, seed=0
+    reports = (
+        RoomsFeedSettings(overheat=overheat)
+        .build()
+        .reports(start, start + SECONDS * SECOND, seed=0)
     )
     parts = pl.col("roomId").str.split("_")
     return (
@@ -62,7 +64,7 @@ def reference_windows(overheat: str | None) -> pl.DataFrame:
 
 
 def stored(db: duckdb.DuckDBPyConnection, step: str, side: str) -> pl.DataFrame:
-    frame = db.sql(
+    frame: pl.DataFrame = db.sql(
         f"SELECT room, epoch_us(window_start) AS window_us, temperature, count, final "
         f"FROM results_rooms_{step} ORDER BY room, window_start"
     ).pl()
@@ -133,8 +135,12 @@ def test_the_stored_windows_and_relation_equal_the_reference(tmp_path: Path) -> 
     reference = reference_windows("room3")
     got = pl.concat([stored(db, "rooms_in", "IN"), stored(db, "rooms_out", "OUT")])
     columns = ["room", "side", "window_us", "temperature", "count"]
-    assert got.select(columns).sort(columns[:3]).equals(
-        reference.select(columns).sort(columns[:3]).with_columns(pl.col("count").cast(pl.Int64))
+    assert (
+        got.select(columns)
+        .sort(columns[:3])
+        .equals(
+            reference.select(columns).sort(columns[:3]).with_columns(pl.col("count").cast(pl.Int64))
+        )
     )
     sides = reference.pivot("side", index=["room", "window_us"], values="temperature")
     relation = db.sql(
