@@ -104,6 +104,18 @@ SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
     for scenario in (
         Scenario(
+            "rooms",
+            "Rooms IN/OUT",
+            "heatmap-alert.md",
+            "5 rooms x IN/OUT at 5 readings/s; 5 s averages, their relation as a heatmap, "
+            "gauges at 10/20/30, an alert on two consecutive warnings",
+            injection=Injection(
+                "readings",
+                "overheat",
+                "a room (room1..room5) whose IN sensor overheats 30 s of every 2 minutes",
+            ),
+        ),
+        Scenario(
             "weather",
             "Weather stations",
             "pyflink-weather.md",

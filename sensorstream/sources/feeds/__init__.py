@@ -11,12 +11,17 @@ from typing import Annotated
 from pydantic import Field
 
 from sensorstream.sources.feeds.base import Feed
+from sensorstream.sources.feeds.rooms import RoomsFeed, RoomsFeedSettings
 from sensorstream.sources.feeds.sensors import SensorFeed, SensorFeedSettings
 from sensorstream.sources.feeds.weather import WeatherFeed, WeatherFeedSettings
 
-FeedSettings = Annotated[WeatherFeedSettings | SensorFeedSettings, Field(discriminator="kind")]
+FeedSettings = Annotated[
+    RoomsFeedSettings | WeatherFeedSettings | SensorFeedSettings,
+    Field(discriminator="kind"),
+]
 
 FEEDS: dict[str, type[Feed]] = {
+    "rooms": RoomsFeed,
     "weather": WeatherFeed,
     "sensor": SensorFeed,
 }
@@ -25,6 +30,8 @@ __all__ = [
     "FEEDS",
     "Feed",
     "FeedSettings",
+    "RoomsFeed",
+    "RoomsFeedSettings",
     "SensorFeed",
     "SensorFeedSettings",
     "WeatherFeed",
