@@ -9,6 +9,7 @@ topics a publisher needs, and :func:`offsets_at` finds where a moment falls in a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,8 @@ __all__ = [
     "parse_kafka_url",
     "produce_waiting",
 ]
+
+logger = logging.getLogger("sensorstream.kafka")
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 _FULL_QUEUE_WAIT_S = 0.05
@@ -101,7 +104,7 @@ def ensure_topics(
     A topic that exists is left as it is. An unreachable cluster is a
     :class:`~sensorstream.errors.SourceError` naming it, within ``timeout_s``.
     """
-    admin = AdminClient(connection.client())
+    admin = AdminClient(connection.client(), logger=logger)  # not librdkafka's stderr
     where = connection.bootstrap
     try:
         existing = admin.list_topics(timeout=timeout_s).topics

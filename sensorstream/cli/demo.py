@@ -1,13 +1,15 @@
 """``sensorstream demo``: the reference jobs as scenarios, or a generic simulated fleet.
 
 ``demo NAME`` runs one scenario of :mod:`sensorstream.scenarios` live (its feeds paced by
-the clock, its dashboard served); ``demo --list`` lists them; ``demo fleet`` is the
-generic fleet (per-device windows, two rules), sized by ``--devices`` and ``--window``.
+the clock, its dashboard served); ``demo NAME --to mqtt://...`` or ``--to kafka://...``
+runs it through that broker (:mod:`sensorstream.scenarios.brokers`); ``demo --list``
+lists them; ``demo fleet`` is the generic fleet (per-device windows, two rules), sized by
+``--devices`` and ``--window``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -16,6 +18,11 @@ from rich.text import Text
 from sensorstream.cli.failures import Option, friendly_errors
 from sensorstream.cli.running import console, duration_option, execute_spec, finish
 from sensorstream.display import safe_text
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from sensorstream.scenarios import Scenario
 
 __all__ = ["FLEET", "demo"]
 
@@ -46,6 +53,15 @@ def demo(
     duration: Annotated[
         str | None, typer.Option(help="Stop after this long (default: until Ctrl-C).")
     ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="Run it through a broker: mqtt://HOST:PORT/TOPIC or kafka://HOST:PORT/TOPIC "
+            "(one topic per stream under TOPIC).",
+            show_default=False,
+        ),
+    ] = None,
     serve: Annotated[bool, typer.Option(help="Serve the API while running.")] = True,
     port: Annotated[int, typer.Option(help="The API's port.", min=0, max=65535)] = 8000,
     open_page: Annotated[
@@ -72,6 +88,9 @@ def demo(
 
         chosen = scenario(name)
         bounded = duration_option("--duration", duration) if duration else None
+        if to is not None:
+            _through(chosen, to, bounded, inject, serve=serve, port=port, open_page=open_page)
+            return
         spec = chosen.spec(duration=bounded, inject=inject)
         spec = spec.model_copy(update={"api": spec.api.overridden(serve=serve, port=port)})
         console.print(
@@ -82,6 +101,58 @@ def demo(
             )
         )
         finish(execute_spec(spec, fresh=True, progress=False, open_page=open_page))
+
+
+def _through(
+    chosen: Scenario,
+    to: str,
+    duration: timedelta | None,
+    inject: str | None,
+    *,
+    serve: bool,
+    port: int,
+    open_page: bool,
+) -> None:
+    """A scenario through a broker: its feeds published there, its pipeline reading them."""
+    from sensorstream.scenarios.brokers import Journey
+
+    journey = Journey.of(chosen, to, duration=duration, inject=inject)
+    spec = journey.spec
+    spec = spec.model_copy(update={"api": spec.api.overridden(serve=serve, port=port)})
+    journey.spec = spec
+    journey.open()  # a broker it cannot reach fails here, before the pipeline starts
+    console.print(
+        Text.assemble(
+            ("sensorstream demo ", "bold"),
+            safe_text(chosen.name, "bold"),
+            f": {chosen.job} (as in {chosen.document}), through ",
+            safe_text(journey.route.url),
+            ". Ctrl-C to stop.",
+        )
+    )
+    for stream, published, read in journey.streams():
+        console.print(
+            Text.assemble(
+                "  publishing stream ",
+                safe_text(stream, "bold"),
+                " to ",
+                safe_text(published),
+                "; the pipeline reads ",
+                safe_text(read),
+            )
+        )
+    try:
+        outcome = execute_spec(
+            spec,
+            fresh=True,
+            progress=False,
+            open_page=open_page,
+            sources=journey.sources(),
+            beside=journey.running(),
+        )
+    finally:
+        journey.stop()  # also when the pipeline failed before publishing began
+    finish(outcome)
 
 
 def _list() -> None:

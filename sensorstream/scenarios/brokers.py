@@ -20,7 +20,8 @@ and a bounded run (a ``duration``) ends once its sources have read all that was 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Journey", "Route", "routed"]
 
+_REACH_TIMEOUT_S = 5.0  # an unreachable Kafka is said within this
 _URL_HELP = "--to takes mqtt://HOST:PORT/TOPIC or kafka://HOST:PORT/TOPIC"
 
 
@@ -121,6 +123,12 @@ class Route:
             "clean_start": True,  # what an earlier run left queued is not this run's
         }
 
+    def reading(self, stream: str, pipeline: str) -> str:
+        """What the pipeline reads ``stream`` from, said for a person."""
+        if self.scheme == "kafka":
+            return f"topic {self.read_from(stream)} as group sensorstream-{pipeline}"
+        return f"topic filter {self.read_from(stream)} at QoS 1, through its durable log"
+
     def publisher(self, stream: str) -> Publisher:
         """A publisher of ``stream``'s topic (connected, for MQTT)."""
         host = f"{self.scheme}://{self.address}/"
@@ -130,7 +138,8 @@ class Route:
         """Create the Kafka topics that are missing; an unreachable broker fails here."""
         if self.scheme == "kafka":
             connection = KafkaConnection(bootstrap=self.address)
-            ensure_topics(connection, [self.topic_of(stream) for stream in streams])
+            topics = [self.topic_of(stream) for stream in streams]
+            ensure_topics(connection, topics, timeout_s=_REACH_TIMEOUT_S)
 
 
 def routed(data: dict[str, Any], route: Route, began: datetime) -> dict[str, Any]:
@@ -185,9 +194,14 @@ class Journey:
         self.wrapped: dict[str, UntilPublished] = {}
 
     def streams(self) -> list[tuple[str, str, str]]:
-        """Each stream with the topic it is published to and what the pipeline reads."""
+        """Each stream, where it is published (a ``--to`` address) and what reads it."""
+        where = f"{self.route.scheme}://{self.route.address}/"
         return [
-            (stream, self.route.topic_of(stream), self.route.read_from(stream))
+            (
+                stream,
+                where + self.route.topic_of(stream),
+                self.route.reading(stream, self.spec.name),
+            )
             for stream in self.feeds
         ]
 
@@ -226,6 +240,21 @@ class Journey:
             inner = source.inner
             if isinstance(inner, MqttSource) and inner.log_dir is not None:
                 shutil.rmtree(inner.log_dir, ignore_errors=True)
+
+    @contextmanager
+    def running(self, *, fresh: bool = True) -> Iterator[Journey]:
+        """Publishing while the body runs the pipeline (made with :meth:`sources`).
+
+        Enter it once the runner is made (it placed the MQTT logs, which a fresh run
+        deletes) and before it runs; publishing stops when the body ends.
+        """
+        if fresh:
+            self.clear_logs()
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
 
     def start(self) -> None:
         """Start publishing (it waits until the MQTT sources have subscribed)."""

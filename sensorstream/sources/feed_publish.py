@@ -103,6 +103,9 @@ class FeedPublishing:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        elif not self.finished.is_set():  # never started: only the connections to close
+            self._close()
+            self.finished.set()
 
     def check(self) -> None:
         """Raise :class:`~sensorstream.errors.SourceError` if publishing failed."""
