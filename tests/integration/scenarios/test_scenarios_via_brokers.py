@@ -14,17 +14,19 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
 import polars as pl
 import pytest
+import yaml
 from polars.testing import assert_frame_equal
 
+from sensorstream.pipeline.spec import parse_spec
 from sensorstream.runtime.runner import Runner
 from sensorstream.scenarios import scenario
-from sensorstream.scenarios.brokers import Journey
+from sensorstream.scenarios.brokers import Journey, Route, routed
 from sensorstream.sources.feeds.base import DUE, epoch_us
 from sensorstream.sources.feeds.weather import WeatherFeedSettings
 from sensorstream.sources.synthetic import DEFAULT_START
@@ -143,6 +145,70 @@ def test_a_kafka_rerun_reads_only_its_own_reports(kafka: KafkaBroker, tmp_path: 
     again, lines = run_through(url, tmp_path / "again")  # the topic holds both runs now
     assert lines == 1440
     assert_frame_equal(again, first)
+
+
+TWO_STREAMS = """
+name: two_streams
+streams:
+  north:
+    source: {type: feed, feed: {kind: weather, devices: {n1: 2s, n2: 5s}}, duration: 20m}
+    readings: &weather
+      device_field: client
+      time_field: ts
+      measurements: {temperature: float, humidity: float}
+  south:
+    source: {type: feed, feed: {kind: weather, devices: {s1: 3s}}, seed: 5, duration: 20m}
+    readings: *weather
+steps:
+  - {name: north_1m, input: north, window: {type: tumbling, size: 1m}, aggregates: [count]}
+  - name: south_1m
+    input: south
+    window: {type: tumbling, size: 1m}
+    aggregates: [count, mean(temperature) as t]
+sinks: [{type: duckdb, path: "{folder}/two.duckdb"}]
+checkpoint: {dir: "{folder}/checkpoints", interval: 1s}
+api: {serve: false}
+"""
+
+
+def two_streams(folder: Path) -> pl.DataFrame:
+    with duckdb.connect(str(folder / "two.duckdb"), read_only=True) as con:
+        north: pl.DataFrame = con.sql(
+            "SELECT * EXCLUDE (updated_at) FROM results_two_streams_north_1m"
+        ).pl()
+        south: pl.DataFrame = con.sql(
+            "SELECT * EXCLUDE (updated_at) FROM results_two_streams_south_1m"
+        ).pl()
+    return pl.concat([north.with_columns(t=None), south], how="diagonal_relaxed").sort(
+        "device_id", "window_start"
+    )
+
+
+@pytest.mark.parametrize("broker", ["kafka", "mosquitto"])
+def test_every_feed_stream_of_a_pipeline_goes_through_a_topic_of_its_own(
+    broker: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    if broker == "kafka":
+        url = f"kafka://{request.getfixturevalue('kafka').bootstrap}/two-{uuid.uuid4().hex[:10]}"
+    else:
+        url = f"{request.getfixturevalue('mosquitto').url}/two-{uuid.uuid4().hex[:10]}"
+    embedded = parse_spec(TWO_STREAMS.replace("{folder}", str(tmp_path / "embedded")))
+    Runner(embedded, fresh=True).run()
+    data = routed(
+        yaml.safe_load(TWO_STREAMS.replace("{folder}", str(tmp_path / "through"))),
+        Route.parse(url),
+        datetime.now(UTC),
+    )
+    journey = Journey(embedded, parse_spec(yaml.safe_dump(data)), Route.parse(url)).open()
+    assert [s for s, _, _ in journey.streams()] == ["north", "south"]
+    runner = Runner(journey.spec, sources=journey.sources(), fresh=True)
+    with journey.running():
+        summary = runner.run()
+    assert summary.counters.get("stream:north:lines") == 600 + 240
+    assert summary.counters.get("stream:south:lines") == 400
+    through = two_streams(tmp_path / "through")
+    assert set(through["device_id"]) == {"n1", "n2", "s1"}
+    assert_frame_equal(through, two_streams(tmp_path / "embedded"))
 
 
 def sensorstream(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
