@@ -1,17 +1,19 @@
 """``sensorstream demo``: the reference jobs as scenarios, or a generic simulated fleet.
 
 ``demo NAME`` runs one scenario of :mod:`sensorstream.scenarios` live (its feeds paced by
-the clock, its dashboard served); ``demo all`` runs every one at once, with an index of
-their dashboards (:mod:`sensorstream.cli.demo_all`); ``demo --list`` lists them; ``demo
-fleet`` (or ``demo`` alone) is the generic fleet (per-device windows, two rules), sized by
-``--devices`` and ``--window``. ``--history`` starts the scenarios' devices that long ago,
-so the dashboard opens with windows already closed.
+the clock, its dashboard served); ``demo NAME --to mqtt://...`` or ``--to kafka://...``
+runs it through that broker (:mod:`sensorstream.scenarios.brokers`); ``demo all`` runs
+every one at once, with an index of their dashboards (:mod:`sensorstream.cli.demo_all`);
+``demo --list`` lists them; ``demo fleet`` (or ``demo`` alone) is the generic fleet
+(per-device windows, two rules), sized by ``--devices`` and ``--window``. ``--history``
+starts the scenarios' devices that long ago, so the dashboard opens with windows already
+closed.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -21,6 +23,11 @@ from sensorstream.cli.failures import Option, friendly_errors
 from sensorstream.cli.running import console, duration_option, execute_spec, finish
 from sensorstream.display import safe_text
 from sensorstream.errors import ConfigError
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from sensorstream.scenarios import Scenario
 
 __all__ = ["ALL", "FLEET", "demo"]
 
@@ -61,6 +68,15 @@ def demo(
             show_default=False,
         ),
     ] = None,
+    to: Annotated[
+        str | None,
+        typer.Option(
+            "--to",
+            help="Run it through a broker: mqtt://HOST:PORT/TOPIC or kafka://HOST:PORT/TOPIC "
+            "(one topic per stream under TOPIC).",
+            show_default=False,
+        ),
+    ] = None,
     serve: Annotated[bool, typer.Option(help="Serve the API while running.")] = True,
     port: Annotated[
         int,
@@ -97,6 +113,9 @@ def demo(
             if inject is not None:
                 msg = "--inject disturbs one scenario: run demo NAME --inject VALUE"
                 raise ConfigError(msg)
+            if to is not None:
+                msg = "--to runs one scenario through a broker: run demo NAME --to URL"
+                raise ConfigError(msg)
             from sensorstream.cli.demo_all import demo_all
 
             demo_all(port=port, duration=bounded, history=back, serve=serve, open_page=open_page)
@@ -104,6 +123,12 @@ def demo(
         from sensorstream.scenarios import scenario
 
         chosen = scenario(name)
+        if to is not None:
+            if back is not None:
+                msg = "--history and --to do not go together: a broker run starts now"
+                raise ConfigError(msg)
+            _through(chosen, to, bounded, inject, serve=serve, port=port, open_page=open_page)
+            return
         start = None if back is None else datetime.now(UTC) - back
         if back is not None and bounded is not None:
             bounded += back  # the feeds' duration counts from their start
@@ -117,6 +142,58 @@ def demo(
             )
         )
         finish(execute_spec(spec, fresh=True, progress=False, open_page=open_page))
+
+
+def _through(
+    chosen: Scenario,
+    to: str,
+    duration: timedelta | None,
+    inject: str | None,
+    *,
+    serve: bool,
+    port: int,
+    open_page: bool,
+) -> None:
+    """A scenario through a broker: its feeds published there, its pipeline reading them."""
+    from sensorstream.scenarios.brokers import Journey
+
+    journey = Journey.of(chosen, to, duration=duration, inject=inject)
+    spec = journey.spec
+    spec = spec.model_copy(update={"api": spec.api.overridden(serve=serve, port=port)})
+    journey.spec = spec
+    journey.open()  # a broker it cannot reach fails here, before the pipeline starts
+    console.print(
+        Text.assemble(
+            ("sensorstream demo ", "bold"),
+            safe_text(chosen.name, "bold"),
+            f": {chosen.job} (as in {chosen.document}), through ",
+            safe_text(journey.route.url),
+            ". Ctrl-C to stop.",
+        )
+    )
+    for stream, published, read in journey.streams():
+        console.print(
+            Text.assemble(
+                "  publishing stream ",
+                safe_text(stream, "bold"),
+                " to ",
+                safe_text(published),
+                "; the pipeline reads ",
+                safe_text(read),
+            )
+        )
+    try:
+        outcome = execute_spec(
+            spec,
+            fresh=True,
+            progress=False,
+            open_page=open_page,
+            sources=journey.sources(),
+            beside=journey.running(),
+        )
+    finally:
+        journey.stop()  # also when the pipeline failed before publishing began
+    finish(outcome)
 
 
 def _list() -> None:

@@ -17,7 +17,8 @@ import os
 import signal
 import sys
 import webbrowser
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from sensorstream.pipeline.spec import PipelineSpec
     from sensorstream.runtime.counters import Counters
     from sensorstream.runtime.runner import Runner
-    from sensorstream.sources.base import SourceBatch
+    from sensorstream.sources.base import Source, SourceBatch
 
 # What signal.signal returns and takes back.
 Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
@@ -106,11 +107,15 @@ def execute(
     console: Console,
     errors: Console,
     open_page: bool = False,
+    sources: Mapping[str, Source] | None = None,
+    beside: AbstractContextManager[object] | None = None,
 ) -> Outcome:
     """Run ``spec`` to the end of its source, or until Ctrl-C; returns how it went.
 
     The pipeline's API is served while it runs, as its ``api:`` section says, with the
-    dashboard at its root (opened in a browser with ``open_page``).
+    dashboard at its root (opened in a browser with ``open_page``). ``sources`` replace
+    streams' sources by name; ``beside`` is entered once the runner is made, just before
+    it runs, and left when it ends (what feeds it from outside: a scenario's publisher).
     """
     from sensorstream.runtime.runner import Runner
     from sensorstream.sinks import DuckDBSinkSettings
@@ -118,9 +123,14 @@ def execute(
     warn_early = EarlyWarning(errors)
     with Interrupts() as interrupts:
         if not progress:
-            runner = Runner(spec, fresh=fresh, on_batch=lambda _, counters: warn_early(counters))
+            runner = Runner(
+                spec,
+                sources=sources,
+                fresh=fresh,
+                on_batch=lambda _, counters: warn_early(counters),
+            )
             interrupts.runner = runner
-            with _serving(runner, errors, open_page):
+            with _serving(runner, errors, open_page), beside or contextlib.nullcontext():
                 summary = runner.run()
         else:
             from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -146,9 +156,9 @@ def execute(
                     )
                     warn_early(counters)
 
-                runner = Runner(spec, fresh=fresh, on_batch=advance)
+                runner = Runner(spec, sources=sources, fresh=fresh, on_batch=advance)
                 interrupts.runner = runner
-                with _serving(runner, errors, open_page):
+                with _serving(runner, errors, open_page), beside or contextlib.nullcontext():
                     summary = runner.run()
     return Outcome(
         summary=summary,

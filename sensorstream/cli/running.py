@@ -20,10 +20,13 @@ from sensorstream.display import safe_text
 from sensorstream.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from contextlib import AbstractContextManager
     from datetime import timedelta
 
     from sensorstream.cli.summary import Outcome
     from sensorstream.pipeline.spec import PipelineSpec
+    from sensorstream.sources.base import Source
 
 __all__ = ["console", "duration_option", "execute_spec", "finish"]
 
@@ -31,13 +34,29 @@ console = Console(highlight=False, soft_wrap=True)
 
 
 def execute_spec(
-    spec: PipelineSpec, *, fresh: bool, progress: bool, open_page: bool = False
+    spec: PipelineSpec,
+    *,
+    fresh: bool,
+    progress: bool,
+    open_page: bool = False,
+    sources: Mapping[str, Source] | None = None,
+    beside: AbstractContextManager[object] | None = None,
 ) -> Outcome:
-    """Run a pipeline to its end (or Ctrl-C), with progress if asked, and say how it went."""
+    """Run a pipeline to its end (or Ctrl-C), with progress if asked, and say how it went.
+
+    ``sources`` and ``beside`` are :func:`~sensorstream.cli.execute.execute`'s.
+    """
     from sensorstream.cli.execute import execute
 
     return execute(
-        spec, fresh=fresh, progress=progress, console=console, errors=errors, open_page=open_page
+        spec,
+        fresh=fresh,
+        progress=progress,
+        console=console,
+        errors=errors,
+        open_page=open_page,
+        sources=sources,
+        beside=beside,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -63,14 +63,19 @@ class Scenario:
         inject: str | None = None,
         changes: Mapping[str, Any] | None = None,
         start: datetime | None = None,
+        via: str | None = None,
     ) -> PipelineSpec:
         """The scenario's pipeline, its feeds paced or not, bounded, and disturbed as asked.
 
         ``changes`` replaces top-level sections of the YAML (``sinks``, ``checkpoint``);
+        ``changes`` replaces top-level sections of the YAML (``sinks``, ``checkpoint``);
         ``start`` is the feeds' first report (a live feed started in the past sends what
-        it would have sent since then at once, then keeps pace: a dashboard with history).
+        it would have sent since then at once, then keeps pace: a dashboard with history);
+        ``via`` (``mqtt://HOST:PORT/TOPIC``, ``kafka://HOST:PORT/TOPIC``) reads each feed's
+        stream from that broker instead (:mod:`sensorstream.scenarios.brokers`).
         """
-        if inject is None and live is None and duration is None and not changes and start is None:
+        unchanged = inject is None and live is None and duration is None and not changes
+        if unchanged and start is None and not via:
             return parse_spec(self.text(), str(self.path()))
         data = yaml.safe_load(self.text())
         for stream, source in _feed_sources(data).items():
@@ -86,6 +91,10 @@ class Scenario:
             msg = f"scenario {self.name!r} has nothing to inject"
             raise ConfigError(msg)
         data.update(changes or {})
+        if via is not None:
+            from sensorstream.scenarios.brokers import Route, routed
+
+            data = routed(data, Route.parse(via), datetime.now(UTC))
         origin = f"{self.path()} (as changed for this run)"
         return parse_spec(yaml.safe_dump(data, sort_keys=False), origin)
 

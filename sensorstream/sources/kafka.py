@@ -9,7 +9,8 @@ partition and offset. An empty message (a tombstone) counts as a blank line.
 **Positions and delivery.** A partition's position is the next offset to read. The
 pipeline's checkpoint is the source of truth: on assignment the runner restores the
 partition's unit and the consumer seeks to its position (a partition without one starts at
-``start``: the earliest retained offset by default). Offsets are committed to the group
+``start``: the earliest retained offset by default, the end, or the first message produced
+at or after a given moment). Offsets are committed to the group
 only after a checkpoint holding them is saved, so the committed offset never runs ahead
 of what is durable in the store (it shows the group's lag to Kafka's tools). Delivery is
 at least once (a crash replays from the checkpoint) and the sinks' writes are idempotent,
@@ -30,7 +31,7 @@ import logging
 import re
 from collections.abc import Generator, Mapping
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import polars as pl
 from confluent_kafka import (
@@ -42,11 +43,11 @@ from confluent_kafka import (
     Message,
     TopicPartition,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from sensorstream.brokers.kafka import KafkaConnection
+from sensorstream.brokers.kafka import KafkaConnection, offsets_at
 from sensorstream.durations import Duration
-from sensorstream.errors import SourceError
+from sensorstream.errors import ConfigError, SourceError
 from sensorstream.readings import ReadingFormat, decode_json_lines, empty_dead_letters
 from sensorstream.sources.base import (
     Clock,
@@ -61,6 +62,10 @@ logger = logging.getLogger("sensorstream.kafka")
 _LINE = re.compile(r"^line (\d+) of ")
 _METADATA_TIMEOUT_S = 10.0
 
+# Where a partition without a checkpoint starts: its earliest retained offset, its end, or
+# the first message produced at or after a moment (what an earlier run left is skipped).
+Start: TypeAlias = Literal["earliest", "latest"] | datetime
+
 
 class KafkaSource(Source):
     """Reads one topic's partitions as a member of a consumer group; see the module."""
@@ -74,13 +79,16 @@ class KafkaSource(Source):
         *,
         connection: KafkaConnection | None = None,
         group: str = "sensorstream",
-        start: Literal["earliest", "latest"] = "earliest",
+        start: Start = "earliest",
         until_end: bool = False,
         batch_messages: int = 20_000,
         poll_timeout_s: float = 0.1,
     ) -> None:
         self.topic = topic
         self.connection = connection or KafkaConnection()
+        if isinstance(start, datetime) and start.utcoffset() is None:
+            msg = f"start must have a time zone (e.g. 2026-12-03T10:00:00Z), got {start}"
+            raise ConfigError(msg)
         self.group = group
         self.start = start
         self.until_end = until_end
@@ -239,14 +247,20 @@ class KafkaSource(Source):
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions]
         resume = dict(self._listener.assigned(numbers)) if self._listener is not None else {}
-        default = OFFSET_BEGINNING if self.start == "earliest" else OFFSET_END
+        starts = self._starts(consumer, [n for n in numbers if n not in resume])
         for tp in partitions:
-            tp.offset = resume.get(tp.partition, default)
+            tp.offset = resume.get(tp.partition, starts.get(tp.partition, OFFSET_BEGINNING))
             if tp.partition in resume:
                 self._next[tp.partition] = resume[tp.partition]
         self._assigned |= set(numbers)
         consumer.assign(partitions)
         logger.info("kafka: %s assigned partitions %s", self.topic, numbers)
+
+    def _starts(self, consumer: Consumer, numbers: list[int]) -> dict[int, int]:
+        """Where each partition without a checkpoint starts, as ``start`` says."""
+        if isinstance(self.start, datetime):
+            return offsets_at(consumer, self.topic, numbers, self.start)
+        return dict.fromkeys(numbers, OFFSET_BEGINNING if self.start == "earliest" else OFFSET_END)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = [tp.partition for tp in partitions if tp.partition in self._assigned]
@@ -271,7 +285,7 @@ class KafkaSource(Source):
                 "group.id": self.group,
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
-                "auto.offset.reset": self.start,
+                "auto.offset.reset": self.start if isinstance(self.start, str) else "earliest",
                 "partition.assignment.strategy": "range",
                 "client.id": f"sensorstream-{self.group}",
             }
@@ -366,7 +380,7 @@ class KafkaSourceSettings(BaseModel):
     bootstrap: str = Field(default=KafkaConnection().bootstrap, min_length=1)
     config: dict[str, str | int | float | bool] = Field(default_factory=dict)
     group: str = Field(default="sensorstream", min_length=1)
-    start: Literal["earliest", "latest"] = "earliest"
+    start: Literal["earliest", "latest"] | AwareDatetime = "earliest"
     until_end: bool = False
     batch_messages: int = Field(default=20_000, gt=0)
     poll_timeout: Duration = timedelta(milliseconds=100)

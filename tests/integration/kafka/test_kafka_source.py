@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -9,8 +11,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from sensorstream.errors import ConfigError
 from sensorstream.pipeline.spec import load_spec
 from sensorstream.runtime.runner import Runner
+from sensorstream.sources.kafka import KafkaSource, KafkaSourceSettings
 from tests.brokers import KafkaBroker
 from tests.integration.kafka.readings import file_twin, kafka_pipeline, produce, readings
 
@@ -96,3 +100,26 @@ def test_a_rerun_after_the_end_resumes_from_the_checkpoint_and_commits_offsets(
     again = Runner(load_spec(spec_path)).run()
     assert again.already_complete
     assert again.lines_this_run == 0
+
+
+def test_a_start_moment_skips_what_was_produced_before_it(
+    kafka: KafkaBroker, tmp_path: Path
+) -> None:
+    topic = kafka.create_topic("moment", partitions=2)
+    rows = readings(200)
+    produce(kafka.bootstrap, topic, rows[:120])
+    time.sleep(0.05)  # message timestamps are milliseconds
+    moment = datetime.now(UTC)
+    time.sleep(0.05)
+    produce(kafka.bootstrap, topic, rows[120:])
+    spec = load_spec(kafka_pipeline(tmp_path, kafka.bootstrap, topic))
+    source = spec.stream_specs()["readings"].source
+    assert isinstance(source, KafkaSourceSettings)
+    moved = source.model_copy(update={"start": moment})
+    summary = Runner(spec, source=moved.build()).run()
+    assert summary.counters.get("lines") == 80  # the later ones, in both partitions
+
+
+def test_a_start_moment_needs_a_time_zone() -> None:
+    with pytest.raises(ConfigError, match="time zone"):
+        KafkaSource("t", start=datetime(2026, 12, 3))  # noqa: DTZ001 - the case tested
