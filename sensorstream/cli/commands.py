@@ -106,16 +106,30 @@ def run(
 @app.command(epilog=EXIT_CODES_HELP)
 def replay(
     file: Annotated[
-        Path, typer.Argument(help="NDJSON, CSV or Parquet file of readings.", show_default=False)
-    ],
+        Path | None,
+        typer.Argument(help="NDJSON, CSV or Parquet file of readings.", show_default=False),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Replay a real dataset shipped in a package instead of a file: "
+            "seattle-temps or sf-temps (vega_datasets), through the weather pipeline.",
+            show_default=False,
+        ),
+    ] = None,
     pipeline: Annotated[
-        Path | None, typer.Option(help="Pipeline YAML; its source is replaced by the file.")
+        Path | None,
+        typer.Option(
+            help="Pipeline YAML, or a scenario's name (weather); its source is replaced "
+            "by the file or the dataset."
+        ),
     ] = None,
     name: Annotated[
         str | None,
         typer.Option(
             help="Pipeline name: its checkpoint and stored results. "
-            "Default: replay_ and the file's name (or the YAML's name)."
+            "Default: replay_ and the file's name (or the YAML's name; with --dataset, "
+            "the pipeline's name, _ and the dataset's)."
         ),
     ] = None,
     speed: Annotated[
@@ -124,11 +138,14 @@ def replay(
     window: Annotated[str, typer.Option(help="Tumbling window size without --pipeline.")] = "1m",
     db: Annotated[Path, typer.Option(help="DuckDB file without --pipeline.")] = DEFAULT_DB,
     fresh: Annotated[bool, typer.Option(help="Discard checkpoints.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Replay a recorded file through a pipeline (by default: per-device tumbling windows).
+    """Replay a recorded file, or a real dataset, through a pipeline.
 
-    Without --pipeline, the measurements are the numeric fields of the first NDJSON line,
-    the CSV's first rows or the Parquet schema.
+    A file without --pipeline runs per-device tumbling windows over its numeric fields (of
+    the first NDJSON line, the CSV's first rows or the Parquet schema). --dataset writes
+    the dataset's readings as the weather scenario's payloads into .sensorstream/datasets/
+    and runs its scenario's pipeline over them (--pipeline another).
     """
     options = {
         "speed": Option("--speed", speed),
@@ -136,12 +153,20 @@ def replay(
         "name": Option("--name", name),
     }
     with friendly_errors(options):
-        from sensorstream.cli.specs import replay_spec
+        from sensorstream.cli.specs import dataset_replay_spec, replay_spec
 
-        spec = replay_spec(file, name=name, pipeline=pipeline, speed=speed, window=window, db=db)
+        if dataset is not None and file is None:
+            spec = dataset_replay_spec(dataset, pipeline=pipeline, pipeline_name=name, speed=speed)
+        elif file is not None and dataset is None:
+            spec = replay_spec(
+                file, name=name, pipeline=pipeline, speed=speed, window=window, db=db
+            )
+        else:
+            msg = "give a file to replay, or --dataset NAME (seattle-temps, sf-temps), not both"
+            raise ConfigError(msg)
         spec = spec.model_copy(update={"api": spec.api.overridden(serve=False)})
         try:
-            outcome = execute_spec(spec, fresh=fresh, progress=True)
+            outcome = execute_spec(spec, fresh=fresh, progress=progress)
         except CheckpointError as error:
             msg = f"{error}; or replay it as a pipeline of its own with --name"
             raise CheckpointError(msg) from None

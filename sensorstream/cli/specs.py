@@ -20,6 +20,7 @@ from sensorstream.sinks import ConsoleSinkSettings, DuckDBSinkSettings
 from sensorstream.sources import FileSourceSettings
 
 DEMO_DB = Path(".sensorstream/demo.duckdb")
+DATASETS_DIR = Path(".sensorstream/datasets")  # where ``replay --dataset`` writes its payloads
 _NOT_IN_NAMES = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -51,7 +52,7 @@ def replay_spec(
     """
     source = FileSourceSettings(type="file", path=file, speed=speed)
     if pipeline is not None:
-        spec = load_spec(pipeline).model_copy(update={"source": source})
+        spec = load_pipeline(pipeline).model_copy(update={"source": source})
         if name is None:
             return spec
         return PipelineSpec.model_validate({**dict(spec), "name": name})
@@ -70,6 +71,56 @@ def replay_spec(
                 }
             ],
             "sinks": [DuckDBSinkSettings(type="duckdb", path=db)],
+        }
+    )
+
+
+def load_pipeline(pipeline: Path) -> PipelineSpec:
+    """``--pipeline``: a YAML file, or else the name of a scenario (``--pipeline weather``)."""
+    if not pipeline.exists() and pipeline.suffix == "" and len(pipeline.parts) == 1:
+        from sensorstream.scenarios import SCENARIOS
+
+        if pipeline.name in SCENARIOS:
+            return SCENARIOS[pipeline.name].spec()
+    return load_spec(pipeline)
+
+
+def dataset_replay_spec(
+    name: str,
+    *,
+    pipeline: Path | None,
+    pipeline_name: str | None,
+    speed: float | None,
+    folder: Path = DATASETS_DIR,
+) -> PipelineSpec:
+    """The pipeline ``replay --dataset`` runs: the dataset's scenario (or ``pipeline``) over it.
+
+    The dataset is written as NDJSON payloads into ``folder`` (:mod:`~sensorstream.sources.
+    datasets`) and becomes the pipeline's source; the zone of its local times becomes
+    ``readings.time_zone``. The pipeline is named ``<pipeline>_<dataset>`` (``--name``
+    otherwise) and checkpointed in ``.sensorstream/<that name>``, so a replay never resumes
+    from, or writes over, the live scenario's state or results.
+    """
+    from sensorstream.sources.datasets import dataset
+
+    chosen = dataset(name)
+    base = load_pipeline(pipeline if pipeline is not None else Path(chosen.scenario))
+    if base.source is None or base.readings is None:
+        msg = (
+            f"pipeline {base.name!r} reads several streams; a dataset is replayed into a "
+            "pipeline of one (top-level source: and readings:)"
+        )
+        raise ConfigError(msg)
+    file = chosen.write(folder)
+    cleaned = re.sub(r"[^A-Za-z0-9]+", "_", chosen.name)  # a name results tables can carry
+    checkpoint = base.checkpoint.model_copy(update={"dir": None})
+    return PipelineSpec.model_validate(
+        {
+            **dict(base),
+            "name": pipeline_name if pipeline_name is not None else f"{base.name}_{cleaned}",
+            "source": FileSourceSettings(type="file", path=file, speed=speed),
+            "readings": base.readings.model_copy(update={"time_zone": chosen.time_zone}),
+            "checkpoint": checkpoint,
         }
     )
 
