@@ -10,13 +10,34 @@ from typing import Annotated
 
 from pydantic import Field
 
+from sensorstream.sources.feeds.access import (
+    AccessDevicesFeed,
+    AccessDevicesSettings,
+    AccessEventsFeed,
+    AccessEventsSettings,
+)
 from sensorstream.sources.feeds.base import Feed
 from sensorstream.sources.feeds.weather import WeatherFeed, WeatherFeedSettings
 
-FeedSettings = Annotated[WeatherFeedSettings, Field(discriminator="kind")]
+FeedSettings = Annotated[
+    WeatherFeedSettings | AccessDevicesSettings | AccessEventsSettings,
+    Field(discriminator="kind"),
+]
 
 FEEDS: dict[str, type[Feed]] = {
     "weather": WeatherFeed,
+    "access_devices": AccessDevicesFeed,
+    "access_events": AccessEventsFeed,
 }
 
-__all__ = ["FEEDS", "Feed", "FeedSettings", "WeatherFeed", "WeatherFeedSettings"]
+__all__ = [
+    "FEEDS",
+    "AccessDevicesFeed",
+    "AccessDevicesSettings",
+    "AccessEventsFeed",
+    "AccessEventsSettings",
+    "Feed",
+    "FeedSettings",
+    "WeatherFeed",
+    "WeatherFeedSettings",
+]
