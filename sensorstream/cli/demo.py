@@ -200,7 +200,11 @@ def _list() -> None:
     """The scenarios: name, the document it reproduces, what it does, what --inject does."""
     from sensorstream.scenarios import SCENARIOS
 
-    table = Table("scenario", "reproduces", "the job", "--inject", box=None)
+    table = Table(box=None)
+    table.add_column("scenario", no_wrap=True)
+    table.add_column("reproduces", no_wrap=True)  # a file name: never cut
+    table.add_column("the job")
+    table.add_column("--inject")
     for item in SCENARIOS.values():
         table.add_row(
             item.name, item.document, item.job, item.injection.help if item.injection else ""

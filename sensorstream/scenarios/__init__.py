@@ -131,6 +131,19 @@ SCENARIOS: dict[str, Scenario] = {
             "device1/2/3 every 2/5/10 s; 1-minute tumbling averages per device, as gauges",
         ),
         Scenario(
+            "access",
+            "Connected doors in Zurich",
+            "iot-streaming-analytics.md",
+            "1,000 doors; events joined with their district; an alert when a district's "
+            "rejected share spikes; a map of the doors",
+            injection=Injection(
+                "events",
+                "disrupt",
+                "a district whose doors reject access for 3 minutes, 2 minutes in "
+                "(e.g. --disrupt Wiedikon)",
+            ),
+        ),
+        Scenario(
             "sensors",
             "IoT sensors",
             "iot-kafka-spark.md",

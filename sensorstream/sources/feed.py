@@ -107,6 +107,7 @@ class FeedSource(Source):
         # duration from this run's start, and resumes exactly where the checkpoint was.
         floor_us = None if resumed and self.start is None and self.live else origin_us
         end_us = None if self.duration is None else origin_us + _micros(self.duration)
+        feed = self.feed.starting_at(origin_us)
         for batch in itertools.count(first):
             low, high = batch * self.interval_us, (batch + 1) * self.interval_us
             low = low if floor_us is None else max(low, floor_us)
@@ -115,7 +116,7 @@ class FeedSource(Source):
                 return
             if self.live:
                 yield from wait_until(high, self.interval_us, clock)
-            reports = self.feed.reports(low, high, self.seed)
+            reports = feed.reports(low, high, self.seed)
             data = payload_lines(reports, self.malformed_fraction, self.seed)
             decoded = decode_json_lines(
                 data, fmt, arrived_at=clock(), origin=f"{self.feed.kind} feed batch {batch}"

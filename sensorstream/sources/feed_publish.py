@@ -33,7 +33,7 @@ from sensorstream.sources.base import (
     SourceBatch,
 )
 from sensorstream.sources.feed import FeedSource, FeedSourceSettings, payload_lines
-from sensorstream.sources.feeds.base import KEY, epoch_us
+from sensorstream.sources.feeds.base import KEY, Feed, epoch_us
 from sensorstream.sources.simulator_publish import Publisher
 
 __all__ = ["FeedPublishing", "UntilPublished"]
@@ -129,6 +129,9 @@ class FeedPublishing:
 
     def _publish(self) -> None:
         batch = self.origin_us // self.interval_us
+        # Timed from the run's start, as the feed source times them (a start burst, a
+        # disruption some minutes in).
+        feeds = {s: source.feed.starting_at(self.origin_us) for s, source in self.sources.items()}
         while not self._stop.is_set():
             low = max(batch * self.interval_us, self.origin_us)
             high = (batch + 1) * self.interval_us
@@ -139,13 +142,13 @@ class FeedPublishing:
             if self.live and not self._wait_until(high):
                 return
             for stream, source in self.sources.items():
-                self._send(stream, source, low, high)
+                self._send(stream, source, feeds[stream], low, high)
             batch += 1
 
-    def _send(self, stream: str, source: FeedSource, low: int, high: int) -> None:
+    def _send(self, stream: str, source: FeedSource, feed: Feed, low: int, high: int) -> None:
         if source.duration is not None and low >= self.origin_us + _micros(source.duration):
             return
-        reports = source.feed.reports(low, high, source.seed)
+        reports = feed.reports(low, high, source.seed)
         if reports.is_empty():
             return
         lines = payload_lines(reports, source.malformed_fraction, source.seed).splitlines()

@@ -10,24 +10,40 @@ from typing import Annotated
 
 from pydantic import Field
 
+from sensorstream.sources.feeds.access import (
+    AccessDevicesFeed,
+    AccessDevicesSettings,
+    AccessEventsFeed,
+    AccessEventsSettings,
+)
 from sensorstream.sources.feeds.base import Feed
 from sensorstream.sources.feeds.rooms import RoomsFeed, RoomsFeedSettings
 from sensorstream.sources.feeds.sensors import SensorFeed, SensorFeedSettings
 from sensorstream.sources.feeds.weather import WeatherFeed, WeatherFeedSettings
 
 FeedSettings = Annotated[
-    RoomsFeedSettings | WeatherFeedSettings | SensorFeedSettings,
+    RoomsFeedSettings
+    | WeatherFeedSettings
+    | AccessDevicesSettings
+    | AccessEventsSettings
+    | SensorFeedSettings,
     Field(discriminator="kind"),
 ]
 
 FEEDS: dict[str, type[Feed]] = {
     "rooms": RoomsFeed,
     "weather": WeatherFeed,
+    "access_devices": AccessDevicesFeed,
+    "access_events": AccessEventsFeed,
     "sensor": SensorFeed,
 }
 
 __all__ = [
     "FEEDS",
+    "AccessDevicesFeed",
+    "AccessDevicesSettings",
+    "AccessEventsFeed",
+    "AccessEventsSettings",
     "Feed",
     "FeedSettings",
     "RoomsFeed",

@@ -70,6 +70,18 @@ class Feed(ABC):
         """Reports a second, about (for a progress line and a publisher's pacing)."""
         return 0.0
 
+    def starting_at(self, origin_us: int) -> Feed:
+        """This feed for a run whose first report is due at ``origin_us``.
+
+        Most feeds do not depend on when a run starts: the default is the feed itself. One
+        whose story is told from the start (every device announced when the run begins, a
+        disruption a few minutes in) returns a copy that knows it, still a pure function of
+        time once the origin is given. Whatever sends a feed's reports (a source, a
+        publisher) calls this with the event time of its first batch.
+        """
+        del origin_us
+        return self
+
 
 def _splitmix(values: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
     z = values + _GOLDEN
