@@ -11,12 +11,13 @@ from typing import Annotated
 from pydantic import Field
 
 from sensorstream.sources.feeds.base import Feed
+from sensorstream.sources.feeds.heartwatch import HeartwatchFeed, HeartwatchFeedSettings
 from sensorstream.sources.feeds.rooms import RoomsFeed, RoomsFeedSettings
 from sensorstream.sources.feeds.sensors import SensorFeed, SensorFeedSettings
 from sensorstream.sources.feeds.weather import WeatherFeed, WeatherFeedSettings
 
 FeedSettings = Annotated[
-    RoomsFeedSettings | WeatherFeedSettings | SensorFeedSettings,
+    RoomsFeedSettings | WeatherFeedSettings | SensorFeedSettings | HeartwatchFeedSettings,
     Field(discriminator="kind"),
 ]
 
@@ -24,12 +25,15 @@ FEEDS: dict[str, type[Feed]] = {
     "rooms": RoomsFeed,
     "weather": WeatherFeed,
     "sensor": SensorFeed,
+    "heartwatch": HeartwatchFeed,
 }
 
 __all__ = [
     "FEEDS",
     "Feed",
     "FeedSettings",
+    "HeartwatchFeed",
+    "HeartwatchFeedSettings",
     "RoomsFeed",
     "RoomsFeedSettings",
     "SensorFeed",

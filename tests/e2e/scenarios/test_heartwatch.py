@@ -1,0 +1,219 @@
+"""The heartwatch scenario end to end: the join, the windows and the distress alert.
+
+The scenario runs at full speed for 150 s of event time from the feed's fixed start (40 s
+before an even minute), with 2,000 users at 1,600 messages a second (each user every
+1.25 s, as with the document's 20,000 at 16,000/s), so injected users collapse in
+[40 s, 115 s) once. The references are computed here from the feed's own ``reports()``
+with plain Polars and Python, record by record: they never ask the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import polars as pl
+import pytest
+
+from sensorstream.pipeline.spec import PipelineSpec
+from sensorstream.runtime.runner import Runner
+from sensorstream.scenarios import scenario
+from sensorstream.sources.feeds import HeartwatchFeedSettings
+from sensorstream.sources.feeds.base import epoch_us
+from sensorstream.sources.feeds.heartwatch import historical_ranges
+from sensorstream.sources.synthetic import DEFAULT_START
+
+SECOND = 1_000_000
+SECONDS = 150
+USERS, RATE = 2_000, 1_600.0
+STILL = 30 * SECOND  # the pipeline's X: unchanged for 30 s
+WINDOW = 10 * SECOND
+COLLAPSED = ("42", "1500")
+START = epoch_us(DEFAULT_START)
+EPISODE = (START + 40 * SECOND, START + 115 * SECOND)
+
+
+def feed(collapse: tuple[str, ...]) -> HeartwatchFeedSettings:
+    return HeartwatchFeedSettings(users=USERS, rate=RATE, collapse=collapse)
+
+
+def spec_in(folder: Path, collapse: tuple[str, ...], **tables: Any) -> PipelineSpec:
+    """The scenario at full speed for SECONDS, its store, checkpoint and ranges in ``folder``."""
+    source = {
+        "type": "feed",
+        "feed": feed(collapse).model_dump(mode="json"),
+        "live": False,
+        "duration": f"{SECONDS}s",
+        "interval": "7s",  # batches cut across windows and episodes
+    }
+    historical = {
+        "source": {"type": "file", "path": str(folder / "historical.parquet")},
+        "key": ["user_id"],
+        "columns": {"min_heart_rate": "int", "max_heart_rate": "int"},
+    }
+    return scenario("heartwatch").spec(
+        changes={
+            "source": source,
+            "tables": {"historical": historical},
+            "sinks": [{"type": "duckdb", "path": str(folder / "heartwatch.duckdb")}],
+            "checkpoint": {"dir": str(folder / "checkpoints")},
+            "api": {"serve": False},
+        },
+        **tables,
+    )
+
+
+def run(folder: Path, collapse: tuple[str, ...], **tables: Any) -> duckdb.DuckDBPyConnection:
+    """The scenario run to its end; its store, read only."""
+    Runner(spec_in(folder, collapse, **tables)).run()
+    return duckdb.connect(str(folder / "heartwatch.duckdb"), read_only=True)
+
+
+@pytest.fixture(scope="module")
+def collapsed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConnection]:
+    db = run(tmp_path_factory.mktemp("collapsed"), COLLAPSED)
+    yield db
+    db.close()
+
+
+def reports(collapse: tuple[str, ...]) -> pl.DataFrame:
+    """The feed's records joined with the historical ranges, as the reference sees them."""
+    sent = feed(collapse).build().reports(START, START + SECONDS * SECOND, seed=0)
+    return sent.join(historical_ranges(USERS, seed=0), on="user_id", how="left").with_columns(
+        ts=pl.col("timestamp") * 1000,
+        out_of_range=(pl.col("heart_rate") < pl.col("min_heart_rate"))
+        | (pl.col("heart_rate") > pl.col("max_heart_rate")),
+    )
+
+
+def reference_transitions(records: pl.DataFrame) -> list[tuple[str, str, int]]:
+    """(user, state, event time) per transition, judged record by record in time order."""
+    found: list[tuple[str, str, int]] = []
+    ordered = records.sort("user_id", "ts").select(
+        "user_id", "ts", "latitude", "longitude", "out_of_range"
+    )
+    for (user,), rows in ordered.group_by("user_id", maintain_order=True):
+        last: tuple[float, float] | None = None
+        since, firing = 0, False
+        for ts, latitude, longitude, out in rows.select(pl.exclude("user_id")).iter_rows():
+            if (latitude, longitude) != last:
+                last, since = (latitude, longitude), ts
+            breach = out and ts - since >= STILL
+            if breach and not firing:
+                found.append((str(user), "firing", ts))
+            elif firing and not breach:
+                found.append((str(user), "resolved", ts))
+            firing = breach
+    return sorted(found, key=lambda row: (row[2], row[0]))
+
+
+def transitions(db: duckdb.DuckDBPyConnection) -> list[tuple[str, str, int]]:
+    rows = db.sql(
+        "SELECT json_extract_string(key, '$.device_id'), state, epoch_us(event_time) "
+        "FROM alert_transitions ORDER BY event_time, 1, sequence"
+    ).fetchall()
+    return [(str(user), str(state), int(at)) for user, state, at in rows]
+
+
+def stillness(records: pl.DataFrame) -> pl.DataFrame:
+    """Each record with ``still_for``: how long its user's location has been what it is."""
+    moved = (pl.col("latitude") != pl.col("latitude").shift()) | (
+        pl.col("longitude") != pl.col("longitude").shift()
+    )
+    runs = records.sort("user_id", "ts").with_columns(
+        moved=moved.fill_null(True).over("user_id")
+    )
+    runs = runs.with_columns(run=pl.col("moved").cum_sum().over("user_id"))
+    return runs.with_columns(still_for=pl.col("ts") - pl.col("ts").min().over("user_id", "run"))
+
+
+def test_no_alert_while_no_one_collapses(tmp_path: Path) -> None:
+    db = run(tmp_path, ())
+    records = stillness(reports(()))
+    assert transitions(db) == [] == reference_transitions(records)
+    # Each condition alone happens plenty: users out of range (exercising), users still
+    # for 30 s and more (resting), so the alert is their conjunction, not either one.
+    still = pl.col("still_for") >= STILL
+    assert records.filter(pl.col("out_of_range"))["user_id"].n_unique() > 500
+    assert records.filter(still)["user_id"].n_unique() > 500
+    assert records.filter(still & pl.col("out_of_range")).is_empty()
+    assert db.sql("SELECT count(*) FROM dead_letters").fetchall() == [(0,)]
+
+
+def test_collapsed_users_alert_only_they_and_only_after_30_s_still(
+    collapsed: duckdb.DuckDBPyConnection,
+) -> None:
+    expected = reference_transitions(reports(COLLAPSED))
+    assert transitions(collapsed) == expected
+    assert {user for user, _, _ in expected} == set(COLLAPSED)
+    for user in COLLAPSED:
+        states = [(state, at) for who, state, at in expected if who == user]
+        assert [state for state, _ in states] == ["firing", "resolved"]
+        (_, fired), (_, resolved) = states
+        # Still from the episode's first record (or the one before, if it had not moved
+        # visibly since): firing 30 s after that, within one report period.
+        assert EPISODE[0] + STILL - 1_250_000 <= fired < EPISODE[0] + STILL + 1_250_000
+        assert EPISODE[1] <= resolved < EPISODE[1] + 1_250_000, "resolved as they move on"
+
+
+def test_stored_windows_equal_the_reference(collapsed: duckdb.DuckDBPyConnection) -> None:
+    records = reports(COLLAPSED).with_columns(window_us=pl.col("ts") // WINDOW * WINDOW)
+    expected = (
+        records.group_by("user_id", "window_us")
+        .agg(
+            avg_heart_rate=pl.col("heart_rate").mean(),
+            num_locations=pl.len(),
+            heart_rate_min=pl.col("heart_rate").min(),
+            heart_rate_max=pl.col("heart_rate").max(),
+            out_of_range=pl.col("out_of_range").sum(),
+        )
+        .sort("user_id", "window_us")
+    )
+    got = collapsed.sql(
+        "SELECT device_id AS user_id, epoch_us(window_start) AS window_us, avg_heart_rate, "
+        "num_locations, heart_rate_min, heart_rate_max, out_of_range, final "
+        "FROM results_heartwatch_per_user ORDER BY user_id, window_start"
+    ).pl()
+    assert got["final"].all()
+    assert got.height == expected.height == USERS * SECONDS // 10
+    for column in ("num_locations", "heart_rate_min", "heart_rate_max", "out_of_range"):
+        assert got[column].cast(pl.Int64).to_list() == expected[column].cast(pl.Int64).to_list()
+    assert got["avg_heart_rate"].to_list() == pytest.approx(expected["avg_heart_rate"].to_list())
+    zipcodes = collapsed.sql(
+        "SELECT zipcode, sum(count) AS count, sum(out_of_range) AS out "
+        "FROM results_heartwatch_zipcodes GROUP BY zipcode ORDER BY zipcode"
+    ).pl()
+    by_zip = records.group_by("zipcode").agg(count=pl.len(), out=pl.col("out_of_range").sum())
+    assert zipcodes.cast(pl.Int64).equals(by_zip.sort("zipcode").cast(pl.Int64))
+
+
+def test_the_ranges_file_is_written_beside_the_store_from_the_feeds_seed(
+    tmp_path: Path,
+) -> None:
+    spec_in(tmp_path, ())
+    path = tmp_path / "historical.parquet"
+    written = pl.read_parquet(path)
+    assert written.equals(historical_ranges(USERS, seed=0))
+    assert written.height == USERS
+    before = path.stat().st_mtime_ns
+    spec_in(tmp_path, ())
+    assert path.stat().st_mtime_ns == before, "a file holding the rows already is left alone"
+
+
+def test_the_shipped_scenario_writes_20000_users_ranges_wherever_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the store and the ranges are relative to the working folder
+    spec = scenario("heartwatch").spec(
+        live=False, duration=timedelta(seconds=1), changes={"api": {"serve": False}}
+    )
+    path = spec.tables["historical"].source.path  # type: ignore[union-attr]
+    assert str(path) == ".sensorstream/heartwatch-historical.parquet"
+    ranges = pl.read_parquet(tmp_path / path)
+    assert ranges.equals(historical_ranges(20_000, seed=0))
+    assert ranges.height == 20_000
+    assert ranges["min_heart_rate"].is_between(60, 65).all()
+    assert ranges["max_heart_rate"].is_between(94, 99).all()
