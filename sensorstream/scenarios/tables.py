@@ -35,7 +35,13 @@ from sensorstream.sources.tables.files import SUFFIXES
 
 __all__ = ["FeedTable", "load_postgres", "place_tables", "write_table_file"]
 
-_POSTGRES_TYPES = {pl.String: "text", pl.Int64: "bigint", pl.Int32: "integer", pl.Float64: "double precision", pl.Boolean: "boolean"}  # fmt: skip
+_POSTGRES_TYPES = {
+    pl.String: "text",
+    pl.Int64: "bigint",
+    pl.Int32: "integer",
+    pl.Float64: "double precision",
+    pl.Boolean: "boolean",
+}
 REFRESH_INTERVAL = "1m"  # besides the notifications: a change made while not listening
 
 
@@ -132,59 +138,63 @@ def load_postgres(dsn: str, name: str, rows: pl.DataFrame, *, key: list[str]) ->
     filled in one transaction, only when its rows are not those already.
     """
     columns = {column: _postgres_type(name, column, kind) for column, kind in rows.schema.items()}
-    table, channel = sql.Identifier(name), sql.Literal(f"{name}_changed")
-    notify = sql.Identifier(f"{name}_notify")
+    table = sql.Identifier(name)
     try:
-        with psycopg.connect(dsn, connect_timeout=5) as connection:
-            with connection.transaction():
-                connection.execute(
-                    sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
-                        table,
-                        sql.SQL(", ").join(
-                            sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t))
-                            for c, t in columns.items()
-                        ),
-                        sql.SQL(", ").join(sql.Identifier(c) for c in key),
-                    )
-                )
-                found = connection.execute(
-                    "SELECT column_name FROM information_schema.columns "
-                    "WHERE table_schema = current_schema() AND table_name = %s "
-                    "ORDER BY ordinal_position",
-                    (name,),
-                ).fetchall()
-                if [c for (c,) in found] != list(columns):
-                    msg = (
-                        f"PostgreSQL table {name!r} has the columns {[c for (c,) in found]}, "
-                        f"not {list(columns)}: drop it or point --table at another database"
-                    )
-                    raise ConfigError(msg)
-                connection.execute(
-                    sql.SQL(
-                        "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS "
-                        "$$ BEGIN PERFORM pg_notify({}, ''); RETURN NULL; END $$"
-                    ).format(notify, channel)
-                )
-                connection.execute(
-                    sql.SQL(
-                        "CREATE OR REPLACE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE OR "
-                        "TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()"
-                    ).format(notify, table, notify)
-                )
-                if _holds(connection, table, columns, key, rows):
-                    return False
-                connection.execute(sql.SQL("TRUNCATE {}").format(table))
-                names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-                copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)")
-                with connection.cursor().copy(copy.format(table, names)) as writer:
-                    buffer = io.BytesIO()
-                    rows.write_csv(buffer)
-                    writer.write(buffer.getvalue())
-                return True
+        with psycopg.connect(dsn, connect_timeout=5) as connection, connection.transaction():
+            _create(connection, name, columns, key)
+            if _holds(connection, table, columns, key, rows):
+                return False
+            connection.execute(sql.SQL("TRUNCATE {}").format(table))
+            names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+            copy = sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv, HEADER true)")
+            with connection.cursor().copy(copy.format(table, names)) as writer:
+                buffer = io.BytesIO()
+                rows.write_csv(buffer)
+                writer.write(buffer.getvalue())
+            return True
     except psycopg.Error as error:
         detail = " ".join(str(error).split()) or type(error).__name__
         msg = f"cannot load table {name!r} into PostgreSQL: {detail}"
         raise ConfigError(msg) from error
+
+
+def _create(
+    connection: psycopg.Connection[Any], name: str, columns: Mapping[str, str], key: list[str]
+) -> None:
+    """The table if missing (refused if its columns differ), and its notifying trigger."""
+    table, notify = sql.Identifier(name), sql.Identifier(f"{name}_notify")
+    declared = sql.SQL(", ").join(
+        sql.SQL("{} {}").format(sql.Identifier(c), sql.SQL(t)) for c, t in columns.items()
+    )
+    primary = sql.SQL(", ").join(sql.Identifier(c) for c in key)
+    connection.execute(
+        sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
+            table, declared, primary
+        )
+    )
+    found = connection.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND table_name = %s ORDER BY ordinal_position",
+        (name,),
+    ).fetchall()
+    if [c for (c,) in found] != list(columns):
+        msg = (
+            f"PostgreSQL table {name!r} has the columns {[c for (c,) in found]}, not "
+            f"{list(columns)}: drop it or point --table at another database"
+        )
+        raise ConfigError(msg)
+    connection.execute(
+        sql.SQL(
+            "CREATE OR REPLACE FUNCTION {}() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_notify({}, ''); RETURN NULL; END $$"
+        ).format(notify, sql.Literal(f"{name}_changed"))
+    )
+    connection.execute(
+        sql.SQL(
+            "CREATE OR REPLACE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION {}()"
+        ).format(notify, table, notify)
+    )
 
 
 def _holds(

@@ -7,8 +7,14 @@ the document's real-time record (``schemas/realtime_value.avsc``: ``user_id`` a 
 ``zipcode`` one of its New York codes, ``latitude`` 39-41, ``longitude`` -75 to -73,
 ``heart_rate`` an int), with the Kafka record's timestamp beside it (KSQL's ``ROWTIME``)::
 
-    {"user_id": "42", "zipcode": 10027, "latitude": 40.512345, "longitude": -73.912345,
-     "heart_rate": 71, "timestamp": 1700000000125}
+    {
+        "user_id": "42",
+        "zipcode": 10027,
+        "latitude": 40.512345,
+        "longitude": -73.912345,
+        "heart_rate": 71,
+        "timestamp": 1700000000125,
+    }
 
 :func:`historical_ranges` is the document's historical table (``user_id``,
 ``min_heart_rate`` 60-65, ``max_heart_rate`` 94-99, as in its ``historical_20000``
@@ -58,7 +64,7 @@ __all__ = [
     "user_ids",
 ]
 
-# The document's zip codes (its realtime schema's options): Manhattan, the Bronx, Queens.
+# The document's 200 zip codes (its realtime schema's options), all in New York City.
 ZIPCODES = (
     *range(10001, 10015), *range(10016, 10042), 10043, 10044, 10045, 10055, 10060, 10065,
     10069, 10075, 10080, 10081, 10087, 10090, 10095, *range(10101, 10127), *range(10128, 10134),
