@@ -93,7 +93,7 @@ def test_stored_windows_equal_the_reference(collapsed: duckdb.DuckDBPyConnection
         assert got[column].cast(pl.Int64).to_list() == expected[column].cast(pl.Int64).to_list()
     assert got["avg_heart_rate"].to_list() == pytest.approx(expected["avg_heart_rate"].to_list())
     zipcodes = collapsed.sql(
-        "SELECT zipcode, sum(count) AS count, sum(out_of_range) AS out "
+        "SELECT CAST(zip AS INTEGER) AS zipcode, sum(count) AS count, sum(out_of_range) AS out "
         "FROM results_heartwatch_zipcodes GROUP BY zipcode ORDER BY zipcode"
     ).pl()
     by_zip = records.group_by("zipcode").agg(count=pl.len(), out=pl.col("out_of_range").sum())
