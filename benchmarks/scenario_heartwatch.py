@@ -33,7 +33,6 @@ import argparse
 import statistics
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
