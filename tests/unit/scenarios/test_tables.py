@@ -80,3 +80,15 @@ def test_demo_table_names_what_it_could_not_reach(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["demo", "all", "--table", dsn])
     assert result.exit_code == 2
     assert "--table puts one scenario's tables in PostgreSQL" in result.output
+
+
+def test_through_a_broker_the_ranges_still_come_from_the_feeds_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    spec = scenario("heartwatch").spec(inject="42", via="kafka://127.0.0.1:19092/demo")
+    assert spec.source is not None
+    assert spec.source.type == "kafka"
+    assert "historical" in spec.tables
+    written = pl.read_parquet(tmp_path / ".sensorstream" / "heartwatch-historical.parquet")
+    assert written.height == 20_000
