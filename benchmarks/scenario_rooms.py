@@ -8,7 +8,7 @@ room3 overheating (``--inject room3``) so the rule fires and resolves along the 
 - **throughput**: the feed at full speed (``live: false``) for ``--readings`` readings
   (their event time at 5/s), in this process, from start to the last result stored:
   readings/s;
-- **latency**: the feed live at the document's rate (5 readings/s, 200 ms batches) for
+- **latency**: the feed live at the document's rate (5 readings/s, 50 ms batches) for
   ``--seconds``. *Pipeline latency* is the runner's own per-batch figure, the one the
   pipeline panel and ``sensorstream_batch_latency_seconds`` on ``/metrics`` show: from a
   batch's arrival to its results and alerts reaching the sinks. *Since sent* adds the wait

@@ -77,6 +77,16 @@ def demo(
             show_default=False,
         ),
     ] = None,
+    table: Annotated[
+        str | None,
+        typer.Option(
+            "--table",
+            help="Load the scenario's reference tables into this PostgreSQL database "
+            "(postgresql://USER@HOST:PORT/DB) and read them from there, e.g. heartwatch's "
+            "historical ranges (default: a file beside the store).",
+            show_default=False,
+        ),
+    ] = None,
     serve: Annotated[bool, typer.Option(help="Serve the API while running.")] = True,
     port: Annotated[
         int,
@@ -116,6 +126,9 @@ def demo(
             if to is not None:
                 msg = "--to runs one scenario through a broker: run demo NAME --to URL"
                 raise ConfigError(msg)
+            if table is not None:
+                msg = "--table puts one scenario's tables in PostgreSQL: run demo NAME --table DSN"
+                raise ConfigError(msg)
             from sensorstream.cli.demo_all import demo_all
 
             demo_all(port=port, duration=bounded, history=back, serve=serve, open_page=open_page)
@@ -127,12 +140,14 @@ def demo(
             if back is not None:
                 msg = "--history and --to do not go together: a broker run starts now"
                 raise ConfigError(msg)
-            _through(chosen, to, bounded, inject, serve=serve, port=port, open_page=open_page)
+            _through(
+                chosen, to, bounded, inject, table, serve=serve, port=port, open_page=open_page
+            )
             return
         start = None if back is None else datetime.now(UTC) - back
         if back is not None and bounded is not None:
             bounded += back  # the feeds' duration counts from their start
-        spec = chosen.spec(duration=bounded, inject=inject, start=start)
+        spec = chosen.spec(duration=bounded, inject=inject, start=start, tables_at=table)
         spec = spec.model_copy(update={"api": spec.api.overridden(serve=serve, port=port)})
         console.print(
             Text.assemble(
@@ -149,6 +164,7 @@ def _through(
     to: str,
     duration: timedelta | None,
     inject: str | None,
+    table: str | None,
     *,
     serve: bool,
     port: int,
@@ -157,7 +173,7 @@ def _through(
     """A scenario through a broker: its feeds published there, its pipeline reading them."""
     from sensorstream.scenarios.brokers import Journey
 
-    journey = Journey.of(chosen, to, duration=duration, inject=inject)
+    journey = Journey.of(chosen, to, duration=duration, inject=inject, tables_at=table)
     spec = journey.spec
     spec = spec.model_copy(update={"api": spec.api.overridden(serve=serve, port=port)})
     journey.spec = spec

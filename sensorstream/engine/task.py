@@ -50,6 +50,9 @@ class TaskOutput:
     # Rows a step refused (a join's record with no reference row), with reason columns.
     rejected: dict[str, pl.DataFrame] = field(default_factory=dict)
     stream: str = READINGS  # the stream whose batch this was
+    # Rows each step emitting a stream produced (a join's, a derive's): how fast a derived
+    # stream flows, which no source batch says (the overview's records/s per stream).
+    rows_by_step: dict[str, int] = field(default_factory=dict)
 
 
 class _StreamState:
@@ -228,6 +231,9 @@ class PartitionTask:
                     output.results[step.name] = produced.drop(OPENED_LATE, strict=False)
                 elif kind is OutputKind.EVENTS:
                     output.events[step.name] = produced
+                elif kind is OutputKind.STREAM:
+                    counted = output.rows_by_step.get(step.name, 0)
+                    output.rows_by_step[step.name] = counted + produced.height
         self._evict_tables(after)
         return late_for
 

@@ -95,7 +95,18 @@ class PipelineMetrics:
             ["pipeline", "stream", "change"],
             registry=self.registry,
         )
+        self.step_rows = Counter(
+            f"{PREFIX}_step_rows",
+            "Rows each step emitting a stream produced (a join's, a derive's)",
+            ["pipeline", "step"],
+            registry=self.registry,
+        )
         self.pipeline = pipeline
+
+    def observe_steps(self, rows: Mapping[str, int]) -> None:
+        """The rows each stream step emitted in one round (a batch, a watermark, a tick)."""
+        for step, count in rows.items():
+            self.step_rows.labels(self.pipeline, step).inc(count)
 
     def observe_batch(self, stream: str, rows: int, latency_s: float) -> None:
         """One source batch handled: its size, and how long since it arrived."""

@@ -341,6 +341,7 @@ PartitionListener`) before it reads them.
 
     def _write(self, partition: int, output: TaskOutput, item: SourceBatch | None = None) -> None:
         counts = self.counters[partition]
+        self.metrics.observe_steps(output.rows_by_step)
         counts.add("results", sum(frame.height for frame in output.results.values()))
         counts.add("alert_transitions", sum(frame.height for frame in output.events.values()))
         counts.count_alerts(output.events)

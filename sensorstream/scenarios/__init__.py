@@ -10,16 +10,20 @@ document each reproduces (in the project's ``seeds``), and what ``--inject`` dis
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import yaml
 
 from sensorstream.errors import ConfigError
-from sensorstream.pipeline.spec import PipelineSpec, parse_spec
+from sensorstream.pipeline.spec import PipelineSpec, YamlLoader, parse_spec
+from sensorstream.scenarios.tables import FeedTable, place_tables
+from sensorstream.sources.feeds import FeedSettings, HeartwatchFeedSettings
+from sensorstream.sources.feeds.heartwatch import historical_ranges
 
 __all__ = ["SCENARIOS", "Injection", "Scenario", "scenario"]
 
@@ -46,6 +50,8 @@ class Scenario:
     document: str  # the reference design it reproduces, in seeds/
     job: str  # what it does, in a line
     injection: Injection | None = None
+    # Reference tables its feeds make (heartwatch's historical ranges), by table name.
+    tables: Mapping[str, FeedTable] = field(default_factory=dict, hash=False)
 
     def path(self) -> Path:
         """The scenario's pipeline YAML, inside the installed package."""
@@ -64,20 +70,27 @@ class Scenario:
         changes: Mapping[str, Any] | None = None,
         start: datetime | None = None,
         via: str | None = None,
+        tables_at: str | None = None,
     ) -> PipelineSpec:
         """The scenario's pipeline, its feeds paced or not, bounded, and disturbed as asked.
 
-        ``changes`` replaces top-level sections of the YAML (``sinks``, ``checkpoint``);
         ``changes`` replaces top-level sections of the YAML (``sinks``, ``checkpoint``);
         ``start`` is the feeds' first report (a live feed started in the past sends what
         it would have sent since then at once, then keeps pace: a dashboard with history);
         ``via`` (``mqtt://HOST:PORT/TOPIC``, ``kafka://HOST:PORT/TOPIC``) reads each feed's
         stream from that broker instead (:mod:`sensorstream.scenarios.brokers`).
+
+        The reference tables the scenario's feeds make are put in place first
+        (:mod:`sensorstream.scenarios.tables`): written to the file the YAML names, or with
+        ``tables_at`` (a PostgreSQL DSN) loaded into that database and read from there.
         """
         unchanged = inject is None and live is None and duration is None and not changes
-        if unchanged and start is None and not via:
+        if tables_at is not None and not self.tables:
+            msg = f"scenario {self.name!r} has no reference table to put in PostgreSQL"
+            raise ConfigError(msg)
+        if unchanged and start is None and not via and not self.tables:
             return parse_spec(self.text(), str(self.path()))
-        data = yaml.safe_load(self.text())
+        data = yaml.load(self.text(), Loader=YamlLoader)  # YAML 1.2: a join's on: stays "on"
         for stream, source in _feed_sources(data).items():
             if live is not None:
                 source["live"] = live
@@ -91,12 +104,26 @@ class Scenario:
             msg = f"scenario {self.name!r} has nothing to inject"
             raise ConfigError(msg)
         data.update(changes or {})
+        if self.tables:  # made from the feeds as configured, before a broker replaces them
+            feeds = _feed_sources(data)
+            made = {name: table.make(feeds) for name, table in self.tables.items()}
+            data["tables"] = place_tables(data.get("tables") or {}, made, tables_at)
+        if unchanged and start is None and not via and tables_at is None:
+            return parse_spec(self.text(), str(self.path()))
         if via is not None:
             from sensorstream.scenarios.brokers import Route, routed
 
             data = routed(data, Route.parse(via), datetime.now(UTC))
         origin = f"{self.path()} (as changed for this run)"
         return parse_spec(yaml.safe_dump(data, sort_keys=False), origin)
+
+
+def _historical(feed: FeedSettings, seed: int) -> pl.DataFrame:
+    """Heartwatch's historical table: each of the feed's users' heart-rate range."""
+    if not isinstance(feed, HeartwatchFeedSettings):
+        msg = f"the historical ranges are the heartwatch feed's, not the {feed.kind} feed's"
+        raise ConfigError(msg)
+    return historical_ranges(feed.users, seed)
 
 
 def _feed_sources(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -149,6 +176,21 @@ SCENARIOS: dict[str, Scenario] = {
             "iot-kafka-spark.md",
             "temperature/humidity/pressure, a topic each at 1 Hz; live count/mean/min/max "
             "per minute, repeats dropped, late readings handled; POST /compute/metrics",
+        ),
+        Scenario(
+            "heartwatch",
+            "HeartWatch",
+            "heartwatch.md",
+            "20,000 users' location + heart rate at 16,000 messages/s joined with their "
+            "historical ranges (a file, or PostgreSQL with --table); an alert for users out "
+            "of range who have not moved for 30 s",
+            injection=Injection(
+                "readings",
+                "collapse",
+                "user ids (1..20000, comma-separated) whose heart rate falls below their "
+                "range while they stop moving, 75 s of every 2 minutes",
+            ),
+            tables={"historical": FeedTable("readings", _historical)},
         ),
     )
 }

@@ -173,11 +173,14 @@ class Journey:
         duration: timedelta | None = None,
         inject: str | None = None,
         changes: Mapping[str, Any] | None = None,
+        tables_at: str | None = None,
     ) -> Journey:
         """A scenario's run through the broker at ``url``, its feeds as ``spec`` makes them."""
         route = Route.parse(url)
-        embedded = scenario.spec(live=live, duration=duration, inject=inject, changes=changes)
-        spec = scenario.spec(live=live, duration=duration, inject=inject, changes=changes, via=url)
+        options: dict[str, Any] = {"live": live, "duration": duration, "inject": inject}
+        options |= {"changes": changes, "tables_at": tables_at}
+        embedded = scenario.spec(**options)
+        spec = scenario.spec(**options, via=url)
         return cls(embedded, spec, route)
 
     def __init__(self, embedded: PipelineSpec, spec: PipelineSpec, route: Route) -> None:

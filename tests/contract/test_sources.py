@@ -59,7 +59,11 @@ from sensorstream.sources import (
     write_dataset,
 )
 from sensorstream.sources.base import Clock
-from sensorstream.sources.feeds import SensorFeedSettings, WeatherFeedSettings
+from sensorstream.sources.feeds import (
+    HeartwatchFeedSettings,
+    SensorFeedSettings,
+    WeatherFeedSettings,
+)
 from sensorstream.sources.ingest_log import IngestLog
 from sensorstream.testing import ManualClock
 from tests.contract.kafka_source_sample import Resume, kafka_topic_of
@@ -234,6 +238,26 @@ def sensor_feed(folder: Path) -> SourceSettings:
     )
 
 
+def heartwatch_feed(folder: Path) -> SourceSettings:
+    """The heartwatch scenario's users (200 of them) for two minutes, two collapsing."""
+    del folder
+    return FeedSourceSettings(
+        feed=HeartwatchFeedSettings(users=200, rate=160, collapse=("42", "7")),
+        seed=2,
+        start=datetime(2019, 6, 27, 1, tzinfo=UTC),
+        duration=timedelta(minutes=2),
+        interval=timedelta(seconds=7),
+        malformed_fraction=0.05,
+    )
+
+
+HEARTWATCH_FORMAT = ReadingFormat(
+    measurements={"heart_rate": "int", "latitude": "float", "longitude": "float"},
+    device_field="user_id",
+    time_field="timestamp",
+    time_unit="ms",
+)
+
 SENSOR_FORMAT = ReadingFormat(
     measurements={"value": "int"}, device_field="producer_id", time_field="timestamp"
 )
@@ -270,6 +294,7 @@ SAMPLES: dict[str, tuple[Sample, ...]] = {
     "feed": (
         Sample("weather", weather_feed, WEATHER_FORMAT),
         Sample("sensor", sensor_feed, SENSOR_FORMAT),
+        Sample("heartwatch", heartwatch_feed, HEARTWATCH_FORMAT),
     ),
 }
 """Samples by the name the source is registered under in ``SOURCES``."""

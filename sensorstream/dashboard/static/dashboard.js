@@ -603,7 +603,10 @@
     const streams = S.views.streams.map((stream) => {
       const q50 = quantile(m, p, "sensorstream_batch_latency_seconds", stream, 0.5), q99 = quantile(m, p, "sensorstream_batch_latency_seconds", stream, 0.99);
       const ms = (v) => (v === null ? "" : v === Infinity ? "> 5 s" : `≤ ${fmt(v * 1000)} ms`);
-      return { stream, "records/s": fmt(rate("sensorstream_batch_rows_sum", (l) => l.stream === stream)), records: total(m, "sensorstream_batch_rows_sum", (l) => l.stream === stream),
+      // An input stream's records come in source batches; a derived one's (a join's, a derive's) are a step's rows.
+      const own = (l) => l.stream === stream, made = (l) => l.step === stream;
+      const perSecond = rate("sensorstream_batch_rows_sum", own), derived = rate("sensorstream_step_rows_total", made);
+      return { stream, "records/s": fmt(perSecond === null ? null : perSecond + derived), records: total(m, "sensorstream_batch_rows_sum", own) + total(m, "sensorstream_step_rows_total", made),
         "latency p50": ms(q50), "latency p99": ms(q99) };
     });
     fillTable($("streams-table"), streams);

@@ -17,6 +17,7 @@ from sensorstream.sources.feeds.access import (
     AccessEventsSettings,
 )
 from sensorstream.sources.feeds.base import Feed
+from sensorstream.sources.feeds.heartwatch import HeartwatchFeed, HeartwatchFeedSettings
 from sensorstream.sources.feeds.rooms import RoomsFeed, RoomsFeedSettings
 from sensorstream.sources.feeds.sensors import SensorFeed, SensorFeedSettings
 from sensorstream.sources.feeds.weather import WeatherFeed, WeatherFeedSettings
@@ -26,6 +27,7 @@ FeedSettings = Annotated[
     | WeatherFeedSettings
     | AccessDevicesSettings
     | AccessEventsSettings
+    | HeartwatchFeedSettings
     | SensorFeedSettings,
     Field(discriminator="kind"),
 ]
@@ -36,6 +38,7 @@ FEEDS: dict[str, type[Feed]] = {
     "access_devices": AccessDevicesFeed,
     "access_events": AccessEventsFeed,
     "sensor": SensorFeed,
+    "heartwatch": HeartwatchFeed,
 }
 
 __all__ = [
@@ -46,6 +49,8 @@ __all__ = [
     "AccessEventsSettings",
     "Feed",
     "FeedSettings",
+    "HeartwatchFeed",
+    "HeartwatchFeedSettings",
     "RoomsFeed",
     "RoomsFeedSettings",
     "SensorFeed",

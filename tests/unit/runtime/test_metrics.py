@@ -43,6 +43,42 @@ def test_the_scraped_counters_are_the_runs_summary(tmp_path: Path) -> None:
     assert scraped[("sensorstream_state_rows", part)] >= 0
 
 
+def test_each_stream_step_counts_the_rows_it_emitted(tmp_path: Path) -> None:
+    derived = spec(tmp_path).model_copy(deep=True)
+    data = derived.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["steps"] = [
+        {"name": "doubled", "derive": {"t2": "t * 2"}},
+        {"name": "big", "input": "doubled", "where": "t2 > 6"},
+        {
+            "name": "w",
+            "input": "big",
+            "window": {"type": "tumbling", "size": "10s"},
+            "aggregates": ["count"],
+        },
+    ]
+    sink = ListSink()
+    runner = Runner(
+        PipelineSpec.model_validate(data),
+        source=ListSource(BATCHES),
+        sinks=[sink],
+        clock=ManualClock(START),
+    )
+    summary = runner.run()
+    scraped = samples(runner.metrics.text())
+    rows = {
+        step: scraped.get(("sensorstream_step_rows_total", (("pipeline", "unit"), ("step", step))))
+        for step in ("doubled", "big", "w")
+    }
+    # Every reading but the duplicate passes the derive (t = 1..9), the one later too late
+    # for the window included (it is late for the window, not for a derive); the filter
+    # keeps t > 3; a window emits results, not a stream.
+    counts = summary.counters
+    assert counts.get("duplicates") == 1
+    assert rows["doubled"] == counts.get("accepted") + counts.get("late") == 9
+    assert rows["big"] == 6
+    assert rows["w"] is None
+
+
 def test_two_runners_keep_their_own_figures(tmp_path: Path) -> None:
     first = Runner(spec(tmp_path / "a"), source=ListSource(BATCHES[:1]), sinks=[ListSink()])
     second = Runner(spec(tmp_path / "b"), source=ListSource(BATCHES), sinks=[ListSink()])
