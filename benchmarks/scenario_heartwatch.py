@@ -30,7 +30,7 @@ Reference run: TBD (the lead runs it on a quiet machine).
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,10 +38,13 @@ from typing import Any
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).parent))
+
+from scenario_timing import live_latency  # type: ignore[import-not-found]
+
 from sensorstream.pipeline.spec import PipelineSpec, YamlLoader
 from sensorstream.runtime.runner import Runner
 from sensorstream.scenarios import scenario
-from sensorstream.sources.base import SourceBatch
 
 RATE = 16_000.0  # messages a second: the document's figure read as a rate, and our feed's
 DOCUMENT_MESSAGES, DOCUMENT_SECONDS, DOCUMENT_MACHINES = 16_000, 180, 6
@@ -95,40 +98,10 @@ def throughput(seconds: float, interval: str | None) -> dict[str, float]:
 
 def latency(seconds: float) -> dict[str, float]:
     """p50/p99 over batches of the pipeline latency and of the latency since sent, live."""
-    pipeline: list[float] = []
-    since_sent: list[float] = []
     with tempfile.TemporaryDirectory() as scratch:
         spec = heartwatch_spec(Path(scratch), live=True, seconds=seconds, interval="shipped")
-        runner = Runner(spec)
-        original = runner.metrics.observe_batch
-
-        def observe(stream: str, rows: int, latency_s: float) -> None:
-            if rows:
-                pipeline.append(latency_s)
-            original(stream, rows, latency_s)
-
-        def sent(item: SourceBatch, total: object) -> None:
-            if item.readings.height:
-                oldest_us = item.readings["ts"].dt.epoch("us").min()
-                assert isinstance(oldest_us, int)
-                since_sent.append((runner.now_us() - oldest_us) / 1e6)
-
-        runner.metrics.observe_batch = observe  # type: ignore[method-assign]
-        runner.on_batch = sent
-        runner.run()
-    return {
-        "batches": len(pipeline),
-        "p50_ms": statistics.median(pipeline) * 1e3,
-        "p99_ms": percentile(pipeline, 0.99) * 1e3,
-        "sent_p50_ms": statistics.median(since_sent) * 1e3,
-        "sent_p99_ms": percentile(since_sent, 0.99) * 1e3,
-    }
-
-
-def percentile(values: list[float], share: float) -> float:
-    """The value ``share`` of the way up the sorted values (nearest rank)."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, round(share * len(ordered)) - 1))]
+        result: dict[str, float] = live_latency(spec)
+    return result
 
 
 def main() -> None:

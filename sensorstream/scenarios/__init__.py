@@ -94,6 +94,8 @@ class Scenario:
         for stream, source in _feed_sources(data).items():
             if live is not None:
                 source["live"] = live
+                if not live:  # a live batch's length: at full speed, batches fit the rate
+                    source.pop("interval", None)
             if duration is not None:
                 source["duration"] = f"{duration.total_seconds()}s"
             if start is not None:

@@ -2,7 +2,9 @@
 
 Batch ``i`` holds the reports sent in the event time ``[i * interval, (i + 1) * interval)``
 from the Unix epoch; its position is ``i``, so resuming after it regenerates exactly the
-batches that followed. A feed's reports do not depend on how time is cut into batches
+batches that followed. A live feed behind the clock (started in the past, or after a slow
+round) takes every batch already due at once, up to about a full-speed batch of reports,
+positioned at the last of them. A feed's reports do not depend on how time is cut into batches
 (:mod:`sensorstream.sources.feeds.base`), so a live run, a full-speed run and a resumed one
 see the same readings. The payloads are real JSON lines in the reference design's shape,
 decoded by :func:`~sensorstream.readings.decode_json_lines` like any device's::
@@ -16,7 +18,6 @@ decoded by :func:`~sensorstream.readings.decode_json_lines` like any device's::
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Generator, Iterator, Mapping
 from datetime import datetime, timedelta
@@ -75,6 +76,10 @@ class FeedSource(Source):
             msg = f"interval must be at least 1ms, got {interval}"
             raise ConfigError(msg)
         self.interval_us = interval // timedelta(microseconds=1)
+        # Batches a live feed behind the clock takes at once: about as many reports as a
+        # full-speed batch holds.
+        span_s = min(3600.0, _REPORTS_PER_BATCH / max(self.feed.rate(), 1e-9))
+        self._catch_up = max(1, int(span_s * 1e6) // self.interval_us)
 
     def identity(self) -> Identity:
         """The settings that generate the stream: equal settings, equal batches."""
@@ -108,8 +113,15 @@ class FeedSource(Source):
         floor_us = None if resumed and self.start is None and self.live else origin_us
         end_us = None if self.duration is None else origin_us + _micros(self.duration)
         feed = self.feed.starting_at(origin_us)
-        for batch in itertools.count(first):
-            low, high = batch * self.interval_us, (batch + 1) * self.interval_us
+        batch = first
+        while True:
+            last = batch
+            if self.live:
+                # Behind the clock (a start in the past, a slow round): every batch already
+                # due comes at once, up to a bound, as a batch positioned at the last one.
+                due = epoch_us(clock()) // self.interval_us - 1
+                last = max(batch, min(due, batch + self._catch_up - 1))
+            low, high = batch * self.interval_us, (last + 1) * self.interval_us
             low = low if floor_us is None else max(low, floor_us)
             high = high if end_us is None else min(high, end_us)
             if end_us is not None and low >= end_us:
@@ -118,17 +130,19 @@ class FeedSource(Source):
                 yield from wait_until(high, self.interval_us, clock)
             reports = feed.reports(low, high, self.seed)
             data = payload_lines(reports, self.malformed_fraction, self.seed)
+            where = f"batch {batch}" if last == batch else f"batches {batch}-{last}"
             decoded = decode_json_lines(
-                data, fmt, arrived_at=clock(), origin=f"{self.feed.kind} feed batch {batch}"
+                data, fmt, arrived_at=clock(), origin=f"{self.feed.kind} feed {where}"
             )
             yield SourceBatch(
                 partition=0,
-                position=batch,
+                position=last,
                 readings=decoded.readings,
                 dead_letters=decoded.dead_letters,
                 payloads=decoded.payloads,
                 blank=decoded.blank,
             )
+            batch = last + 1
 
 
 def payload_lines(reports: pl.DataFrame, malformed_fraction: float = 0.0, seed: int = 0) -> bytes:

@@ -106,3 +106,27 @@ def test_bad_settings_are_refused_with_the_reason(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         FeedSource(WeatherFeedSettings(), **settings)  # type: ignore[arg-type]
+
+
+def test_a_live_feed_behind_the_clock_takes_what_is_due_at_once() -> None:
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=10)
+    settings = WeatherFeedSettings()
+
+    def feed(live: bool) -> FeedSource:
+        return FeedSource(
+            settings,
+            start=start,
+            live=live,
+            duration=timedelta(minutes=10),
+            interval=timedelta(seconds=1) if live else None,
+        )
+
+    now = lambda: datetime.now(UTC)  # noqa: E731 - the real clock, for a live feed
+    caught_up = [b for b in feed(live=True).read(FMT, {}, now) if b is not None]
+    assert len(caught_up) <= 2, "ten minutes already due come in one batch, not 600"
+    at_once = [b for b in feed(live=False).read(FMT, {}, now) if b is not None]
+    assert readings(caught_up).equals(readings(at_once))
+    # Positioned at its last batch: resuming after it regenerates what followed.
+    first = caught_up[0]
+    rest = [b for b in feed(live=True).read(FMT, {0: first.position}, now) if b is not None]
+    assert readings([first, *rest]).equals(readings(at_once))
